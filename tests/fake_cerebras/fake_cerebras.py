@@ -1,0 +1,942 @@
+#!/usr/bin/env python3
+"""A stand-in for the Cerebras inference API (https://api.cerebras.ai/v1).
+
+Stdlib only, one file, Python >= 3.11, so it runs unchanged on the host, in
+the Debian 12 test target as a systemd service (/usr/bin/python3) and in the
+benchmarks.  It speaks the OpenAI-compatible dialect that Cerebras serves:
+
+* ``POST /v1/chat/completions``: streaming (SSE ``data: {chunk}`` events, then
+  ``data: [DONE]``) and non-streaming, with Cerebras' response shape (``id``,
+  ``choices``, ``created``, ``model``, ``system_fingerprint``, ``object``,
+  ``usage`` and ``time_info``).
+* ``GET /v1/models`` and ``GET /v1/models/{id}``: OpenAI list shape.
+* ``GET /health``: 200, for fixtures and systemd checks.
+
+Errors use Cerebras' *flat* error body, not OpenAI's ``{"error": {...}}``
+wrapper, because that is what the live API returns (for example
+``{"message":"Wrong API Key","type":"invalid_request_error","param":"api_key",
+"code":"wrong_api_key"}``); clients and LiteLLM must cope with that shape.
+
+Scripted behaviour (what a test can rely on):
+
+* A request that carries ``tools`` and whose last message is not a ``tool``
+  result is answered with a call to the first tool named in
+  ``--tool-preference`` that the request offers.  Agent/Task are never called
+  once any message contains :data:`SUBAGENT_MARKER`, so a subagent's own
+  conversation does not recurse.  No preferred tool offered -> a text answer.
+* Otherwise the answer is text: ``pong`` when the marker is in the
+  conversation, else ``ccq-fake: done``.
+* ``--strict`` rejects with 400 what a strict OpenAI-compatible server
+  rejects (see :func:`validate_strict`); without it any JSON object with a
+  ``messages`` list is accepted.
+
+The request log (``--request-log``) gets one JSON line per request:
+``{"ts", "method", "path", "status", "bearer", "body"}``.  ``bearer`` only
+says whether a bearer token was present: the key itself is never written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterable, Iterator
+
+# The string the scripted Agent/Task call carries in its prompt.  Its presence
+# in a conversation marks that conversation as the subagent's own (or as the
+# main conversation after the subagent ran), so the fake stops calling Agent.
+SUBAGENT_MARKER = "ccq-subagent-probe"
+
+DEFAULT_MODELS = (
+    # The seed recipe's model: retired by Cerebras, still served here by
+    # default so the seed's configuration works against the fake.
+    "qwen-3-coder-480b",
+    "gpt-oss-120b",
+    "qwen-3-235b-a22b-instruct-2507",
+    "zai-glm-4.6",
+    "zai-glm-4.7",
+    "llama3.1-8b",
+)
+
+# Top-level chat-completions fields Cerebras documents (its API reference
+# plus its OpenAI-compatibility notes).  A strict server answers anything else
+# with 400, as Cerebras does: "body.X: property 'body.X' is unsupported".
+SUPPORTED_TOP_LEVEL_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "min_tokens",
+        "response_format",
+        "seed",
+        "stop",
+        "stream",
+        "stream_options",
+        "temperature",
+        "top_p",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "user",
+        "logprobs",
+        "top_logprobs",
+        "reasoning_effort",
+        "clear_thinking",
+        "prediction",
+        "service_tier",
+        "logit_bias",
+    }
+)
+
+# Keys OpenAI's schema allows on each message role (anything else, such as
+# Anthropic's cache_control, is "Additional properties are not allowed").
+ALLOWED_MESSAGE_KEYS = {
+    "system": frozenset({"role", "content", "name"}),
+    "developer": frozenset({"role", "content", "name"}),
+    "user": frozenset({"role", "content", "name"}),
+    "assistant": frozenset(
+        {"role", "content", "name", "tool_calls", "refusal", "reasoning", "function_call"}
+    ),
+    "tool": frozenset({"role", "content", "tool_call_id"}),
+}
+TOOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+ALLOWED_TOOL_KEYS = frozenset({"type", "function"})
+ALLOWED_FUNCTION_KEYS = frozenset({"name", "description", "parameters", "strict"})
+ALLOWED_TEXT_PART_KEYS = frozenset({"type", "text"})
+
+# Arguments the fake sends for tools it knows; other tools get minimal
+# arguments built from their JSON schema (see minimal_arguments).
+KNOWN_TOOL_ARGUMENTS: dict[str, dict[str, Any]] = {
+    "Agent": {
+        "description": "ccq subagent probe",
+        "prompt": f"{SUBAGENT_MARKER}: reply with the single word pong",
+        "subagent_type": "general-purpose",
+    },
+    "Bash": {"command": "echo ccq-fake", "description": "Print a marker"},
+}
+KNOWN_TOOL_ARGUMENTS["Task"] = KNOWN_TOOL_ARGUMENTS["Agent"]
+AGENT_TOOLS = frozenset({"Agent", "Task"})
+
+TEXT_ANSWER = "ccq-fake: done"
+SUBAGENT_TEXT_ANSWER = "pong"
+
+
+class RequestError(Exception):
+    """A 4xx the fake answers with, in Cerebras' flat error shape."""
+
+    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error",
+                 param: str | None = "validation_error", code: str | None = "wrong_api_format") -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"message": message, "type": type_, "param": param, "code": code}
+
+
+def bad_request(message: str, param: str | None = "validation_error") -> RequestError:
+    """A 400 shaped like Cerebras' validation errors (code wrong_api_format)."""
+    return RequestError(400, message, param=param)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the command line sets; shared read-only by all handlers."""
+
+    models: tuple[str, ...] = DEFAULT_MODELS
+    api_key: str | None = None
+    tool_preference: tuple[str, ...] = ("Agent", "Task")
+    stream_tokens: int = 0
+    tokens_per_second: float = 0.0
+    empty_content_shape: str = "null"
+    tool_arg_chunks: int = 3
+    strict: bool = False
+    no_auth_status: int = 401
+    fingerprint: str = field(default_factory=lambda: "fp_" + uuid.uuid4().hex[:20])
+
+
+# --------------------------------------------------------------------------
+# Strict validation: what a strict OpenAI-compatible server rejects.
+# --------------------------------------------------------------------------
+
+def _check_text_parts(parts: list[Any], where: str) -> None:
+    """A content list may only hold OpenAI text parts ({type: text, text}).
+
+    Cerebras serves text models: image or any other part type is rejected,
+    and so is any extra key on a part (Anthropic's cache_control).
+    """
+    if not parts:
+        raise bad_request(f"{where}: content list must not be empty", where)
+    for j, part in enumerate(parts):
+        if not isinstance(part, dict) or part.get("type") != "text":
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            raise bad_request(f"{where}[{j}]: content part type {kind!r} is not supported; "
+                              "only text parts are", f"{where}[{j}]")
+        if not isinstance(part.get("text"), str):
+            raise bad_request(f"{where}[{j}].text: field required (string)", f"{where}[{j}].text")
+        extra = set(part) - ALLOWED_TEXT_PART_KEYS
+        if extra:
+            raise bad_request(f"{where}[{j}]: additional properties are not allowed "
+                              f"({', '.join(sorted(extra))})", f"{where}[{j}]")
+
+
+def _check_content(msg: dict[str, Any], role: str, where: str) -> None:
+    """Content rules per role (OpenAI's, plus Cerebras' "system as string")."""
+    content = msg.get("content")
+    if role == "assistant":
+        if content is None:
+            if not msg.get("tool_calls"):
+                raise bad_request(f"{where}.content: required unless tool_calls is set",
+                                  f"{where}.content")
+            return
+    elif "content" not in msg or content is None:
+        raise bad_request(f"{where}.content: field required", f"{where}.content")
+    if isinstance(content, str):
+        return
+    if isinstance(content, list):
+        if role in ("system", "developer", "tool"):
+            # Cerebras: "System prompts must be passed to the messages
+            # parameter as a string"; tool results likewise.
+            raise bad_request(f"{where}.content: must be a string for role {role!r}, got a list",
+                              f"{where}.content")
+        _check_text_parts(content, f"{where}.content")
+        return
+    raise bad_request(f"{where}.content: must be a string or a list of text parts",
+                      f"{where}.content")
+
+
+def _check_tool_calls(tool_calls: Any, where: str, seen_ids: set[str]) -> list[str]:
+    """Validate an assistant's tool_calls; return their ids in order."""
+    if not isinstance(tool_calls, list) or not tool_calls:
+        raise bad_request(f"{where}.tool_calls: must be a non-empty list", f"{where}.tool_calls")
+    ids = []
+    for k, call in enumerate(tool_calls):
+        w = f"{where}.tool_calls[{k}]"
+        if not isinstance(call, dict):
+            raise bad_request(f"{w}: must be an object", w)
+        call_id = call.get("id")
+        if not isinstance(call_id, str) or not call_id:
+            raise bad_request(f"{w}.id: field required", f"{w}.id")
+        if call_id in seen_ids:
+            raise bad_request(f"{w}.id: duplicate tool_call id {call_id!r}", f"{w}.id")
+        seen_ids.add(call_id)
+        if call.get("type") != "function":
+            raise bad_request(f"{w}.type: must be 'function'", f"{w}.type")
+        fn = call.get("function")
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise bad_request(f"{w}.function.name: field required", f"{w}.function")
+        if not isinstance(fn.get("arguments"), str):
+            raise bad_request(f"{w}.function.arguments: must be a JSON string", f"{w}.function")
+        extra = set(call) - {"id", "type", "function", "index"}
+        if extra:
+            raise bad_request(f"{w}: additional properties are not allowed "
+                              f"({', '.join(sorted(extra))})", w)
+        ids.append(call_id)
+    return ids
+
+
+def _check_messages(messages: Any) -> None:
+    """OpenAI's conversation rules.
+
+    * Every assistant message with tool_calls must be followed directly by
+      one ``tool`` message per call id (OpenAI: "An assistant message with
+      'tool_calls' must be followed by tool messages responding to each
+      'tool_call_id'").  A user/system/assistant message in between, or the
+      end of the conversation, leaves calls unanswered -> 400.
+    * A ``tool`` message must answer a pending call of the assistant message
+      right before it (OpenAI: "messages with role 'tool' must be a response
+      to a preceeding message with 'tool_calls'").
+    * tool_call ids are unique across the conversation.
+    * ``system`` messages after other messages are accepted: OpenAI's API
+      accepts them anywhere (LiteLLM dropping them is a different problem).
+    """
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("messages: field required (a non-empty list)", "messages")
+    seen_ids: set[str] = set()
+    pending: list[str] = []
+    for i, msg in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(msg, dict):
+            raise bad_request(f"{where}: must be an object", where)
+        role = msg.get("role")
+        if role not in ALLOWED_MESSAGE_KEYS:
+            raise bad_request(f"{where}.role: unsupported role {role!r}", f"{where}.role")
+        extra = set(msg) - ALLOWED_MESSAGE_KEYS[role]
+        if extra:
+            raise bad_request(f"{where}: additional properties are not allowed "
+                              f"({', '.join(sorted(extra))})", where)
+        if role == "tool":
+            call_id = msg.get("tool_call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise bad_request(f"{where}.tool_call_id: field required", f"{where}.tool_call_id")
+            if call_id not in pending:
+                raise bad_request(
+                    f"{where}: messages with role 'tool' must be a response to a preceding "
+                    f"message with 'tool_calls' (no pending tool_call id {call_id!r})", where)
+            pending.remove(call_id)
+            _check_content(msg, role, where)
+            continue
+        if pending:
+            raise bad_request(
+                "An assistant message with 'tool_calls' must be followed by tool messages "
+                "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+                f"response messages: {', '.join(pending)}", f"messages[{i}]")
+        _check_content(msg, role, where)
+        if "name" in msg and not isinstance(msg["name"], str):
+            raise bad_request(f"{where}.name: must be a string", f"{where}.name")
+        if role == "assistant" and msg.get("tool_calls") is not None:
+            pending = _check_tool_calls(msg["tool_calls"], where, seen_ids)
+    if pending:
+        raise bad_request(
+            "An assistant message with 'tool_calls' must be followed by tool messages "
+            "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+            f"response messages: {', '.join(pending)}", "messages")
+
+
+def _check_tools(tools: Any) -> set[str]:
+    """OpenAI function-tool definitions; return the tool names."""
+    if not isinstance(tools, list):
+        raise bad_request("tools: must be a list", "tools")
+    names: set[str] = set()
+    for i, tool in enumerate(tools):
+        where = f"tools[{i}]"
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            raise bad_request(f"{where}.type: must be 'function'", where)
+        extra = set(tool) - ALLOWED_TOOL_KEYS
+        if extra:
+            raise bad_request(f"{where}: additional properties are not allowed "
+                              f"({', '.join(sorted(extra))})", where)
+        fn = tool.get("function")
+        if not isinstance(fn, dict):
+            raise bad_request(f"{where}.function: field required", f"{where}.function")
+        name = fn.get("name")
+        if not isinstance(name, str) or not TOOL_NAME_RE.match(name):
+            raise bad_request(f"{where}.function.name: must match ^[a-zA-Z0-9_-]{{1,64}}$",
+                              f"{where}.function.name")
+        if name in names:
+            raise bad_request(f"{where}.function.name: duplicate tool name {name!r}",
+                              f"{where}.function.name")
+        names.add(name)
+        extra = set(fn) - ALLOWED_FUNCTION_KEYS
+        if extra:
+            raise bad_request(f"{where}.function: additional properties are not allowed "
+                              f"({', '.join(sorted(extra))})", f"{where}.function")
+        params = fn.get("parameters")
+        if params is not None and not isinstance(params, dict):
+            raise bad_request(f"{where}.function.parameters: must be an object",
+                              f"{where}.function.parameters")
+    return names
+
+
+def _check_scalars(body: dict[str, Any]) -> None:
+    """Type checks on the scalar parameters a client commonly sends."""
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = body.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise bad_request(f"{key}: must be a positive integer", key)
+    for key in ("temperature", "top_p"):
+        value = body.get(key)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise bad_request(f"{key}: must be a number", key)
+    if "stream" in body and body["stream"] is not None and not isinstance(body["stream"], bool):
+        raise bad_request("stream: must be a boolean", "stream")
+    if body.get("stream_options") is not None and not body.get("stream"):
+        # OpenAI: "The 'stream_options' parameter is only allowed when
+        # 'stream' is enabled."
+        raise bad_request("stream_options: only allowed when stream is enabled", "stream_options")
+    stop = body.get("stop")
+    if stop is not None and not isinstance(stop, str) and not (
+            isinstance(stop, list) and all(isinstance(s, str) for s in stop) and len(stop) <= 4):
+        raise bad_request("stop: must be a string or a list of up to 4 strings", "stop")
+
+
+def _check_tool_choice(choice: Any, names: set[str]) -> None:
+    """tool_choice must be none/auto/required or name an offered function."""
+    if choice is None or choice in ("none", "auto", "required"):
+        return
+    if (isinstance(choice, dict) and choice.get("type") == "function"
+            and isinstance(choice.get("function"), dict)
+            and choice["function"].get("name") in names):
+        return
+    raise bad_request("tool_choice: must be 'none', 'auto', 'required' or name an offered "
+                      "function", "tool_choice")
+
+
+def validate_strict(body: dict[str, Any]) -> None:
+    """Raise RequestError(400) for whatever a strict server rejects."""
+    unknown = sorted(set(body) - SUPPORTED_TOP_LEVEL_FIELDS)
+    if unknown:
+        raise bad_request("\n".join(f"body.{k}: property 'body.{k}' is unsupported"
+                                    for k in unknown))
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise bad_request("model: field required", "model")
+    _check_messages(body.get("messages"))
+    names = _check_tools(body["tools"]) if body.get("tools") is not None else set()
+    if body.get("tool_choice") is not None:
+        if not names:
+            raise bad_request("tool_choice: only allowed when tools are specified", "tool_choice")
+        _check_tool_choice(body["tool_choice"], names)
+    _check_scalars(body)
+
+
+def validate_lenient(body: Any) -> None:
+    """Non-strict mode: only what the fake itself needs to answer."""
+    if not isinstance(body, dict):
+        raise bad_request("request body must be a JSON object", None)
+    if not isinstance(body.get("model"), str):
+        raise bad_request("model: field required", "model")
+    if not isinstance(body.get("messages"), list):
+        raise bad_request("messages: field required", "messages")
+
+
+# --------------------------------------------------------------------------
+# The scripted "model".
+# --------------------------------------------------------------------------
+
+def conversation_has_marker(messages: list[Any]) -> bool:
+    """True when any message mentions SUBAGENT_MARKER (in any field)."""
+    return SUBAGENT_MARKER in json.dumps(messages, ensure_ascii=False)
+
+
+def tool_names(tools: Any) -> list[str]:
+    """The function names a request offers, in order (tolerates odd shapes)."""
+    names = []
+    for tool in tools if isinstance(tools, list) else []:
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            names.append(fn["name"])
+    return names
+
+
+def tool_schema(tools: Any, name: str) -> dict[str, Any]:
+    """The JSON schema of the named tool, or {}."""
+    for tool in tools if isinstance(tools, list) else []:
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(fn, dict) and fn.get("name") == name and isinstance(fn.get("parameters"), dict):
+            return fn["parameters"]
+    return {}
+
+
+def _placeholder(schema: Any) -> Any:
+    """A minimal value that satisfies a (simple) JSON schema."""
+    if not isinstance(schema, dict):
+        return "ccq"
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    return {
+        "integer": 1,
+        "number": 1,
+        "boolean": False,
+        "array": [],
+        "object": minimal_arguments(schema),
+        "null": None,
+    }.get(kind, "ccq")
+
+
+def minimal_arguments(schema: dict[str, Any]) -> dict[str, Any]:
+    """Arguments holding only the schema's required properties."""
+    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    required = schema.get("required") if isinstance(schema.get("required"), list) else []
+    return {name: _placeholder(props.get(name, {})) for name in required if isinstance(name, str)}
+
+
+def choose_tool(body: dict[str, Any], preference: Iterable[str]) -> str | None:
+    """The tool the scripted model calls now, or None for a text answer."""
+    messages = body.get("messages") or []
+    tools = body.get("tools")
+    if not tools or not messages:
+        return None
+    last = messages[-1]
+    if isinstance(last, dict) and last.get("role") == "tool":
+        return None
+    choice = body.get("tool_choice")
+    if choice == "none":
+        return None
+    offered = tool_names(tools)
+    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        forced = choice["function"].get("name")
+        if forced in offered:
+            return forced
+    marker = conversation_has_marker(messages)
+    for name in preference:
+        if name in offered and not (marker and name in AGENT_TOOLS):
+            return name
+    return None
+
+
+def text_tokens(answer: str, count: int) -> list[str]:
+    """Split the answer into ``count`` tokens (0 = natural word pieces).
+
+    Longer than the answer: filler tokens " t<i>" follow, so every token is
+    distinct and a relay that drops, repeats or reorders one is detectable.
+    """
+    pieces = re.findall(r"\s*[^\s:-]+[:-]?|\s+", answer) or [answer]
+    if count <= 0:
+        return pieces
+    if count < len(pieces):
+        return pieces[: count - 1] + ["".join(pieces[count - 1:])]
+    return pieces + [f" t{i}" for i in range(len(pieces), count)]
+
+
+def split_evenly(text: str, parts: int) -> list[str]:
+    """Split a string into ``parts`` non-empty pieces (fewer if it is short)."""
+    parts = max(1, min(parts, len(text)))
+    size, rest = divmod(len(text), parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < rest else 0)
+        out.append(text[start:end])
+        start = end
+    return out
+
+
+@dataclass
+class Answer:
+    """What the scripted model replies: text tokens or one tool call."""
+
+    tokens: list[str]
+    tool_name: str | None = None
+    tool_arguments: str = ""
+    tool_call_id: str = ""
+
+    @property
+    def finish_reason(self) -> str:
+        return "tool_calls" if self.tool_name else "stop"
+
+    @property
+    def completion_tokens(self) -> int:
+        return max(1, len(self.tool_arguments) // 4) if self.tool_name else len(self.tokens)
+
+
+def make_answer(body: dict[str, Any], config: Config) -> Answer:
+    """Decide the reply to a validated request."""
+    name = choose_tool(body, config.tool_preference)
+    if name is not None:
+        args = KNOWN_TOOL_ARGUMENTS.get(name)
+        if args is None:
+            args = minimal_arguments(tool_schema(body.get("tools"), name))
+        return Answer(tokens=[], tool_name=name, tool_arguments=json.dumps(args),
+                      tool_call_id="call_" + uuid.uuid4().hex[:24])
+    marker = conversation_has_marker(body.get("messages") or [])
+    text = SUBAGENT_TEXT_ANSWER if marker else TEXT_ANSWER
+    return Answer(tokens=text_tokens(text, config.stream_tokens))
+
+
+# --------------------------------------------------------------------------
+# Response bodies.
+# --------------------------------------------------------------------------
+
+# One encoder for the process: json.dumps() with non-default arguments builds
+# a new JSONEncoder on every call, which shows up at 100k chunks/s.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _dumps(obj: Any) -> bytes:
+    return _ENCODE(obj).encode()
+
+
+def usage_block(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    """Cerebras' usage object."""
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
+
+
+def time_info_block(started: float) -> dict[str, Any]:
+    """Cerebras' time_info object (seconds)."""
+    now = time.time()
+    return {"queue_time": 0.000071, "prompt_time": 0.0008, "completion_time": max(0.0, now - started),
+            "total_time": max(0.0, now - started), "created": now}
+
+
+def completion_body(answer: Answer, model: str, config: Config, prompt_tokens: int,
+                    started: float) -> dict[str, Any]:
+    """A non-streaming chat.completion."""
+    message: dict[str, Any] = {"role": "assistant"}
+    if answer.tool_name:
+        message["content"] = "" if config.empty_content_shape == "empty" else None
+        message["tool_calls"] = [{
+            "id": answer.tool_call_id,
+            "type": "function",
+            "function": {"name": answer.tool_name, "arguments": answer.tool_arguments},
+        }]
+    else:
+        message["content"] = "".join(answer.tokens)
+    return {
+        "id": "chatcmpl-" + str(uuid.uuid4()),
+        "choices": [{"finish_reason": answer.finish_reason, "index": 0, "message": message}],
+        "created": int(started),
+        "model": model,
+        "system_fingerprint": config.fingerprint,
+        "object": "chat.completion",
+        "usage": usage_block(prompt_tokens, answer.completion_tokens),
+        "time_info": time_info_block(started),
+    }
+
+
+def _frame(event: bytes) -> bytes:
+    """One SSE event as one HTTP/1.1 chunk (chunked transfer encoding)."""
+    return b"%x\r\n%s\r\n" % (len(event), event)
+
+
+class ChunkEncoder:
+    """Builds the SSE frames of one streamed completion.
+
+    The JSON around the delta is pre-encoded once per response, so a text
+    token costs one json.dumps of the token and a few concatenations: the
+    benchmarks need well over 100k chunks/s from this process.
+    """
+
+    def __init__(self, model: str, config: Config, started: float) -> None:
+        self.config = config
+        head = {"id": "chatcmpl-" + str(uuid.uuid4())}
+        self._prefix = b'data: ' + _dumps(head)[:-1] + b',"choices":[{"delta":'
+        tail = {"created": int(started), "model": model,
+                "system_fingerprint": config.fingerprint, "object": "chat.completion.chunk"}
+        self._suffix_open = b',"index":0}],' + _dumps(tail)[1:-1]
+        # Text frames: "<hex len>\r\n" + head + "<json token>" + tail.
+        self._text_head = self._prefix + b'{"content":'
+        self._text_tail = b"}" + self._suffix_open + b"}\n\n\r\n"
+        self._text_fixed = len(self._text_head) + len(self._text_tail) - 2
+
+    def event(self, delta: dict[str, Any], finish_reason: str | None = None,
+              extra: dict[str, Any] | None = None, empty_choices: bool = False) -> bytes:
+        """One complete frame with an arbitrary delta."""
+        if empty_choices:
+            body = self._prefix[: -len(b'[{"delta":')] + b"[]," + self._suffix_open[len(b',"index":0}],'):]
+        else:
+            fin = b',"finish_reason":' + _dumps(finish_reason) if finish_reason else b""
+            body = self._prefix + _dumps(delta) + fin + self._suffix_open
+        if extra:
+            body += b"," + _dumps(extra)[1:-1]
+        return _frame(body + b"}\n\n")
+
+    def text(self, token: str) -> bytes:
+        """The frame of one text token (the hot path)."""
+        tok = _ENCODE(token).encode()
+        return b"".join((b"%x\r\n" % (self._text_fixed + len(tok)), self._text_head, tok,
+                         self._text_tail))
+
+
+def stream_frames(answer: Answer, model: str, config: Config, prompt_tokens: int,
+                  started: float, include_usage: bool) -> Iterator[bytes]:
+    """Every frame of a streamed completion, [DONE] and the last chunk included."""
+    enc = ChunkEncoder(model, config, started)
+    empty = "" if config.empty_content_shape == "empty" else None
+    if answer.tool_name:
+        yield enc.event({"role": "assistant", "content": empty})
+        pieces = split_evenly(answer.tool_arguments, config.tool_arg_chunks)
+        yield enc.event({"content": empty, "tool_calls": [{
+            "index": 0, "id": answer.tool_call_id, "type": "function",
+            "function": {"name": answer.tool_name, "arguments": ""}}]})
+        for piece in pieces:
+            yield enc.event({"content": empty, "tool_calls": [{
+                "index": 0, "function": {"arguments": piece}}]})
+    else:
+        yield enc.event({"role": "assistant"})
+        for token in answer.tokens:
+            yield enc.text(token)
+    usage = {"usage": usage_block(prompt_tokens, answer.completion_tokens),
+             "time_info": time_info_block(started)}
+    if include_usage:
+        # OpenAI semantics of stream_options.include_usage: usage rides on an
+        # extra chunk with an empty choices list after the finish chunk.
+        yield enc.event({}, answer.finish_reason)
+        yield enc.event({}, extra=usage, empty_choices=True)
+    else:
+        # Cerebras attaches usage and time_info to the finish chunk.
+        yield enc.event({}, answer.finish_reason, extra=usage)
+    yield _frame(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+
+
+# --------------------------------------------------------------------------
+# HTTP.
+# --------------------------------------------------------------------------
+
+class RequestLog:
+    """Append-only JSON-lines log; one line per request, never a secret."""
+
+    def __init__(self, path: str | None) -> None:
+        self._lock = threading.Lock()
+        self._fh = None
+        if path:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._fh = os.fdopen(fd, "a", encoding="utf-8")
+
+    def write(self, method: str, path: str, status: int, bearer: bool, body: Any) -> None:
+        if self._fh is None:
+            return
+        line = json.dumps({"ts": time.time(), "method": method, "path": path, "status": status,
+                           "bearer": bearer, "body": body}, ensure_ascii=False,
+                          separators=(",", ":"))
+        with self._lock:
+            self._fh.write(line + "\n")
+            self._fh.flush()
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The bearer token of an Authorization header, or None."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+class FakeCerebrasHandler(BaseHTTPRequestHandler):
+    """One connection; HTTP/1.1 keep-alive, chunked SSE for streams."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-cerebras/1.0"
+    sys_version = ""
+    config: Config
+    request_log: RequestLog
+
+    def setup(self) -> None:
+        super().setup()
+        # One SSE event per TCP segment, as the real API streams: Nagle would
+        # coalesce small chunks and distort the benchmarks' chunk gaps.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Quiet: the request log is the record, stderr stays clean."""
+
+    # -- plumbing -----------------------------------------------------------
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send_json(self, status: int, obj: Any, log_body: Any) -> None:
+        payload = _dumps(obj)
+        self._log(status, log_body)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _log(self, status: int, body: Any) -> None:
+        self.request_log.write(self.command, self.path, status,
+                               bearer_token(self.headers.get("Authorization")) is not None, body)
+
+    def _auth_error(self) -> RequestError | None:
+        """Cerebras' answers to a missing or wrong key (None = authorised)."""
+        token = bearer_token(self.headers.get("Authorization"))
+        if token is None:
+            if self.config.no_auth_status == 403:
+                # What the live API was seen answering with no header at all.
+                err = RequestError(403, "Not authenticated")
+                err.body = {"detail": "Not authenticated"}
+                return err
+            return RequestError(401, "Wrong API Key", param="api_key", code="wrong_api_key")
+        if self.config.api_key is not None and token != self.config.api_key:
+            return RequestError(401, "Wrong API Key", param="api_key", code="wrong_api_key")
+        return None
+
+    # -- routes ---------------------------------------------------------------
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path in ("/health", "/v1/health"):
+            self._send_json(200, {"status": "ok"}, None)
+            return
+        if path == "/v1/models" or path.startswith("/v1/models/"):
+            err = self._auth_error()
+            if err:
+                self._send_json(err.status, err.body, None)
+                return
+            created = 1_721_692_800
+            models = [{"id": m, "object": "model", "created": created, "owned_by": "Cerebras"}
+                      for m in self.config.models]
+            if path == "/v1/models":
+                self._send_json(200, {"object": "list", "data": models}, None)
+                return
+            wanted = path[len("/v1/models/"):]
+            for m in models:
+                if m["id"] == wanted:
+                    self._send_json(200, m, None)
+                    return
+            self._send_json(404, model_not_found(wanted).body, None)
+            return
+        self._send_json(404, {"message": f"Not found: {path}", "type": "not_found_error",
+                              "param": None, "code": "not_found"}, None)
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        started = time.time()
+        raw = self._read_body()
+        path = self.path.split("?", 1)[0].rstrip("/")
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except (ValueError, UnicodeDecodeError):
+            body = raw.decode("utf-8", "replace")
+            if path == "/v1/chat/completions":
+                err = self._auth_error() or bad_request("Invalid JSON in request body")
+                self._send_json(err.status, err.body, body)
+                return
+        if path != "/v1/chat/completions":
+            self._send_json(404, {"message": f"Not found: {path}", "type": "not_found_error",
+                                  "param": None, "code": "not_found"}, body)
+            return
+        try:
+            err = self._auth_error()
+            if err:
+                raise err
+            if self.config.strict:
+                if not isinstance(body, dict):
+                    raise bad_request("request body must be a JSON object", None)
+                validate_strict(body)
+            else:
+                validate_lenient(body)
+            if body["model"] not in self.config.models:
+                raise model_not_found(body["model"])
+        except RequestError as exc:
+            self._send_json(exc.status, exc.body, body)
+            return
+        answer = make_answer(body, self.config)
+        prompt_tokens = max(1, len(raw) // 4)
+        if not body.get("stream"):
+            self._send_json(200, completion_body(answer, body["model"], self.config,
+                                                 prompt_tokens, started), body)
+            return
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        self._log(200, body)
+        self._stream(stream_frames(answer, body["model"], self.config, prompt_tokens,
+                                   started, include_usage), len(answer.tokens))
+
+    def _stream(self, frames: Iterator[bytes], text_chunks: int) -> None:
+        """Send every frame with its own send(), paced when asked.
+
+        No coalescing: each SSE event is one write, because the benchmarks
+        measure the gap between chunks as the client receives them.
+        """
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        send = self.connection.sendall
+        rate = self.config.tokens_per_second
+        try:
+            if rate <= 0:
+                for frame in frames:
+                    send(frame)
+                return
+            interval = 1.0 / rate
+            t0 = time.perf_counter()
+            for i, frame in enumerate(frames):
+                # Absolute schedule (t0 + i/rate): sleep overshoot never
+                # accumulates into a slower stream.
+                delay = t0 + i * interval - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                send(frame)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+def model_not_found(model: str) -> RequestError:
+    """Cerebras' 404 for a model it does not serve."""
+    return RequestError(404, f"Model {model} does not exist or you do not have access to it.",
+                        type_="not_found_error", param="model", code="model_not_found")
+
+
+class FakeCerebrasServer(ThreadingHTTPServer):
+    """Threaded server; handler threads die with the process."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8400, help="port (default 8400; 0 = any free)")
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                   help="comma-separated model ids served by /v1/models and accepted by chat")
+    p.add_argument("--api-key-file", help="accept only the key in this file (default: any bearer)")
+    p.add_argument("--tool-preference", default="Agent,Task",
+                   help="tools to call, in order of preference (default Agent,Task)")
+    p.add_argument("--stream-tokens", type=int, default=0,
+                   help="stream text answers as exactly N one-token chunks (0 = a few words)")
+    p.add_argument("--tokens-per-second", type=float, default=0.0,
+                   help="pace streamed chunks at R per second (0 = as fast as possible)")
+    p.add_argument("--empty-content-shape", choices=("null", "empty"), default="null",
+                   help='delta.content beside tool-call deltas: null (default) or ""')
+    p.add_argument("--tool-arg-chunks", type=int, default=3,
+                   help="stream tool-call arguments in N pieces (default 3)")
+    p.add_argument("--strict", action="store_true",
+                   help="reject with 400 what a strict OpenAI-compatible server rejects")
+    p.add_argument("--no-auth-status", type=int, choices=(401, 403), default=401,
+                   help="status for a request without a bearer token (default 401; the live "
+                        'API was seen answering 403 {"detail":"Not authenticated"})')
+    p.add_argument("--request-log", help="append one JSON line per request to this file")
+    return p.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    api_key = None
+    if args.api_key_file:
+        with open(args.api_key_file, encoding="utf-8") as fh:
+            api_key = fh.read().strip()
+        if not api_key:
+            raise SystemExit(f"fake_cerebras: {args.api_key_file} is empty")
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    return Config(
+        models=models,
+        api_key=api_key,
+        tool_preference=tuple(t.strip() for t in args.tool_preference.split(",") if t.strip()),
+        stream_tokens=max(0, args.stream_tokens),
+        tokens_per_second=max(0.0, args.tokens_per_second),
+        empty_content_shape=args.empty_content_shape,
+        tool_arg_chunks=max(1, args.tool_arg_chunks),
+        strict=args.strict,
+        no_auth_status=args.no_auth_status,
+    )
+
+
+def make_server(config: Config, host: str, port: int, request_log: str | None) -> FakeCerebrasServer:
+    """A bound server (port 0 = pick one) ready for serve_forever()."""
+    handler = type("Handler", (FakeCerebrasHandler,),
+                   {"config": config, "request_log": RequestLog(request_log)})
+    return FakeCerebrasServer((host, port), handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    server = make_server(build_config(args), args.host, args.port, args.request_log)
+
+    def _stop(signum: int, _frame: Any) -> None:
+        # shutdown() blocks until serve_forever() returns: not from its thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    host, port = server.server_address[:2]
+    print(f"fake_cerebras listening on http://{host}:{port}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
