@@ -47,9 +47,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 # The string the scripted Agent/Task call carries in its prompt.  Its presence
 # in a conversation marks that conversation as the subagent's own (or as the
@@ -121,6 +122,11 @@ KNOWN_TOOL_ARGUMENTS: dict[str, dict[str, Any]] = {
         "description": "ccq subagent probe",
         "prompt": f"{SUBAGENT_MARKER}: reply with the single word pong",
         "subagent_type": "general-purpose",
+        # Claude Code 2.x runs agents in the background by default and then
+        # reports through a later task-notification turn; in the foreground
+        # the subagent's report comes back as this call's tool_result.
+        # Dropped for versions whose schema lacks it (see tool_arguments).
+        "run_in_background": False,
     },
     "Bash": {"command": "echo ccq-fake", "description": "Print a marker"},
 }
@@ -452,6 +458,22 @@ def minimal_arguments(schema: dict[str, Any]) -> dict[str, Any]:
     return {name: _placeholder(props.get(name, {})) for name in required if isinstance(name, str)}
 
 
+def tool_arguments(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """Arguments for a call to ``name``: the table's, fitted to the schema.
+
+    Keys the schema does not offer are dropped (Claude Code validates tool
+    input, and older versions' Task tool has fewer properties), and required
+    properties the table lacks get minimal values.
+    """
+    args = dict(KNOWN_TOOL_ARGUMENTS.get(name, {}))
+    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else None
+    if props is not None and args:
+        args = {k: v for k, v in args.items() if k in props}
+    for key, value in minimal_arguments(schema).items():
+        args.setdefault(key, value)
+    return args
+
+
 def choose_tool(body: dict[str, Any], preference: Iterable[str]) -> str | None:
     """The tool the scripted model calls now, or None for a text answer."""
     messages = body.get("messages") or []
@@ -524,9 +546,7 @@ def make_answer(body: dict[str, Any], config: Config) -> Answer:
     """Decide the reply to a validated request."""
     name = choose_tool(body, config.tool_preference)
     if name is not None:
-        args = KNOWN_TOOL_ARGUMENTS.get(name)
-        if args is None:
-            args = minimal_arguments(tool_schema(body.get("tools"), name))
+        args = tool_arguments(name, tool_schema(body.get("tools"), name))
         return Answer(tokens=[], tool_name=name, tool_arguments=json.dumps(args),
                       tool_call_id="call_" + uuid.uuid4().hex[:24])
     marker = conversation_has_marker(body.get("messages") or [])

@@ -3,7 +3,7 @@
 The integration tests need the exact versions ccq deploys, not whatever the
 test venv happens to hold, so they build their own copies under
 ``<repo>/.cache/`` (git-ignored), keyed by a hash of the pins, and reuse them
-on the next run.  The pins are read from the roles' defaults, the single place
+on the next run.  The pins are read from roles/ccq/defaults/main.yml, the single place
 the playbook reads them from as well.
 
 Run ``python3 tests/helpers/installs.py`` to prepare both caches ahead of a
@@ -18,19 +18,15 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = REPO_ROOT / ".cache"
 
-# Fallbacks for a checkout where the roles' defaults are missing or do not
-# parse; the defaults files are the source of truth.
-FALLBACK_LITELLM_VERSION = "1.74.0.post2"
-FALLBACK_OPENAI_SPEC = ">=1.99.1,<1.100.0"
-FALLBACK_CLAUDE_CODE_VERSION = "2.1.332"
 COMPLETE_MARKER = ".ccq-complete"
 
 
@@ -57,14 +53,17 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 
 
 def read_pins(repo_root: Path = REPO_ROOT) -> Pins:
-    """Pins from roles/*/defaults/main.yml, with fallbacks."""
-    proxy = _load_yaml(repo_root / "roles/litellm_proxy/defaults/main.yml")
-    claude = _load_yaml(repo_root / "roles/claude_code/defaults/main.yml")
-    return Pins(
-        litellm_version=str(proxy.get("litellm_proxy_version") or FALLBACK_LITELLM_VERSION),
-        openai_spec=str(proxy.get("litellm_proxy_openai_version_spec") or FALLBACK_OPENAI_SPEC),
-        claude_code_version=str(claude.get("claude_code_version") or FALLBACK_CLAUDE_CODE_VERSION),
-    )
+    """The pins the playbook installs: roles/ccq/defaults/main.yml is their single source."""
+    defaults_file = repo_root / "roles/ccq/defaults/main.yml"
+    defaults = _load_yaml(defaults_file)
+    try:
+        return Pins(
+            litellm_version=str(defaults["ccq_litellm_version"]),
+            openai_spec=str(defaults["ccq_openai_version_spec"]),
+            claude_code_version=str(defaults["ccq_claude_code_version"]),
+        )
+    except KeyError as missing:
+        raise RuntimeError(f"{defaults_file} lacks {missing}: the tests install what the playbook pins") from None
 
 
 def _short_hash(*parts: str) -> str:
@@ -133,9 +132,10 @@ def claude_binary(prefix: Path) -> Path:
 def ensure_claude_code(pins: Pins, cache_dir: Path = CACHE_DIR) -> Path:
     """The pinned Claude Code installed with npm into its own prefix.
 
-    npm 11 does not run the package's postinstall without allow-scripts; the
-    2.x package ships its native binary as bin/claude.exe, which runs without
-    it, so the install skips scripts and checks ``claude --version`` instead.
+    npm 11 skips install scripts not listed in allow-scripts (npm 9 runs
+    them).  The 2.x package's bin/claude.exe is a stub until its postinstall
+    (install.cjs) hard-links the native binary from the platform package, so
+    the install skips scripts everywhere and runs exactly that one itself.
     """
     prefix = claude_code_dir(pins, cache_dir)
     binary = claude_binary(prefix)
@@ -149,6 +149,9 @@ def ensure_claude_code(pins: Pins, cache_dir: Path = CACHE_DIR) -> Path:
         log = cache_dir / (prefix.name + ".log")
         _run(["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund",
               "--ignore-scripts", f"@anthropic-ai/claude-code@{pins.claude_code_version}"], log)
+        package = prefix / "node_modules/@anthropic-ai/claude-code"
+        if (package / "install.cjs").exists():
+            _run(["node", "install.cjs"], log, cwd=package)
         out = subprocess.run([str(binary), "--version"], capture_output=True, text=True,
                              check=False, env=dict(os.environ, DISABLE_AUTOUPDATER="1"))
         if pins.claude_code_version not in out.stdout:

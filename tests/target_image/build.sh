@@ -116,8 +116,10 @@ elif [[ $# -gt 0 ]]; then
   die "usage: $0 [--print-ref]"
 fi
 
-command -v podman >/dev/null && command -v debootstrap >/dev/null && command -v flock >/dev/null \
-  || die "podman, debootstrap and flock are required: run tests/target_image/install-host-deps.sh as root"
+for tool in podman debootstrap flock setsid tar; do
+  command -v "$tool" >/dev/null \
+    || die "$tool not found: run tests/target_image/install-host-deps.sh as root"
+done
 [[ $(id -u) -eq 0 ]] || die "debootstrap needs root"
 
 if podman image exists "$IMAGE_REF"; then
@@ -144,18 +146,40 @@ readonly WORK_DIR ROOTFS="$WORK_DIR/rootfs"
 # debootstrap mounts /proc and /sys inside the rootfs and an interrupted run
 # can leave them mounted: unmount everything below WORK_DIR before deleting,
 # and never let rm cross into another file system (that would be the host's).
+CHILD_PID=""
 cleanup() {
   local mnt
+  # Stop a running debootstrap (and the dpkg/wget it spawned) before its
+  # rootfs is deleted under it; it runs in its own process group for this.
+  if [[ -n $CHILD_PID ]]; then
+    kill -TERM -- "-$CHILD_PID" 2>/dev/null || true
+    wait "$CHILD_PID" 2>/dev/null || true
+  fi
   while read -r mnt; do
     umount -l "$mnt" 2>/dev/null || true
   done < <(awk -v d="$WORK_DIR/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r)
   rm -rf --one-file-system "$WORK_DIR"
 }
 trap cleanup EXIT
+# Without these traps bash would run the EXIT trap only after the foreground
+# debootstrap finished; `wait` on a background child returns at once instead.
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+
+# Run a command in its own process group (setsid) and wait for it, so that
+# cleanup can signal the whole group.
+run_in_group() {
+  setsid "$@" &
+  CHILD_PID=$!
+  local rc=0
+  wait "$CHILD_PID" || rc=$?
+  CHILD_PID=""
+  return "$rc"
+}
 
 log "debootstrap $SUITE from $MIRROR (log: $WORK_DIR/debootstrap.log)"
 include=$(IFS=,; printf '%s' "${PACKAGES[*]}")
-if ! debootstrap --variant=minbase --include="$include" \
+if ! run_in_group debootstrap --variant=minbase --include="$include" \
     "$SUITE" "$ROOTFS" "$MIRROR" >"$WORK_DIR/debootstrap.log" 2>&1; then
   tail -n 30 "$WORK_DIR/debootstrap.log" >&2
   [[ -f $ROOTFS/debootstrap/debootstrap.log ]] && tail -n 30 "$ROOTFS/debootstrap/debootstrap.log" >&2

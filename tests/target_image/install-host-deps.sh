@@ -13,12 +13,13 @@ PACKAGES=(
   podman          # runs the target container (Debian 12 ships 4.3)
   runc            # crun: "cgroups in hybrid mode not supported"
   debootstrap     # builds the Debian 12 rootfs the image is imported from
+  debian-archive-keyring  # debootstrap verifies the mirror's Release file with it
   uidmap          # newuidmap/newgidmap: podman warns and rootless use fails without them
   slirp4netns     # podman's default rootless network helper (Recommends, pinned here)
   fuse-overlayfs  # overlay storage where the kernel overlay driver is unusable
   tar             # packs the rootfs for `podman import`
   coreutils       # sha256sum for the image tag
-  util-linux      # flock for the build lock
+  util-linux      # flock and setsid for the build lock and cleanup
 )
 
 missing=()

@@ -1,0 +1,80 @@
+"""Helpers for verifying a converged ccq target with testinfra.
+
+Requests to the proxy are made from inside the target by a small Python client that reads
+the master key from its 0600 file itself, so no key ever appears on a command line.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import textwrap
+from typing import Any
+
+import pytest
+
+USER = "alice"
+HOME = f"/home/{USER}"
+PROXY_PORT = 14000
+PROXY_URL = f"http://127.0.0.1:{PROXY_PORT}"
+MODEL_ALIAS = "qwen-3-coder-480b"
+UPSTREAM_LOG = "/var/log/fake-cerebras/requests.jsonl"
+MASTER_KEY_FILE = f"{HOME}/.secrets/ccq_litellm_master_key"
+API_KEY_FILE = f"{HOME}/.secrets/cerebras_api_key"
+SENTINEL_KEY = "csk-sentinel-molecule-0000-not-a-real-key"
+
+# Runs inside the target: POST a body to the proxy with the chosen bearer, print
+# {"status": ..., "body": ...} as JSON.
+_CLIENT = textwrap.dedent(
+    """
+    import json, sys, urllib.request, urllib.error
+    url, bearer_mode, body = sys.argv[1], sys.argv[2], sys.stdin.read()
+    headers = {"content-type": "application/json", "anthropic-version": "2023-06-01"}
+    if bearer_mode == "master":
+        headers["authorization"] = "Bearer " + open(%r).read().strip()
+    elif bearer_mode == "wrong":
+        headers["authorization"] = "Bearer sk-wrong-key"
+    req = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, raw = err.code, err.read()
+    print(json.dumps({"status": status, "body": raw.decode()}))
+    """
+    % MASTER_KEY_FILE
+)
+
+
+def post(host: Any, path: str, body: dict[str, Any], bearer: str = "master") -> dict[str, Any]:
+    """POST ``body`` to the proxy from inside the target as the provisioned user."""
+    script = base64.b64encode(_CLIENT.encode()).decode()
+    payload = base64.b64encode(json.dumps(body).encode()).decode()
+    cmd = (
+        f"echo {payload} | base64 -d | "
+        f"python3 -c \"import base64,sys; exec(base64.b64decode('{script}'))\" {PROXY_URL}{path} {bearer}"
+    )
+    result = host.run(cmd)
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def upstream_requests(host: Any) -> list[dict[str, Any]]:
+    """Every request the fake Cerebras received, oldest first."""
+    content = host.run(f"sudo cat {UPSTREAM_LOG}").stdout
+    return [json.loads(line) for line in content.splitlines() if line.strip()]
+
+
+def sse_events(raw: str) -> list[dict[str, Any]]:
+    """The JSON payloads of an SSE body."""
+    events = []
+    for line in raw.splitlines():
+        if line.startswith("data:") and line[5:].strip() not in ("", "[DONE]"):
+            events.append(json.loads(line[5:]))
+    return events
+
+
+@pytest.fixture()
+def upstream_mark(host: Any) -> int:
+    """How many upstream requests happened before the test."""
+    return len(upstream_requests(host))

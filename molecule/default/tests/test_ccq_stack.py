@@ -1,0 +1,181 @@
+"""What a converged ccq target must do: the seed's checks, tool use, Claude Code subagents,
+authentication, pins, and a proxy that stays on loopback and comes back after a crash."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from conftest import (API_KEY_FILE, HOME, MASTER_KEY_FILE, MODEL_ALIAS, PROXY_PORT, USER,
+                      post, sse_events, upstream_requests)
+
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+FAKE_TOOL_PREFERENCE_NOTE = "the fake calls a tool whenever tools are offered and no result is in yet"
+
+
+def _tool_use_turn(host: Any, stream: bool) -> dict[str, Any]:
+    body = {
+        "model": MODEL_ALIAS,
+        "max_tokens": 256,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+        "tools": [WEATHER_TOOL],
+        "tool_choice": {"type": "auto"},
+    }
+    return post(host, "/v1/messages", body)
+
+
+def _tool_use_block_from_stream(raw: str) -> tuple[dict[str, Any], str | None]:
+    block: dict[str, Any] = {}
+    partial = ""
+    stop_reason = None
+    for event in sse_events(raw):
+        if event.get("type") == "content_block_start" and event["content_block"]["type"] == "tool_use":
+            block = dict(event["content_block"])
+        elif event.get("type") == "content_block_delta" and event["delta"].get("type") == "input_json_delta":
+            partial += event["delta"]["partial_json"]
+        elif event.get("type") == "message_delta":
+            stop_reason = event["delta"].get("stop_reason")
+    block["input"] = json.loads(partial) if partial else block.get("input", {})
+    return block, stop_reason
+
+
+def test_seed_check_system_array_gets_anthropic_json(host):
+    reply = post(host, "/v1/messages", {
+        "model": MODEL_ALIAS,
+        "max_tokens": 16,
+        "system": [{"type": "text", "text": "You are a helpful assistant."}],
+        "messages": [{"role": "user", "content": "ping"}],
+    })
+    assert reply["status"] == 200, reply["body"]
+    message = json.loads(reply["body"])
+    assert message["type"] == "message"
+    assert message["role"] == "assistant"
+    assert message["content"][0]["type"] == "text"
+    assert message["content"][0]["text"]
+
+
+def _finish_round_trip(host, tool_use: dict[str, Any], upstream_mark: int, stream: bool) -> None:
+    follow_up = {
+        "model": MODEL_ALIAS,
+        "max_tokens": 256,
+        "stream": stream,
+        "tools": [WEATHER_TOOL],
+        "messages": [
+            {"role": "user", "content": "What is the weather in Paris?"},
+            {"role": "assistant", "content": [tool_use]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": tool_use["id"], "content": "18C and sunny"}]},
+        ],
+    }
+    reply = post(host, "/v1/messages", follow_up)
+    assert reply["status"] == 200, reply["body"]
+    if stream:
+        texts = [e["delta"]["text"] for e in sse_events(reply["body"])
+                 if e.get("type") == "content_block_delta" and e["delta"].get("type") == "text_delta"]
+        assert "".join(texts)
+    else:
+        assert json.loads(reply["body"])["content"][0]["type"] == "text"
+    reached = upstream_requests(host)[upstream_mark:]
+    tool_messages = [m for r in reached for m in r["body"].get("messages", []) if m.get("role") == "tool"]
+    assert [m["tool_call_id"] for m in tool_messages] == [tool_use["id"]]
+    assert "18C and sunny" in json.dumps(tool_messages[0]["content"])
+
+
+def test_tool_use_round_trip_non_streaming(host, upstream_mark):
+    reply = _tool_use_turn(host, stream=False)
+    assert reply["status"] == 200, reply["body"]
+    message = json.loads(reply["body"])
+    assert message["stop_reason"] == "tool_use"
+    tool_use = next(b for b in message["content"] if b["type"] == "tool_use")
+    assert tool_use["name"] == "get_weather"
+    assert tool_use["input"].get("city")
+    _finish_round_trip(host, {k: tool_use[k] for k in ("type", "id", "name", "input")}, upstream_mark, False)
+
+
+def test_tool_use_round_trip_streaming(host, upstream_mark):
+    reply = _tool_use_turn(host, stream=True)
+    assert reply["status"] == 200, reply["body"]
+    tool_use, stop_reason = _tool_use_block_from_stream(reply["body"])
+    assert stop_reason == "tool_use"
+    assert tool_use["name"] == "get_weather"
+    assert tool_use["input"].get("city")
+    _finish_round_trip(host, {k: tool_use[k] for k in ("type", "id", "name", "input")}, upstream_mark, True)
+
+
+def test_claude_code_agent_round_trip_through_ccq(host, upstream_mark):
+    result = host.run(
+        "cd /tmp && timeout 300 bash -lic 'ccq -p \"Use a subagent to say pong\" "
+        "--output-format stream-json --verbose' 2>/dev/null")
+    assert result.rc == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    tool_uses = [b for e in events if e.get("type") == "assistant"
+                 for b in e["message"]["content"] if b.get("type") == "tool_use"]
+    assert any(b["name"] in ("Agent", "Task") for b in tool_uses)
+    tool_results = [b for e in events if e.get("type") == "user"
+                    for b in (e["message"]["content"] if isinstance(e["message"]["content"], list) else [])
+                    if b.get("type") == "tool_result"]
+    assert tool_results, "no tool_result came back to the main conversation"
+    reached = upstream_requests(host)[upstream_mark:]
+    assert any("ccq-subagent-probe" in json.dumps(r["body"].get("messages", [])[:1]) for r in reached), \
+        "the subagent's own conversation never reached the upstream"
+    assert events[-1].get("type") == "result" and not events[-1].get("is_error")
+
+
+def test_missing_or_wrong_bearer_is_refused_before_the_upstream(host, upstream_mark):
+    body = {"model": MODEL_ALIAS, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    assert post(host, "/v1/messages", body, bearer="none")["status"] == 401
+    assert post(host, "/v1/messages", body, bearer="wrong")["status"] == 401
+    assert upstream_requests(host)[upstream_mark:] == []
+
+
+def test_pinned_versions_are_installed(host):
+    show = host.run(f"{HOME}/.local/share/ccq/pipx-tool/bin/pipx runpip litellm show litellm openai")
+    assert show.rc == 0, show.stderr
+    versions = dict(zip(re.findall(r"(?m)^Name: (\S+)", show.stdout), re.findall(r"(?m)^Version: (\S+)", show.stdout)))
+    assert versions["litellm"] == "1.74.0.post2"
+    assert re.fullmatch(r"1\.99\.\d+", versions["openai"])
+    claude = host.run(f"{HOME}/.local/bin/claude --version")
+    assert claude.stdout.startswith("2.1.332 ")
+
+
+def test_proxy_listens_on_loopback_only(host):
+    sockets = host.run(f"sudo ss -H -ltn 'sport = :{PROXY_PORT}'").stdout.split()
+    local_addresses = [field for field in sockets if field.endswith(f":{PROXY_PORT}")]
+    assert local_addresses == [f"127.0.0.1:{PROXY_PORT}"]
+
+
+def test_key_files_are_private(host):
+    for path in (API_KEY_FILE, MASTER_KEY_FILE, f"{HOME}/.config/ccq/litellm.env"):
+        f = host.file(path)
+        assert f.user == USER
+        assert f.mode == 0o600, path
+    assert host.file(f"{HOME}/.secrets").mode == 0o700
+    assert host.file(f"{HOME}/.config/ccq").mode == 0o700
+
+
+def _systemctl_user(host, *args: str):
+    return host.run("XDG_RUNTIME_DIR=/run/user/$(id -u) systemctl --user " + " ".join(args))
+
+
+def test_service_is_enabled_and_restarts_after_kill(host):
+    assert _systemctl_user(host, "is-enabled", "ccq-litellm.service").stdout.strip() == "enabled"
+    pid_before = _systemctl_user(host, "show", "-p", "MainPID", "--value", "ccq-litellm.service").stdout.strip()
+    assert pid_before not in ("", "0")
+    host.run(f"kill -9 {pid_before}")
+    deadline = time.monotonic() + 60
+    healthy = False
+    while time.monotonic() < deadline:
+        if host.run(f"curl -fsS -o /dev/null http://127.0.0.1:{PROXY_PORT}/health/liveliness").rc == 0:
+            healthy = True
+            break
+        time.sleep(1)
+    pid_after = _systemctl_user(host, "show", "-p", "MainPID", "--value", "ccq-litellm.service").stdout.strip()
+    assert healthy
+    assert pid_after not in ("", "0", pid_before)

@@ -1,0 +1,317 @@
+"""Start and stop the test stack: the fake Cerebras upstream and LiteLLM.
+
+Used by tests/conftest.py and reusable by the benchmarks.  Every server binds
+127.0.0.1 on a free port; keys are random per run, reach LiteLLM through its
+environment (never argv) and reach the fake through a 0600 file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .http import wait_http_ok
+from .installs import REPO_ROOT
+
+FAKE_CEREBRAS = REPO_ROOT / "tests/fake_cerebras/fake_cerebras.py"
+ROLE_CALLBACK = REPO_ROOT / "roles/litellm_proxy/files/custom_callbacks.py"
+SEED_CALLBACK = REPO_ROOT / "tests/fixtures/seed_callback/custom_callbacks.py"
+CONFIG_TEMPLATE = REPO_ROOT / "roles/litellm_proxy/templates/litellm_config.yaml.j2"
+ENV_TEMPLATE = REPO_ROOT / "roles/litellm_proxy/templates/litellm.env.j2"
+PROXY_DEFAULTS = REPO_ROOT / "roles/litellm_proxy/defaults/main.yml"
+MODEL_ALIAS = "qwen-3-coder-480b"
+CLAUDE_CODE_REQUESTS_DIR = REPO_ROOT / "tests/fixtures/claude_code_requests"
+# Extra aliases in the test proxy's config, each in front of its own fake.
+EMPTY_CONTENT_ALIAS = "ccq-test-empty-content"
+UNSERVED_MODEL_ALIAS = "ccq-test-unserved-model"
+# Variables of the caller's environment that must not leak into the stack.
+SCRUBBED_ENV_PREFIXES = ("ANTHROPIC_", "CEREBRAS_", "LITELLM_", "CLAUDE_", "OPENAI_")
+
+
+def free_port() -> int:
+    """A free loopback TCP port (racy in theory, fine for tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def base_env() -> dict[str, str]:
+    """The caller's environment without keys or model routing of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_ENV_PREFIXES)}
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
+
+
+def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``: only the process we started."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
+def tail(path: Path, size: int = 4000) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")[-size:]
+    except OSError:
+        return ""
+
+
+@dataclass
+class FakeUpstream:
+    """A running fake_cerebras.py and what tests need to talk to it."""
+
+    workdir: Path
+    args: list[str] = field(default_factory=list)
+    api_key: str = field(default_factory=lambda: "csk-test-" + secrets.token_hex(16))
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_base(self) -> str:
+        return self.url + "/v1"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "requests.jsonl"
+
+    def start(self) -> FakeUpstream:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        key_file = self.workdir / "cerebras_api_key"
+        key_file.touch(mode=0o600)
+        key_file.write_text(self.api_key)
+        self.port = free_port()
+        cmd = [sys.executable, str(FAKE_CEREBRAS), "--host", "127.0.0.1", "--port", str(self.port),
+               "--api-key-file", str(key_file), "--request-log", str(self.log_path), *self.args]
+        stderr = open(self.workdir / "fake.log", "wb")  # noqa: SIM115 - lives with the process
+        self.proc = subprocess.Popen(cmd, stdout=stderr, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=base_env())
+        stderr.close()
+        wait_http_ok(self.url + "/health", 15, self.proc)
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+    def records(self, path: str = "/v1/chat/completions") -> list[dict[str, Any]]:
+        """The request log, oldest first, for one path."""
+        if not self.log_path.exists():
+            return []
+        rows = [json.loads(line) for line in self.log_path.read_text(encoding="utf-8").splitlines() if line]
+        return [r for r in rows if r["path"].split("?")[0] == path]
+
+    def mark(self) -> int:
+        """A position in the request log: pass it to records_since()."""
+        return len(self.records())
+
+    def records_since(self, mark: int) -> list[dict[str, Any]]:
+        return self.records()[mark:]
+
+
+def pick_callback() -> Path:
+    """The callback under test.
+
+    CCQ_TEST_CALLBACK=seed|role|<path> chooses; by default the role's file
+    (the deployed one) when it exists, else the seed's callback.
+    """
+    choice = os.environ.get("CCQ_TEST_CALLBACK", "")
+    if choice == "seed":
+        return SEED_CALLBACK
+    if choice == "role":
+        return ROLE_CALLBACK
+    if choice:
+        return Path(choice).resolve()
+    return ROLE_CALLBACK if ROLE_CALLBACK.exists() else SEED_CALLBACK
+
+
+def _jinja_env() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["to_json"] = lambda v, **kw: json.dumps(v)
+    env.filters["bool"] = lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on")
+    env.filters["dictsort"] = lambda d: sorted(d.items())
+    return env
+
+
+def _role_defaults() -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(PROXY_DEFAULTS.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def role_variables(api_base: str, master_key: str, cerebras_key: str,
+                   alias: str = MODEL_ALIAS, upstream_model: str = MODEL_ALIAS) -> dict[str, Any]:
+    """Template variables: the role's defaults with the test's values on top."""
+    variables = _role_defaults()
+    variables.update({
+        "ansible_managed": "Rendered by tests/helpers/stack.py for the integration tests",
+        "litellm_proxy_model_alias": alias,
+        "litellm_proxy_upstream_model": upstream_model,
+        "litellm_proxy_api_base": api_base,
+        "litellm_proxy_master_key": master_key,
+        "litellm_proxy_cerebras_api_key": cerebras_key,
+        "litellm_proxy_debug": False,
+        "litellm_proxy_network_environment": {},
+    })
+    return variables
+
+
+def minimal_config(alias: str, upstream_model: str, api_base: str) -> dict[str, Any]:
+    """The seed's config.yaml, for a checkout without the role's template."""
+    return {
+        "model_list": [{"model_name": alias, "litellm_params": {
+            "model": f"cerebras/{upstream_model}", "api_base": api_base,
+            "api_key": "os.environ/CEREBRAS_API_KEY"}}],
+        "litellm_settings": {"callbacks": "custom_callbacks.proxy_handler_instance"},
+        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+    }
+
+
+def render_config(variables: dict[str, Any], extra_models: list[dict[str, Any]]) -> dict[str, Any]:
+    """config.yaml as the role renders it, plus extra model entries."""
+    import yaml
+
+    if CONFIG_TEMPLATE.exists():
+        text = _jinja_env().from_string(CONFIG_TEMPLATE.read_text(encoding="utf-8")).render(**variables)
+        config = yaml.safe_load(text)
+    else:
+        config = minimal_config(variables["litellm_proxy_model_alias"],
+                                variables["litellm_proxy_upstream_model"],
+                                variables["litellm_proxy_api_base"])
+    config.setdefault("model_list", []).extend(extra_models)
+    return config
+
+
+def render_env(variables: dict[str, Any]) -> dict[str, str]:
+    """The proxy's EnvironmentFile as the role renders it, parsed."""
+    if not ENV_TEMPLATE.exists():
+        return {"CEREBRAS_API_KEY": variables["litellm_proxy_cerebras_api_key"],
+                "LITELLM_MASTER_KEY": variables["litellm_proxy_master_key"],
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    text = _jinja_env().from_string(ENV_TEMPLATE.read_text(encoding="utf-8")).render(**variables)
+    env = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            env[key.strip()] = value.strip().strip('"')
+    return env
+
+
+@dataclass
+class LiteLLMProxy:
+    """A running LiteLLM proxy in front of one or more fake upstreams."""
+
+    venv: Path
+    workdir: Path
+    upstream: FakeUpstream
+    callback: Path | None = None
+    extra_models: list[dict[str, Any]] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    master_key: str = field(default_factory=lambda: "sk-test-" + secrets.token_hex(16))
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    startup_timeout: float = 90.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "litellm.log"
+
+    def write_config(self) -> Path:
+        import yaml
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        variables = role_variables(self.upstream.api_base, self.master_key, self.upstream.api_key)
+        config = render_config(variables, self.extra_models)
+        if self.callback is not None:
+            # The deployed file itself, copied beside config.yaml as the role
+            # deploys it: LiteLLM imports callbacks relative to the config.
+            shutil.copy2(self.callback, self.workdir / "custom_callbacks.py")
+        else:
+            config.get("litellm_settings", {}).pop("callbacks", None)
+        path = self.workdir / "config.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self._env = render_env(variables)
+        return path
+
+    def start(self) -> LiteLLMProxy:
+        config = self.write_config()
+        self.port = free_port()
+        env = base_env()
+        env.update(self._env)
+        env.update({
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELLM_TELEMETRY": "False",
+            "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true",
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self.extra_env)
+        cmd = [str(self.venv / "bin/litellm"), "--config", str(config),
+               "--host", "127.0.0.1", "--port", str(self.port)]
+        log = open(self.log_path, "wb")  # noqa: SIM115 - lives with the process
+        self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        try:
+            wait_http_ok(self.url + "/health/liveliness", self.startup_timeout, self.proc)
+        except (RuntimeError, TimeoutError) as exc:
+            self.stop()
+            raise RuntimeError(f"LiteLLM did not become healthy: {exc}\n{tail(self.log_path)}") from exc
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+class ProxyStack:
+    """The session's proxy and the fakes behind it."""
+
+    def __init__(self, proxy: LiteLLMProxy, fake: FakeUpstream, fake_empty: FakeUpstream) -> None:
+        self.proxy = proxy
+        self.fake = fake  # strict, content null beside tool calls
+        self.fake_empty = fake_empty  # strict, content "" beside tool calls
+
+    @property
+    def url(self) -> str:
+        return self.proxy.url
+
+    @property
+    def token(self) -> str:
+        return self.proxy.master_key
+
+    def upstream_for(self, alias: str) -> FakeUpstream:
+        return self.fake_empty if alias == EMPTY_CONTENT_ALIAS else self.fake
+
+
+def anthropic_body(path: Path, stream: bool, model: str = MODEL_ALIAS) -> dict[str, Any]:
+    """A captured request, retargeted at the alias, streamed or not."""
+    body = json.loads(path.read_text(encoding="utf-8"))
+    body["model"] = model
+    body["stream"] = stream
+    return body

@@ -1,0 +1,386 @@
+"""Request-side normalization (issue 3, items a-h and bad input), plain Python.
+
+Each test feeds an Anthropic body shaped like Claude Code 2.x's through
+normalize_request with the LiteLLM 1.74.0.post2 cerebras policy and checks
+the one behaviour its name states.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from callback_support import (
+    BILLING_LINE,
+    EPHEMERAL,
+    cerebras_policy,
+    claude_code_payloads,
+    claude_code_request,
+    load_callbacks,
+    normalize,
+    text,
+    text_only_lists,
+    tool_def,
+    tool_result,
+    tool_use,
+    walk_blocks,
+)
+
+cc = load_callbacks()
+
+
+def body(messages=None, **fields):
+    """A minimal well-formed request plus the given fields."""
+    return {"model": "m", "max_tokens": 100,
+            "messages": messages or [{"role": "user", "content": "hi"}], **fields}
+
+
+# ---------------------------------------------------------------- a. strip
+def test_thinking_context_management_and_output_config_are_removed():
+    out = normalize(claude_code_request())
+    assert not {"thinking", "context_management", "output_config"} & set(out)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("top_k", 5),
+    ("container", "c1"),
+    ("mcp_servers", [{"type": "url", "url": "http://127.0.0.1:1", "name": "x"}]),
+    ("service_tier", "auto"),
+    ("output_format", {"type": "json_schema", "schema": {}}),
+])
+def test_anthropic_fields_without_a_supported_counterpart_are_removed(field, value):
+    assert field not in normalize(body(**{field: value}))
+
+
+def test_field_survives_exactly_when_the_provider_policy_supports_it():
+    # The policy is what LiteLLM's CerebrasConfig says; prove it is what decides.
+    supported = cerebras_policy().supported
+    with_temp = normalize(body(temperature=0.2), policy=cerebras_policy())
+    without_temp = normalize(body(temperature=0.2), policy=cerebras_policy(supported=supported - {"temperature"}))
+    assert with_temp["temperature"] == 0.2
+    assert "temperature" not in without_temp
+
+
+@pytest.mark.parametrize("field", ["reasoning_effort", "parallel_tool_calls", "logprobs", "n"])
+def test_openai_parameters_litellm_would_reject_for_cerebras_are_removed(field):
+    assert field not in normalize(body(**{field: True}))
+
+
+def test_unknown_top_level_fields_are_removed_but_litellm_internal_keys_stay():
+    data = body(some_future_field={"x": 1}, litellm_metadata={"k": "v"},
+                proxy_server_request={"url": "/v1/messages"})
+    out = normalize(data)
+    assert "some_future_field" not in out
+    assert out["litellm_metadata"] == {"k": "v"}
+    assert out["proxy_server_request"] == {"url": "/v1/messages"}
+
+
+def test_supported_fields_keep_their_values():
+    out = normalize(body(stream=True, temperature=1, top_p=0.9, seed=7))
+    assert (out["stream"], out["temperature"], out["top_p"], out["seed"]) == (True, 1, 0.9, 7)
+
+
+def test_stop_sequences_become_openai_stop():
+    out = normalize(body(stop_sequences=["END"]))
+    assert "stop_sequences" not in out
+    assert out["stop"] == ["END"]
+
+
+def test_metadata_keeps_only_a_string_user_id():
+    assert normalize(body(metadata={"user_id": "u1", "extra": 1}))["metadata"] == {"user_id": "u1"}
+    assert "metadata" not in normalize(body(metadata={"user_id": 5}))
+    assert "metadata" not in normalize(body(metadata={"user_id": "u1"}),
+                                        policy=cerebras_policy(supported=cerebras_policy().supported - {"user"}))
+
+
+@pytest.mark.parametrize("name", sorted(claude_code_payloads()))
+def test_cache_control_is_removed_everywhere(name):
+    data = claude_code_payloads()[name]
+    assert any("cache_control" in b for b in walk_blocks(data)), "payload should carry cache_control"
+    out = normalize(data)
+    assert [b for b in walk_blocks(out) if "cache_control" in b] == []
+
+
+def test_cache_control_is_removed_from_image_and_other_blocks():
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="},
+             "cache_control": EPHEMERAL}
+    out = normalize(body([{"role": "user", "content": [text("look"), image]}]))
+    assert out["messages"][0]["content"][1] == {k: v for k, v in image.items() if k != "cache_control"}
+
+
+# ---------------------------------------------------------------- b. system messages
+def test_system_messages_are_folded_into_system_in_order():
+    data = body([
+        {"role": "system", "content": "first"},
+        {"role": "user", "content": "hi"},
+        {"role": "system", "content": [text("second"), text("third")]},
+        {"role": "assistant", "content": "ok"},
+    ], system="top")
+    out = normalize(data)
+    assert [m["role"] for m in out["messages"]] == ["user", "assistant"]
+    assert out["system"] == "top\n\nfirst\n\nsecond\nthird"
+
+
+def test_system_message_between_tool_use_and_its_result_no_longer_separates_them():
+    data = body([
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [tool_use("t1")]},
+        {"role": "system", "content": "reminder"},
+        {"role": "user", "content": [tool_result("t1")]},
+    ])
+    out = normalize(data)
+    assert [m["role"] for m in out["messages"]] == ["user", "assistant", "user"]
+    assert out["system"] == "reminder"
+
+
+# ---------------------------------------------------------------- c. system array
+def test_system_array_becomes_one_string():
+    out = normalize(body(system=[text("a", cache_control=EPHEMERAL), text("b")]))
+    assert out["system"] == "a\n\nb"
+
+
+def test_billing_header_block_is_removed_from_system():
+    out = normalize(body(system=[text(BILLING_LINE), text("You are Claude Code.")]))
+    assert out["system"] == "You are Claude Code."
+
+
+def test_billing_header_line_inside_a_text_is_removed():
+    out = normalize(body(system=f"{BILLING_LINE}\nYou are Claude Code.\nBe brief."))
+    assert out["system"] == "You are Claude Code.\nBe brief."
+
+
+def test_system_is_identical_across_requests_that_differ_only_in_billing_header():
+    first = normalize(body(system=[text(BILLING_LINE), text("prompt")]))
+    second = normalize(body(system=[text(BILLING_LINE.replace("cch=1a2b3", "cch=9z9z9")), text("prompt")]))
+    assert first["system"] == second["system"] == "prompt"
+
+
+def test_system_with_only_a_billing_header_is_dropped():
+    assert "system" not in normalize(body(system=[text(BILLING_LINE)]))
+
+
+# ---------------------------------------------------------------- d. content lists
+def test_text_only_content_list_becomes_a_string():
+    out = normalize(body([{"role": "user", "content": [text("a"), text("b", cache_control=EPHEMERAL)]}]))
+    assert out["messages"][0]["content"] == "a\nb"
+
+
+def test_mixed_content_keeps_tool_use_and_image_blocks_as_blocks():
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}
+    out = normalize(body([
+        {"role": "user", "content": [text("see"), image]},
+        {"role": "assistant", "content": [text("reading"), tool_use("t1")]},
+        {"role": "user", "content": [tool_result("t1")]},
+    ]))
+    assert out["messages"][0]["content"] == [text("see"), image]
+    assert out["messages"][1]["content"] == [text("reading"), tool_use("t1")]
+    assert out["messages"][2]["content"] == [tool_result("t1")]
+
+
+def test_thinking_blocks_are_dropped_so_the_turn_folds_to_text():
+    out = normalize(body([
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm", "signature": "s"}, text("a")]},
+    ]))
+    assert out["messages"][1]["content"] == "a"
+
+
+# ---------------------------------------------------------------- e. tool results
+def _result_content(out, index=-1):
+    blocks = [b for m in out["messages"] if isinstance(m["content"], list) for b in m["content"]
+              if b["type"] == "tool_result"]
+    return blocks[index]["content"]
+
+
+def test_tool_result_text_blocks_become_one_string():
+    data = body([
+        {"role": "assistant", "content": [tool_use("t1", "Agent")]},
+        {"role": "user", "content": [tool_result("t1", [text("report"), text("agentId: a1")])]},
+    ])
+    assert _result_content(normalize(data)) == "report\nagentId: a1"
+
+
+@pytest.mark.parametrize("content", [None, "", "   \n", []], ids=["missing", "empty", "blank", "empty-list"])
+def test_empty_tool_result_gets_a_placeholder(content):
+    data = body([
+        {"role": "assistant", "content": [tool_use("t1")]},
+        {"role": "user", "content": [tool_result("t1", content)]},
+    ])
+    assert _result_content(normalize(data)) == cc.EMPTY_TOOL_RESULT_PLACEHOLDER
+
+
+def test_tool_result_image_is_named_in_a_note_not_lost_silently():
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}
+    data = body([
+        {"role": "assistant", "content": [tool_use("t1")]},
+        {"role": "user", "content": [tool_result("t1", [text("screenshot:"), image])]},
+    ])
+    content = _result_content(normalize(data))
+    assert content.startswith("screenshot:\n[image content omitted")
+
+
+def test_tool_result_is_error_flag_is_kept():
+    data = body([
+        {"role": "assistant", "content": [tool_use("t1")]},
+        {"role": "user", "content": [tool_result("t1", "boom", is_error=True)]},
+    ])
+    out = normalize(data)
+    assert out["messages"][1]["content"][0]["is_error"] is True
+
+
+# ---------------------------------------------------------------- f. ordering
+def test_tool_results_come_before_user_text():
+    data = body([
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [tool_use("t1"), tool_use("t2")]},
+        {"role": "user", "content": [text("before"), tool_result("t1"), text("after"), tool_result("t2")]},
+    ])
+    out = normalize(data)
+    assert out["messages"][2] == {"role": "user", "content": [tool_result("t1"), tool_result("t2")]}
+    assert out["messages"][3] == {"role": "user", "content": "before\nafter"}
+
+
+def test_consecutive_user_messages_are_merged_before_splitting():
+    data = body([
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [tool_use("t1")]},
+        {"role": "user", "content": "interjection"},
+        {"role": "user", "content": [tool_result("t1")]},
+    ])
+    out = normalize(data)
+    assert [m["content"] for m in out["messages"][2:]] == [[tool_result("t1")], "interjection"]
+
+
+def test_consecutive_assistant_messages_are_merged():
+    data = body([
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": "thinking aloud"},
+        {"role": "assistant", "content": [tool_use("t1")]},
+        {"role": "user", "content": [tool_result("t1")]},
+    ])
+    out = normalize(data)
+    assert out["messages"][1] == {"role": "assistant", "content": [text("thinking aloud"), tool_use("t1")]}
+
+
+@pytest.mark.parametrize("name", sorted(claude_code_payloads()))
+def test_every_tool_use_is_answered_by_the_next_message_and_only_by_tool_results(name):
+    out = normalize(claude_code_payloads()[name])
+    msgs = out["messages"]
+    for i, msg in enumerate(msgs):
+        ids = [b["id"] for b in msg["content"] if b["type"] == "tool_use"] if isinstance(msg["content"], list) else []
+        if not ids:
+            continue
+        answer = msgs[i + 1]["content"]
+        assert isinstance(answer, list) and {b["type"] for b in answer} == {"tool_result"}
+        assert sorted(b["tool_use_id"] for b in answer) == sorted(ids)
+
+
+# ---------------------------------------------------------------- g. tools
+def test_tool_definitions_keep_only_name_description_and_schema():
+    tools = [tool_def("Bash", cache_control=EPHEMERAL), tool_def("Later", defer_loading=True, type="custom")]
+    out = normalize(body(tools=tools))
+    assert [sorted(t) for t in out["tools"]] == [["description", "input_schema", "name"]] * 2
+
+
+def test_tool_schema_object_is_shared_not_copied():
+    tools = [tool_def("Bash", cache_control=EPHEMERAL)]
+    out = normalize(body(tools=tools))
+    assert out["tools"][0]["input_schema"] is tools[0]["input_schema"]
+
+
+def test_server_tools_without_input_schema_are_removed():
+    tools = [tool_def("Bash"), {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}]
+    assert [t["name"] for t in normalize(body(tools=tools))["tools"]] == ["Bash"]
+
+
+def test_tool_choice_naming_a_removed_tool_is_dropped():
+    tools = [tool_def("Bash"), {"type": "web_search_20250305", "name": "web_search"}]
+    out = normalize(body(tools=tools, tool_choice={"type": "tool", "name": "web_search"}))
+    assert "tool_choice" not in out
+
+
+def test_tool_choice_naming_an_offered_tool_is_kept():
+    out = normalize(body(tools=[tool_def("Bash")], tool_choice={"type": "tool", "name": "Bash"}))
+    assert out["tool_choice"] == {"type": "tool", "name": "Bash"}
+
+
+def test_tools_and_tool_choice_are_dropped_when_only_server_tools_were_offered():
+    out = normalize(body(tools=[{"type": "web_search_20250305", "name": "web_search"}],
+                         tool_choice={"type": "any"}))
+    assert "tools" not in out and "tool_choice" not in out
+
+
+def test_tool_choice_none_is_dropped_because_the_adapter_rejects_it():
+    out = normalize(body(tools=[tool_def("Bash")], tool_choice={"type": "none"}))
+    assert "tool_choice" not in out
+
+
+# ---------------------------------------------------------------- h. max_tokens
+def test_max_tokens_above_the_ceiling_is_clamped():
+    assert normalize(body(max_tokens=32000), ceiling=16384)["max_tokens"] == 16384
+
+
+def test_max_tokens_below_the_ceiling_is_kept():
+    assert normalize(body(max_tokens=512), ceiling=16384)["max_tokens"] == 512
+
+
+def test_ceiling_is_read_from_the_environment():
+    assert cc.max_tokens_ceiling_from_env({}) == cc.DEFAULT_MAX_TOKENS_CEILING == 16384
+    assert cc.max_tokens_ceiling_from_env({"CCQ_MAX_TOKENS_CEILING": " 8192 "}) == 8192
+
+
+@pytest.mark.parametrize("raw", ["lots", "0", "-5", "1.5"])
+def test_invalid_ceiling_fails_loudly_naming_the_variable(raw):
+    with pytest.raises(ValueError, match="CCQ_MAX_TOKENS_CEILING"):
+        cc.max_tokens_ceiling_from_env({"CCQ_MAX_TOKENS_CEILING": raw})
+
+
+# ---------------------------------------------------------------- bad input
+MALFORMED = {
+    "not a dict": ["messages"],
+    "no messages": {"model": "m", "thinking": {"type": "adaptive"}},
+    "messages not a list": {"model": "m", "messages": "hi", "thinking": {}},
+    "empty messages": {"model": "m", "messages": [], "thinking": {}},
+    "message not a dict": {"model": "m", "messages": ["hi"], "thinking": {}},
+    "unknown role": {"model": "m", "messages": [{"role": "tool", "content": "x"}], "thinking": {}},
+    "content neither list nor string": {"model": "m", "messages": [{"role": "user", "content": 5}], "thinking": {}},
+    "content missing": {"model": "m", "messages": [{"role": "user"}], "thinking": {}},
+    "block without type": {"model": "m", "messages": [{"role": "user", "content": [{"text": "x"}]}], "thinking": {}},
+    "block not a dict": {"model": "m", "messages": [{"role": "user", "content": ["x"]}], "thinking": {}},
+    "text not a string": {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]},
+    "tool_use without id": {"model": "m", "messages": [{"role": "assistant", "content": [{"type": "tool_use", "name": "x"}]}]},
+    "tool_result content a number": {"model": "m", "messages": [
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": 3}]}]},
+    "system a number": {"model": "m", "messages": [{"role": "user", "content": "x"}], "system": 3},
+    "system block not text": {"model": "m", "messages": [{"role": "user", "content": "x"}], "system": [{"type": "image"}]},
+    "tools not a list": {"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": {"name": "x"}},
+    "tool without name": {"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"input_schema": {}}]},
+    "tool_choice a string": {"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "auto"},
+    "metadata a string": {"model": "m", "messages": [{"role": "user", "content": "x"}], "metadata": "u"},
+    "only system messages": {"model": "m", "messages": [{"role": "system", "content": "x"}], "thinking": {}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_body_passes_through_unchanged(name):
+    data = MALFORMED[name]
+    before = copy.deepcopy(data)
+    out = normalize(data)
+    assert out is data
+    assert data == before
+
+
+@pytest.mark.parametrize("name", sorted(claude_code_payloads()))
+def test_input_body_is_never_modified(name):
+    data = claude_code_payloads()[name]
+    before = json.dumps(data, sort_keys=True)
+    normalize(data)
+    assert json.dumps(data, sort_keys=True) == before
+
+
+@pytest.mark.parametrize("name", sorted(claude_code_payloads()))
+def test_claude_code_request_leaves_no_text_only_lists(name):
+    data = claude_code_payloads()[name]
+    assert text_only_lists(normalize(data)) == []
