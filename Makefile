@@ -49,11 +49,14 @@ lint: venv
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --offline
 
+# Plain Python: the callback, the fake upstream. No LiteLLM, no network.
 unit: venv
-	$(PYTEST) -q tests/unit tests/fake_cerebras
+	$(PYTEST) -q -m "not integration" tests
 
+# The real pinned LiteLLM (cached venv under .cache/) and the real Claude Code binary in
+# front of the fake upstream; no Ansible.
 integration: venv
-	$(PYTEST) -q -m integration tests/integration
+	$(PYTEST) -q -m integration tests
 
 molecule: venv test-image
 	@set -e; for s in $(MOLECULE_SCENARIOS); do \

@@ -88,11 +88,10 @@ def test_stop_sequences_become_openai_stop():
     assert out["stop"] == ["END"]
 
 
-def test_metadata_keeps_only_a_string_user_id():
-    assert normalize(body(metadata={"user_id": "u1", "extra": 1}))["metadata"] == {"user_id": "u1"}
-    assert "metadata" not in normalize(body(metadata={"user_id": 5}))
-    assert "metadata" not in normalize(body(metadata={"user_id": "u1"}),
-                                        policy=cerebras_policy(supported=cerebras_policy().supported - {"user"}))
+def test_claude_code_device_and_session_ids_never_reach_the_upstream():
+    user_id = '{"device_id":"d3v1ce","account_uuid":"","session_id":"s3ss10n"}'
+    assert "metadata" not in normalize(body(metadata={"user_id": user_id}))
+    assert "user" not in normalize(body(metadata={"user_id": user_id}))
 
 
 @pytest.mark.parametrize("name", sorted(claude_code_payloads()))

@@ -16,7 +16,6 @@ WEATHER_TOOL = {
     "description": "Weather for a city",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
-FAKE_TOOL_PREFERENCE_NOTE = "the fake calls a tool whenever tools are offered and no result is in yet"
 
 
 def _tool_use_turn(host: Any, stream: bool) -> dict[str, Any]:
@@ -123,8 +122,11 @@ def test_claude_code_agent_round_trip_through_ccq(host, upstream_mark):
                     if b.get("type") == "tool_result"]
     assert tool_results, "no tool_result came back to the main conversation"
     reached = upstream_requests(host)[upstream_mark:]
-    assert any("ccq-subagent-probe" in json.dumps(r["body"].get("messages", [])[:1]) for r in reached), \
-        "the subagent's own conversation never reached the upstream"
+    # The main conversation carries the marker only inside the assistant's tool call; the
+    # subagent's own conversation carries it as its user prompt.
+    subagent_prompts = [m for r in reached for m in r["body"].get("messages", [])
+                        if m.get("role") == "user" and "ccq-subagent-probe" in json.dumps(m.get("content"))]
+    assert subagent_prompts, "the subagent's own conversation never reached the upstream"
     assert events[-1].get("type") == "result" and not events[-1].get("is_error")
 
 

@@ -135,7 +135,9 @@ ANTHROPIC_FIELD_COUNTERPARTS: Mapping[str, str | None] = {
     "top_p": "top_p",
     "tools": "tools",  # translated to function tools
     "tool_choice": "tool_choice",  # translated (auto/any/tool)
-    "metadata": "user",  # metadata.user_id becomes `user`
+    # Claude Code's metadata.user_id is a JSON string with its device id and session id;
+    # the 1.74 adapter would forward it to Cerebras as `user`. Nothing upstream needs it.
+    "metadata": None,
     # Renamed by ccq: the adapter forwards `stop_sequences` verbatim, a field
     # OpenAI servers do not know.
     "stop_sequences": "stop",
@@ -531,12 +533,6 @@ def normalize_request(data: Any, policy: ParamPolicy, max_tokens_ceiling: int) -
                 continue
             if key == "stop_sequences":
                 out.setdefault("stop", value)
-                continue
-            if key == "metadata":
-                # AnthropicMetadata(**metadata) in 1.74 takes only user_id (str).
-                user_id = value.get("user_id") if isinstance(value, dict) else None
-                if isinstance(user_id, str):
-                    out["metadata"] = {"user_id": user_id}
                 continue
         elif not policy.keeps(key):
             continue

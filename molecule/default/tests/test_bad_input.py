@@ -1,0 +1,34 @@
+"""A play that fails validation changes nothing on the target."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+
+
+def home_tree_digest(host, home: str) -> str:
+    """Paths, modes and content hashes of every file under ``home``."""
+    return host.run(
+        f"sudo find {home} -printf '%p %m %s\\n' | sort; "
+        f"sudo find {home} -type f -exec sha256sum {{}} + | sort").stdout
+
+
+def run_site_against_target(*extra: str) -> subprocess.CompletedProcess[str]:
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    env = {k: v for k, v in os.environ.items() if k != "CEREBRAS_API_KEY"}
+    env["ANSIBLE_NOCOLOR"] = "1"
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(Path(inventory).parent), "site.yml", *extra],
+        cwd=PROJECT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+
+
+def test_missing_key_without_a_terminal_stops_before_any_change(host):
+    before = home_tree_digest(host, "/home/bob")
+    result = run_site_against_target("-e", "ccq_user=bob", "-e", "ccq_cerebras_api_key=")
+    assert result.returncode != 0
+    assert "No Cerebras API key: run with CEREBRAS_API_KEY=" in result.stdout, result.stdout[-3000:]
+    assert "claude_code :" not in result.stdout
+    assert home_tree_digest(host, "/home/bob") == before
