@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 import textwrap
 from typing import Any
 
+import os
+from functools import cache
+from pathlib import Path
+
 import pytest
+import yaml
 
 USER = "alice"
 HOME = f"/home/{USER}"
@@ -46,6 +52,18 @@ _CLIENT = textwrap.dedent(
 )
 
 
+def as_user(command: str, login_shell: bool = False) -> str:
+    """``command`` run by the provisioned user (testinfra's podman backend runs as root).
+
+    ``login_shell`` gives an interactive login bash, as a user opening a terminal gets, with
+    the rc files and therefore the cc/ccq functions loaded.
+    """
+    if login_shell:
+        return f"sudo -iu {USER} -- bash -lic {shlex.quote(command)}"
+    return (f"sudo -u {USER} -H -- env XDG_RUNTIME_DIR=/run/user/1000 "
+            f"bash -c {shlex.quote(command)}")
+
+
 def post(host: Any, path: str, body: dict[str, Any], bearer: str = "master") -> dict[str, Any]:
     """POST ``body`` to the proxy from inside the target as the provisioned user."""
     script = base64.b64encode(_CLIENT.encode()).decode()
@@ -54,14 +72,14 @@ def post(host: Any, path: str, body: dict[str, Any], bearer: str = "master") -> 
         f"echo {payload} | base64 -d | "
         f"python3 -c \"import base64,sys; exec(base64.b64decode('{script}'))\" {PROXY_URL}{path} {bearer}"
     )
-    result = host.run(cmd)
+    result = host.run(as_user(cmd))
     assert result.rc == 0, result.stderr
     return json.loads(result.stdout)
 
 
 def upstream_requests(host: Any) -> list[dict[str, Any]]:
     """Every request the fake Cerebras received, oldest first."""
-    content = host.run(f"sudo cat {UPSTREAM_LOG}").stdout
+    content = host.run(f"cat {UPSTREAM_LOG}").stdout
     return [json.loads(line) for line in content.splitlines() if line.strip()]
 
 
@@ -78,3 +96,10 @@ def sse_events(raw: str) -> list[dict[str, Any]]:
 def upstream_mark(host: Any) -> int:
     """How many upstream requests happened before the test."""
     return len(upstream_requests(host))
+
+
+@cache
+def pins() -> dict[str, Any]:
+    """The project's inputs and pins, from their one source (roles/ccq/defaults/main.yml)."""
+    project = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+    return yaml.safe_load((project / "roles/ccq/defaults/main.yml").read_text())

@@ -12,8 +12,8 @@ PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resol
 def home_tree_digest(host, home: str) -> str:
     """Paths, modes and content hashes of every file under ``home``."""
     return host.run(
-        f"sudo find {home} -printf '%p %m %s\\n' | sort; "
-        f"sudo find {home} -type f -exec sha256sum {{}} + | sort").stdout
+        f"find {home} -printf '%p %m %s\\n' | sort; "
+        f"find {home} -type f -exec sha256sum {{}} + | sort").stdout
 
 
 def run_site_against_target(*extra: str) -> subprocess.CompletedProcess[str]:
