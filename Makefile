@@ -14,7 +14,7 @@ export PATH := $(BIN):$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/tests/target_image/containers.conf
 export ANSIBLE_FORCE_COLOR ?= 0
 PYTEST := $(BIN)/pytest
-MOLECULE_SCENARIOS ?= default
+MOLECULE_SCENARIOS ?= default uninstall
 
 .PHONY: help venv provision test lint unit integration molecule host-deps test-image bench smoke clean
 

@@ -1,0 +1,52 @@
+"""After converge + uninstall: nothing of ccq is left, and the user's own files are intact."""
+
+from __future__ import annotations
+
+HOME = "/home/alice"
+OURS = [
+    f"{HOME}/.config/ccq",
+    f"{HOME}/.config/systemd/user/ccq-litellm.service",
+    f"{HOME}/.local/share/pipx/venvs/litellm",
+    f"{HOME}/.local/share/ccq/pipx-tool",
+    f"{HOME}/.local/bin/claude",
+    f"{HOME}/.local/bin/litellm",
+    f"{HOME}/.local/lib/node_modules/@anthropic-ai/claude-code",
+    f"{HOME}/.local/state/ccq",
+    f"{HOME}/.secrets/ccq_litellm_master_key",
+]
+
+
+def test_nothing_of_ccq_is_left(host):
+    left = [path for path in OURS if host.file(path).exists]
+    assert left == []
+    for rc in (f"{HOME}/.bashrc", f"{HOME}/dotfiles/zshrc"):
+        assert "ccq" not in host.file(rc).content_string
+
+
+def test_the_proxy_is_stopped_and_its_port_closed(host):
+    assert host.run("curl -fsS -o /dev/null http://127.0.0.1:14000/health/liveliness").rc != 0
+    assert "litellm" not in host.run("ps -eo args").stdout
+
+
+def test_linger_is_back_to_what_it_was(host):
+    assert not host.file("/var/lib/systemd/linger/alice").exists
+
+
+def test_the_cerebras_key_file_is_kept_by_default(host):
+    key = host.file(f"{HOME}/.secrets/cerebras_api_key")
+    assert key.exists and key.mode == 0o600
+
+
+def test_the_users_own_files_are_byte_for_byte_unchanged(host):
+    after = host.run(f"cd {HOME} && find . -xdev -type f -exec sha256sum {{}} + | sort").stdout.splitlines()
+    before = host.file("/root/alice-before.sha256").content_string.splitlines()
+    # Files ccq adds and keeps on purpose: the Cerebras key and rc backups (name~).
+    kept = ("./.secrets/cerebras_api_key",)
+    after_own = [line for line in after if not line.endswith(kept) and not line.endswith("~")]
+    assert after_own == before
+
+
+def test_the_dotfiles_symlink_is_still_a_symlink(host):
+    zshrc = host.file(f"{HOME}/.zshrc")
+    assert zshrc.is_symlink
+    assert zshrc.linked_to == f"{HOME}/dotfiles/zshrc"

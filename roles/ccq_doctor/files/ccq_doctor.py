@@ -1,0 +1,1716 @@
+#!/usr/bin/env python3
+"""ccq doctor, status and logs: name what is wrong with a ccq setup, and the exact fix.
+
+Deployed verbatim by roles/ccq_doctor (to ~/.local/share/ccq/ccq_doctor.py) and run by the
+ccq shell function (``ccq doctor``, ``ccq status``, ``ccq logs``) or, for a fleet, by
+playbooks/doctor.yml.  Stdlib only, Python >= 3.9: it runs with the machine's own python3,
+outside LiteLLM's venv, because a broken venv is one of the things it diagnoses.
+
+Its settings come from ~/.config/ccq/doctor.json, which the role writes from the same
+variables that built the proxy; without that file ccq's default layout under $HOME is assumed.
+
+Secrets: the Cerebras key and the proxy's master key are read from their files into memory.
+They go into HTTP headers only, never onto a command line, and every line this script prints
+passes through :func:`mask_secrets`.
+
+``doctor`` prints one line per check (``ok``, ``warn`` or ``FAIL``), each failure followed by
+the fix, and exits 1 when any check failed.  The checks are :data:`CHECKS`; the README's
+troubleshooting table is rendered from that list (``ccq_doctor.py checks --markdown``) and a
+unit test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import ipaddress
+import json
+import os
+import pwd
+import re
+import shlex
+import shutil
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+_SEVERITY = {OK: 0, WARN: 1, FAIL: 2}
+
+# Where ccq keeps things, relative to the account's home: a copy of ccq_layout in
+# roles/ccq/vars/main.yml, used only when doctor.json is missing.
+DEFAULT_LAYOUT = {
+    "secrets_dir": ".secrets",
+    "api_key_file": ".secrets/cerebras_api_key",
+    "master_key_file": ".secrets/ccq_litellm_master_key",
+    "config_dir": ".config/ccq",
+    "proxy_config": ".config/ccq/litellm_config.yaml",
+    "proxy_callbacks": ".config/ccq/custom_callbacks.py",
+    "proxy_env_file": ".config/ccq/litellm.env",
+    "shell_functions": ".config/ccq/ccq.sh",
+    "state_dir": ".local/state/ccq",
+    "proxy_log": ".local/state/ccq/litellm.log",
+    "proxy_pidfile": ".local/state/ccq/litellm.pid",
+    "bin_dir": ".local/bin",
+    "litellm_venv": ".local/share/pipx/venvs/litellm",
+    "unit_dir": ".config/systemd/user",
+}
+DEFAULT_SETTINGS_FILE = ".config/ccq/doctor.json"
+
+# Claude Code's model roles.  Without the first group, subagents ask the proxy for
+# claude-sonnet-* ("Invalid model name"); without the second, background calls (titles,
+# summaries) ask for claude-haiku-* and fail at once.
+ROUTING_VARS = ("ANTHROPIC_DEFAULT_SONNET_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL")
+SMALL_FAST_VARS = ("ANTHROPIC_SMALL_FAST_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL")
+PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+NO_PROXY_VARS = ("NO_PROXY", "no_proxy")
+CAPTURED_VARS = ("ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL") + SMALL_FAST_VARS + ROUTING_VARS + PROXY_VARS + NO_PROXY_VARS
+# Variables of the proxy's environment file that hold secrets: never printed, never passed on.
+SECRET_ENV_NAMES = ("CEREBRAS_API_KEY", "LITELLM_MASTER_KEY")
+CALLBACK_SETTING = "custom_callbacks.proxy_handler_instance"
+NO_SHELL_FUNCTION = 97  # exit status of the capture script when the shell has no ccq
+
+
+# ---------------------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class Settings:
+    """What the provisioning intended: ports, names, versions and file locations."""
+
+    home: Path
+    user: str
+    paths: dict[str, Path]
+    port: int = 4000
+    model_alias: str = "qwen-3-coder-480b"
+    # Empty: read from the proxy's config.yaml.
+    upstream_model: str = ""
+    api_base: str = ""
+    model_preference: list[str] = field(default_factory=list)
+    service_name: str = "ccq-litellm"
+    litellm_version: str = "1.74.0.post2"
+    openai_version_spec: str = ">=1.99.1,<1.100.0"
+    claude_code_version: str = ""
+    node_min_version: str = "18.0.0"
+    reprovision: str = "make provision"
+    # None: detect (systemd when /run/systemd/system exists).
+    service_manager: Optional[str] = None
+
+    @property
+    def unit_path(self) -> Path:
+        return self.paths["unit_dir"] / f"{self.service_name}.service"
+
+    @property
+    def unit(self) -> str:
+        return f"{self.service_name}.service"
+
+
+def load_settings(path: Optional[Path], environ: Mapping[str, str] = os.environ) -> Settings:
+    """Settings from doctor.json (written by roles/ccq_doctor), else ccq's defaults."""
+    account = pwd.getpwuid(os.getuid())
+    home = Path(environ.get("HOME") or account.pw_dir)
+    settings_file = path or home / DEFAULT_SETTINGS_FILE
+    data: dict[str, Any] = {}
+    if settings_file.is_file():
+        data = json.loads(settings_file.read_text(encoding="utf-8"))
+    home = Path(data.get("home") or home)
+    paths = {name: home / rel for name, rel in DEFAULT_LAYOUT.items()}
+    paths.update({name: Path(value) for name, value in (data.get("paths") or {}).items()})
+    settings = Settings(home=home, user=str(data.get("user") or account.pw_name), paths=paths)
+    for name in ("port", "model_alias", "upstream_model", "api_base", "model_preference", "service_name",
+                 "litellm_version", "openai_version_spec", "claude_code_version", "node_min_version",
+                 "reprovision", "service_manager"):
+        if data.get(name) not in (None, ""):
+            setattr(settings, name, data[name])
+    settings.port = int(settings.port)
+    return settings
+
+
+# ---------------------------------------------------------------------------------------
+# Pure helpers
+# ---------------------------------------------------------------------------------------
+
+_KEY_LIKE = re.compile(r"\b((?:sk|csk)-)[A-Za-z0-9_\-]{6,}")
+_BEARER = re.compile(r"(?i)(\bbearer\s+)[^\s'\",]+")
+_ASSIGNED_SECRET = re.compile(
+    r"(?i)((?:api[_-]?key|master[_-]?key|auth[_-]?token|authorization|password|secret)['\"]?\s*[:=]\s*['\"]?)"
+    r"(?!\*\*\*)[^\s'\",}]+")
+_URL_CREDENTIALS = re.compile(r"(://)[^/\s:@]+:[^/\s@]+@")
+
+
+def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every known secret and anything shaped like a key replaced by ``***``.
+
+    Known values (the keys read from their files) go first; the patterns catch keys doctor
+    never saw (an old key in a log line, a bearer header, credentials inside a proxy URL).
+    """
+    for secret in sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    text = _KEY_LIKE.sub(r"\1***", text)
+    text = _BEARER.sub(r"\1***", text)
+    text = _ASSIGNED_SECRET.sub(r"\1***", text)
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
+
+
+def fingerprint(secret: Optional[str]) -> Optional[str]:
+    """A comparable stand-in for a secret; the secret itself is never kept or shown."""
+    return hashlib.sha256(secret.encode()).hexdigest() if secret else None
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """The release numbers of a version string: "1.74.0.post2" -> (1, 74, 0), "v18.19.0" -> (18, 19, 0)."""
+    match = re.match(r"v?(\d+(?:\.\d+)*)", version.strip())
+    return tuple(int(part) for part in match.group(1).split(".")) if match else ()
+
+
+def _padded(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    width = max(len(a), len(b))
+    return a + (0,) * (width - len(a)), b + (0,) * (width - len(b))
+
+
+def version_satisfies(version: str, spec: str) -> bool:
+    """Whether ``version`` meets a pip-style ``spec`` such as ">=1.99.1,<1.100.0".
+
+    Only the comparison operators ccq's pins use; ``==`` compares the whole string, so
+    "1.74.0.post2" differs from "1.74.0".
+    """
+    have = version_tuple(version)
+    if not have:
+        return False
+    for clause in (c.strip() for c in spec.split(",") if c.strip()):
+        match = re.fullmatch(r"(>=|<=|==|!=|>|<)\s*(\S+)", clause)
+        if not match:
+            raise ValueError(f"unsupported version clause {clause!r}")
+        op, wanted = match.groups()
+        if op in ("==", "!="):
+            if (version.strip() == wanted) != (op == "=="):
+                return False
+            continue
+        a, b = _padded(have, version_tuple(wanted))
+        if not {">=": a >= b, "<=": a <= b, ">": a > b, "<": a < b}[op]:
+            return False
+    return True
+
+
+def no_proxy_exempts_loopback(no_proxy: str) -> bool:
+    """Whether a NO_PROXY value keeps requests to 127.0.0.1 away from HTTP(S)_PROXY.
+
+    Clients match NO_PROXY against the URL's host as written, and ccq's ANTHROPIC_BASE_URL
+    says 127.0.0.1: "localhost" alone does not exempt it.
+    """
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if entry in ("*", "127.0.0.1"):
+            return True
+        if "/" in entry:
+            try:
+                if ipaddress.ip_address("127.0.0.1") in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
+def loopback_captured_by(environment: Mapping[str, str]) -> list[str]:
+    """Proxy variables in ``environment`` that would carry requests for 127.0.0.1."""
+    set_proxies = [name for name in PROXY_VARS if environment.get(name)]
+    exempt = any(no_proxy_exempts_loopback(environment.get(name, "")) for name in NO_PROXY_VARS)
+    return [] if exempt else set_proxies
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """KEY=VALUE lines of a systemd EnvironmentFile / shell env file (quotes stripped)."""
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.strip()
+        if key.startswith("export "):
+            key = key[len("export "):].strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        env[key] = value
+    return env
+
+
+def parse_systemctl_show(text: str) -> dict[str, str]:
+    """``systemctl show`` output (Key=Value lines) as a dict."""
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def exec_start_argv(value: str) -> list[str]:
+    """The argv inside systemctl's ExecStart property ("{ path=... ; argv[]=... ; ... }")."""
+    match = re.search(r"argv\[\]=(.*?) ; ", value)
+    return match.group(1).split() if match else value.split()
+
+
+def unit_exec_start(text: str) -> list[str]:
+    """The argv of the (last) ExecStart= line of a unit file, line continuations joined."""
+    joined = re.sub(r"\\\n", " ", text)
+    argv: list[str] = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line.startswith("ExecStart="):
+            value = line[len("ExecStart="):].lstrip("-@:+!")
+            argv = shlex.split(value) if value else []
+    return argv
+
+
+def option_value(argv: Sequence[str], option: str) -> Optional[str]:
+    """The value of ``--option value`` or ``--option=value`` in argv."""
+    for i, arg in enumerate(argv):
+        if arg == option and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(option + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _hex_address(hex_addr: str) -> str:
+    """An address from /proc/net/tcp{,6}: 32-bit words in host (little-endian) order."""
+    raw = bytes.fromhex(hex_addr)
+    swapped = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    return str(ipaddress.ip_address(swapped))
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A listening TCP socket."""
+
+    address: str
+    port: int
+    inode: int
+
+    @property
+    def is_loopback(self) -> bool:
+        addr = ipaddress.ip_address(self.address)
+        mapped = getattr(addr, "ipv4_mapped", None)
+        return addr.is_loopback or bool(mapped and mapped.is_loopback)
+
+    def __str__(self) -> str:
+        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+
+
+def parse_proc_net_tcp(text: str) -> list[Listener]:
+    """Listening sockets (state 0A) of a /proc/net/tcp or /proc/net/tcp6 table."""
+    listeners = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10 or fields[3] != "0A":
+            continue
+        addr_hex, port_hex = fields[1].split(":")
+        listeners.append(Listener(_hex_address(addr_hex), int(port_hex, 16), int(fields[9])))
+    return listeners
+
+
+_ERROR_LINE = re.compile(r"Traceback|Error|Exception|error:|ERROR|CRITICAL|failed|Failed|refused")
+
+
+def last_error_lines(lines: Sequence[str], count: int = 6) -> list[str]:
+    """The last ``count`` lines that look like an error, in order (a traceback's last line first of all)."""
+    return [line.rstrip() for line in lines if _ERROR_LINE.search(line)][-count:]
+
+
+def shell_code(text: str) -> str:
+    """A shell script without its comments (ccq.sh says "Never --drop_params" in one)."""
+    return "\n".join(re.sub(r"(^|\s)#.*", "", line) for line in text.splitlines())
+
+
+def format_duration(seconds: float) -> str:
+    """3725 -> "1h 2m"; 59 -> "59s"."""
+    seconds = int(max(seconds, 0))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def _yaml_scalar(value: str) -> str:
+    value = value.split(" #", 1)[0].strip()
+    if value.startswith('"'):
+        try:
+            return str(json.loads(value))
+        except ValueError:
+            return value.strip('"')
+    return value.strip("'")
+
+
+@dataclass
+class ProxyConfig:
+    """What doctor needs from LiteLLM's config.yaml."""
+
+    models: dict[str, dict[str, str]] = field(default_factory=dict)  # model_name -> litellm_params
+    callbacks: list[str] = field(default_factory=list)
+
+    def upstream_model(self, alias: str) -> str:
+        """The model id at the provider for ``alias`` ("cerebras/x" -> "x")."""
+        model = self.models.get(alias, {}).get("model", "")
+        return model.split("/", 1)[1] if "/" in model else model
+
+
+def proxy_config_from_data(data: Any) -> ProxyConfig:
+    """ProxyConfig from config.yaml already parsed into Python data."""
+    config = ProxyConfig()
+    if not isinstance(data, dict):
+        return config
+    for entry in data.get("model_list") or []:
+        if isinstance(entry, dict) and entry.get("model_name") is not None:
+            params = entry.get("litellm_params") or {}
+            config.models[str(entry["model_name"])] = {k: str(v) for k, v in params.items()}
+    callbacks = (data.get("litellm_settings") or {}).get("callbacks")
+    if isinstance(callbacks, str):
+        config.callbacks = [callbacks]
+    elif isinstance(callbacks, list):
+        config.callbacks = [str(c) for c in callbacks]
+    return config
+
+
+def parse_proxy_config(text: str) -> ProxyConfig:
+    """A small reader for the config.yaml shapes ccq writes, for when no YAML parser exists.
+
+    It knows ``model_list`` entries (model_name, litellm_params.model/api_base) and
+    ``litellm_settings.callbacks`` as a scalar, a flow list or a block list.
+    """
+    config = ProxyConfig()
+    section = ""
+    current: Optional[str] = None
+    in_callbacks = False
+    for raw in text.splitlines():
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        indent = len(raw) - len(raw.lstrip())
+        line = raw.strip()
+        if indent == 0:
+            section = line.split(":", 1)[0]
+            in_callbacks = False
+            continue
+        if section == "model_list":
+            match = re.match(r"(?:-\s+)?model_name:\s*(.+)", line)
+            if match:
+                current = _yaml_scalar(match.group(1))
+                config.models[current] = {}
+                continue
+            match = re.match(r"(model|api_base|api_key):\s*(.+)", line)
+            if match and current is not None:
+                config.models[current][match.group(1)] = _yaml_scalar(match.group(2))
+        elif section == "litellm_settings":
+            if in_callbacks and line.startswith("- "):
+                config.callbacks.append(_yaml_scalar(line[2:]))
+                continue
+            in_callbacks = False
+            match = re.match(r"callbacks:\s*(.*)", line)
+            if match:
+                value = match.group(1).split(" #", 1)[0].strip()
+                if value.startswith("["):
+                    config.callbacks = [_yaml_scalar(v) for v in value.strip("[]").split(",") if v.strip()]
+                elif value:
+                    config.callbacks = [_yaml_scalar(value)]
+                else:
+                    in_callbacks = True
+    return config
+
+
+# ---------------------------------------------------------------------------------------
+# Talking to the machine
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class HttpResult:
+    """The outcome of one GET: a status, or the kind of network failure."""
+
+    status: Optional[int] = None
+    body: bytes = b""
+    error_kind: str = ""  # dns | tls | refused | timeout | network
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+def classify_network_error(exc: BaseException) -> tuple[str, str]:
+    """(kind, text) for an exception urllib raised while connecting."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, socket.gaierror):
+        return "dns", f"name resolution failed ({reason.strerror or reason})"
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return "tls", f"TLS certificate not trusted ({getattr(reason, 'verify_message', None) or reason})"
+    if isinstance(reason, ssl.SSLError):
+        return "tls", f"TLS handshake failed ({reason})"
+    if isinstance(reason, ConnectionRefusedError):
+        return "refused", "connection refused"
+    if isinstance(reason, (socket.timeout, TimeoutError)):
+        return "timeout", "timed out"
+    return "network", str(reason)
+
+
+def http_get(url: str, headers: Optional[Mapping[str, str]] = None, timeout: float = 5.0,
+             cafile: Optional[str] = None, proxies: Optional[Mapping[str, str]] = None) -> HttpResult:
+    """GET ``url``; loopback URLs never go through a proxy (as curl --noproxy in ccq)."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host in ("127.0.0.1", "localhost", "::1"):
+        proxies = {}
+    # ProxyHandler() with no argument takes the proxies from this process's environment.
+    handlers: list[Any] = [urllib.request.ProxyHandler(dict(proxies)) if proxies is not None
+                           else urllib.request.ProxyHandler()]
+    if url.startswith("https:"):
+        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=cafile)))
+    opener = urllib.request.build_opener(*handlers)
+    request = urllib.request.Request(url, headers=dict(headers or {}), method="GET")
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return HttpResult(status=response.status, body=response.read())
+    except urllib.error.HTTPError as exc:
+        return HttpResult(status=exc.code, body=exc.read() or b"")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        kind, text = classify_network_error(exc)
+        return HttpResult(error_kind=kind, error=text)
+
+
+def run(argv: Sequence[str], env: Optional[Mapping[str, str]] = None, timeout: float = 20.0,
+        cwd: Optional[Path] = None) -> subprocess.CompletedProcess[str]:
+    """Run a command; a missing program or a timeout is an rc of 127 / 124, not an exception."""
+    try:
+        return subprocess.run(list(argv), env=dict(env) if env is not None else None, cwd=cwd,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout, start_new_session=True)
+    except FileNotFoundError:
+        return subprocess.CompletedProcess(list(argv), 127, "", f"{argv[0]}: not found")
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(list(argv), 124, "", f"{argv[0]}: timed out after {timeout:.0f}s")
+
+
+def read_text(path: Path, limit: Optional[int] = None) -> Optional[str]:
+    """A file's text (its last ``limit`` bytes when given), None when it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            if limit is not None:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(fh.tell() - limit, 0))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def read_secret(path: Path) -> str:
+    """A key file's first line, stripped; "" when missing or unreadable."""
+    text = read_text(path)
+    return text.splitlines()[0].strip() if text and text.strip() else ""
+
+
+@dataclass
+class Process:
+    """A running process, from /proc."""
+
+    pid: int
+    argv: list[str]
+    started: float  # epoch seconds
+    environ: dict[str, str] = field(default_factory=dict)  # only SECRET_ENV_NAMES, fingerprinted
+
+    @property
+    def uptime(self) -> float:
+        return time.time() - self.started
+
+
+def _boot_time(proc: Path) -> float:
+    text = read_text(proc / "stat") or ""
+    match = re.search(r"^btime (\d+)", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def read_process(pid: int, proc: Path = Path("/proc")) -> Optional[Process]:
+    """The process ``pid`` when it exists, with the fingerprints of the keys in its environment."""
+    try:
+        raw_argv = (proc / str(pid) / "cmdline").read_bytes()
+        stat_text = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    argv = [a.decode("utf-8", "replace") for a in raw_argv.split(b"\0") if a]
+    if not argv:  # a zombie
+        return None
+    fields = stat_text[stat_text.rfind(")") + 2:].split()
+    started = _boot_time(proc) + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    environ: dict[str, str] = {}
+    try:
+        for item in (proc / str(pid) / "environ").read_bytes().split(b"\0"):
+            name, _, value = item.decode("utf-8", "replace").partition("=")
+            if name in SECRET_ENV_NAMES:
+                environ[name] = fingerprint(value) or ""
+    except OSError:
+        pass
+    return Process(pid, argv, started, environ)
+
+
+def child_pids(pid: int, proc: Path = Path("/proc")) -> list[int]:
+    """``pid`` and all its descendants (uvicorn workers)."""
+    parents: dict[int, list[int]] = {}
+    for entry in proc.glob("[0-9]*"):
+        text = read_text(entry / "stat")
+        if text:
+            fields = text[text.rfind(")") + 2:].split()
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(parents.get(current, []))
+    return found
+
+
+def socket_inodes(pids: Iterable[int], proc: Path = Path("/proc")) -> set[int]:
+    """The socket inodes the processes hold open (readable for our own processes)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = list((proc / str(pid) / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            match = re.fullmatch(r"socket:\[(\d+)\]", target)
+            if match:
+                inodes.add(int(match.group(1)))
+    return inodes
+
+
+def listeners(proc: Path = Path("/proc")) -> list[Listener]:
+    """Every listening TCP socket in this network namespace."""
+    found: list[Listener] = []
+    for name in ("tcp", "tcp6"):
+        text = read_text(proc / "net" / name)
+        if text:
+            found.extend(parse_proc_net_tcp(text))
+    return found
+
+
+def is_litellm(process: Process) -> bool:
+    """Whether the process is a LiteLLM proxy (python .../bin/litellm ...)."""
+    return any(Path(arg).name in ("litellm", "litellm-proxy") for arg in process.argv[:3])
+
+
+def find_litellm_processes(config_path: Path, proc: Path = Path("/proc")) -> list[Process]:
+    """Our own LiteLLM processes started with ccq's config (when no pidfile/unit names one)."""
+    found = []
+    for entry in proc.glob("[0-9]*"):
+        try:
+            if entry.stat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        process = read_process(int(entry.name), proc)
+        if process and is_litellm(process) and option_value(process.argv, "--config") == str(config_path):
+            found.append(process)
+    return found
+
+
+# ---------------------------------------------------------------------------------------
+# Facts: gathered once, lazily, shared by the checks
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class ServiceState:
+    """How the proxy is kept up: by systemd, or by ccq on demand (pidfile)."""
+
+    manager: str  # systemd | none
+    loaded: bool = False
+    enabled: str = ""
+    active: str = ""
+    sub: str = ""
+    result: str = ""
+    n_restarts: int = 0
+    main_pid: int = 0
+    exec_start: list[str] = field(default_factory=list)  # as loaded by systemd
+    unit_file_exec_start: list[str] = field(default_factory=list)  # as on disk
+    need_reload: bool = False
+    linger: Optional[bool] = None
+    pidfile_pid: int = 0
+    error: str = ""
+
+
+@dataclass
+class Capture:
+    """The environment and arguments the ccq shell function gives Claude Code."""
+
+    ok: bool
+    source: str  # "bash (~/.bashrc)", "zsh (~/.zshrc)" or "ccq.sh"
+    env: dict[str, str] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=list)
+    token_fingerprint: Optional[str] = None
+    anthropic_api_key_set: bool = False
+    error: str = ""
+
+    @property
+    def alias(self) -> Optional[str]:
+        return option_value(self.argv, "--model") or self.env.get("ANTHROPIC_MODEL")
+
+    @property
+    def port(self) -> Optional[int]:
+        url = self.env.get("ANTHROPIC_BASE_URL")
+        try:
+            return urllib.parse.urlsplit(url).port if url else None
+        except ValueError:
+            return None
+
+
+@dataclass
+class Upstream:
+    """What GET {api_base}/models answered."""
+
+    url: str
+    result: HttpResult
+    served: list[str] = field(default_factory=list)
+
+
+_FAKE_CLAUDE = """#!{python}
+# Stand-in for claude, run by ccq inside `ccq doctor`: records what ccq would give Claude Code.
+import hashlib, json, os, sys
+token = os.environ.get("ANTHROPIC_AUTH_TOKEN")
+record = {{
+    "argv": sys.argv[1:],
+    "env": {{n: os.environ[n] for n in {names!r} if n in os.environ}},
+    "token_fingerprint": hashlib.sha256(token.encode()).hexdigest() if token else None,
+    "anthropic_api_key_set": bool(os.environ.get("ANTHROPIC_API_KEY")),
+}}
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "capture.json"), "w") as fh:
+    json.dump(record, fh)
+"""
+
+# Run in the user's shell after its rc file: ccq must neither start the proxy nor run the
+# real claude; --version keeps even an unexpected real claude harmless.
+_CAPTURE_SCRIPT = """
+_ccq_proxy_healthy() { return 0; }
+_ccq_proxy_start() { return 0; }
+PATH="$CCQ_DOCTOR_FAKE_DIR:$PATH"
+if typeset -f ccq >/dev/null 2>&1; then ccq --version; else exit %d; fi
+""" % NO_SHELL_FUNCTION
+
+
+def user_shell(environ: Mapping[str, str]) -> str:
+    """bash or zsh: the shell whose rc file the user's ccq comes from."""
+    shell = environ.get("SHELL") or pwd.getpwuid(os.getuid()).pw_shell
+    name = Path(shell).name
+    return name if name in ("bash", "zsh") and shutil.which(name) else "bash"
+
+
+def capture_ccq(settings: Settings, environ: Mapping[str, str], interactive: bool = True) -> Capture:
+    """Run the user's ccq with a stand-in claude and record what it would hand Claude Code.
+
+    interactive: a new interactive bash/zsh, so the rc files decide which ccq runs (a seed
+    recipe's ccq() further down ~/.zshrc overrides ccq's own). Otherwise ccq.sh alone.
+    """
+    shell = user_shell(environ) if interactive else "bash"
+    rc_name = "~/.zshrc" if shell == "zsh" else "~/.bashrc"
+    source = f"{shell} ({rc_name})" if interactive else "ccq.sh"
+    with tempfile.TemporaryDirectory(prefix="ccq-doctor-") as tmp:  # 0700: the stand-in is private
+        fake = Path(tmp) / "claude"
+        fake.write_text(_FAKE_CLAUDE.format(python=sys.executable, names=CAPTURED_VARS))
+        fake.chmod(0o700)
+        env = dict(environ)
+        env["CCQ_DOCTOR_FAKE_DIR"] = tmp
+        if interactive:
+            argv = [shell, "-i", "-c", _CAPTURE_SCRIPT]
+        else:
+            script = f". {shlex.quote(str(settings.paths['shell_functions']))}\n{_CAPTURE_SCRIPT}"
+            argv = ["bash", "--noprofile", "--norc", "-c", script]
+        done = run(argv, env=env, timeout=30, cwd=settings.home)
+        record_path = Path(tmp) / "capture.json"
+        if done.returncode == NO_SHELL_FUNCTION:
+            return Capture(False, source, error=f"a new {shell} does not define ccq")
+        if not record_path.exists():
+            tail = " ".join(done.stderr.strip().splitlines()[-2:])
+            return Capture(False, source, error=f"ccq did not run claude from PATH (exit {done.returncode}) {tail}".strip())
+        record = json.loads(record_path.read_text())
+    return Capture(True, source, env=record["env"], argv=record["argv"],
+                   token_fingerprint=record["token_fingerprint"],
+                   anthropic_api_key_set=record["anthropic_api_key_set"])
+
+
+def site_packages(venv: Path) -> Optional[Path]:
+    """The venv's site-packages directory."""
+    found = sorted(venv.glob("lib/python3*/site-packages"))
+    return found[-1] if found else None
+
+
+def venv_versions(venv: Path, names: Iterable[str]) -> dict[str, str]:
+    """Installed versions in a venv, read from its dist-info metadata (no import, no pip)."""
+    packages = site_packages(venv)
+    if packages is None:
+        return {}
+    wanted = {n.lower().replace("_", "-") for n in names}
+    found: dict[str, str] = {}
+    for dist in importlib.metadata.distributions(path=[str(packages)]):
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name in wanted and name not in found:
+            found[name] = dist.version
+    return found
+
+
+# Loads the callback the way LiteLLM's proxy does (spec_from_file_location beside config.yaml)
+# and checks that every attribute the config names exists.
+_IMPORT_PROBE = """
+import importlib.util, sys
+path, attributes = sys.argv[1], sys.argv[2:]
+spec = importlib.util.spec_from_file_location("custom_callbacks", path)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+missing = [a for a in attributes if not hasattr(module, a)]
+if missing:
+    sys.exit("missing attribute(s): " + ", ".join(missing))
+"""
+
+
+class Facts:
+    """Everything the checks look at, each gathered at most once."""
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str] = os.environ,
+                 proc: Path = Path("/proc")) -> None:
+        self.settings = settings
+        self.environ = dict(environ)
+        self.proc = proc
+        self._cache: dict[str, Any] = {}
+        self._callback_probe: Optional[subprocess.Popen[str]] = None
+
+    def get(self, name: str) -> Any:
+        if name not in self._cache:
+            self._cache[name] = getattr(self, "_" + name)()
+        return self._cache[name]
+
+    def preset(self, **facts: Any) -> Facts:
+        """Fix facts in advance (tests; or a caller that knows them already)."""
+        self._cache.update(facts)
+        return self
+
+    # -- secrets (memory only) -----------------------------------------------------------
+    def _env_file(self) -> Optional[dict[str, str]]:
+        text = read_text(self.settings.paths["proxy_env_file"])
+        return parse_env_file(text) if text is not None else None
+
+    def _master_key(self) -> str:
+        return read_secret(self.settings.paths["master_key_file"])
+
+    def _api_key(self) -> str:
+        env_file = self.get("env_file") or {}
+        return env_file.get("CEREBRAS_API_KEY") or read_secret(self.settings.paths["api_key_file"])
+
+    def secrets(self) -> list[str]:
+        env_file = self.get("env_file") or {}
+        return [self.get("master_key"), read_secret(self.settings.paths["api_key_file"]),
+                *(env_file.get(name, "") for name in SECRET_ENV_NAMES)]
+
+    # -- environment for systemctl / journalctl --------------------------------------------
+    def systemd_env(self) -> dict[str, str]:
+        env = dict(self.environ)
+        runtime = Path(f"/run/user/{os.getuid()}")
+        if not env.get("XDG_RUNTIME_DIR") and runtime.is_dir():
+            # `systemctl --user` from sudo/ssh without a session: "Failed to connect to bus".
+            env["XDG_RUNTIME_DIR"] = str(runtime)
+        return env
+
+    # -- the service -----------------------------------------------------------------------
+    def _service(self) -> ServiceState:
+        settings = self.settings
+        manager = settings.service_manager or ("systemd" if Path("/run/systemd/system").is_dir() else "none")
+        if manager != "systemd":
+            state = ServiceState("none")
+            text = read_text(settings.paths["proxy_pidfile"])
+            if text and text.strip().isdigit():
+                state.pidfile_pid = int(text.strip())
+            return state
+        state = ServiceState("systemd")
+        props = "LoadState,UnitFileState,ActiveState,SubState,Result,NRestarts,MainPID,ExecStart,NeedDaemonReload"
+        shown = run(["systemctl", "--user", "show", settings.unit, "-p", props], env=self.systemd_env())
+        if shown.returncode != 0:
+            state.error = (shown.stderr.strip().splitlines() or ["systemctl --user failed"])[-1]
+            return state
+        values = parse_systemctl_show(shown.stdout)
+        state.loaded = values.get("LoadState") == "loaded"
+        state.enabled = values.get("UnitFileState", "")
+        state.active = values.get("ActiveState", "")
+        state.sub = values.get("SubState", "")
+        state.result = values.get("Result", "")
+        state.n_restarts = int(values.get("NRestarts") or 0)
+        state.main_pid = int(values.get("MainPID") or 0)
+        state.exec_start = exec_start_argv(values.get("ExecStart", ""))
+        state.need_reload = values.get("NeedDaemonReload") == "yes"
+        unit_text = read_text(settings.unit_path)
+        state.unit_file_exec_start = unit_exec_start(unit_text) if unit_text else []
+        linger_dir = Path("/var/lib/systemd/linger")
+        state.linger = (linger_dir / settings.user).exists() if linger_dir.is_dir() else None
+        return state
+
+    def _proxy_process(self) -> Optional[Process]:
+        service: ServiceState = self.get("service")
+        pid = service.main_pid if service.manager == "systemd" else service.pidfile_pid
+        process = read_process(pid, self.proc) if pid else None
+        if process and is_litellm(process):
+            return process
+        if service.manager == "systemd" and service.active == "active":
+            return None
+        found = find_litellm_processes(self.settings.paths["proxy_config"], self.proc)
+        return found[0] if found else None
+
+    def _proxy_listeners(self) -> list[Listener]:
+        process = self.get("proxy_process")
+        if process is None:
+            return []
+        inodes = socket_inodes(child_pids(process.pid, self.proc), self.proc)
+        return [entry for entry in self.get("listeners") if entry.inode in inodes]
+
+    def _listeners(self) -> list[Listener]:
+        return listeners(self.proc)
+
+    def _journal(self) -> Optional[list[str]]:
+        """The proxy's recent journal lines, None when the journal cannot be read."""
+        done = run(["journalctl", "--user", "-u", self.settings.unit, "-n", "300", "--no-pager", "-o", "cat"],
+                   env=self.systemd_env())
+        if done.returncode != 0 or "No journal files" in done.stderr:
+            return None
+        return done.stdout.splitlines()
+
+    def _log_tail(self) -> list[str]:
+        text = read_text(self.settings.paths["proxy_log"], limit=65536)
+        return text.splitlines() if text else []
+
+    def error_lines(self) -> list[str]:
+        """The proxy's last error lines, from the journal or the on-demand log."""
+        lines = self.get("journal") if self.get("service").manager == "systemd" else None
+        if lines is None:
+            lines = self.get("log_tail")
+        return last_error_lines(lines)
+
+    # -- what ccq does --------------------------------------------------------------------
+    def _capture(self) -> Capture:
+        return capture_ccq(self.settings, self.environ, interactive=True)
+
+    def _capture_direct(self) -> Capture:
+        return capture_ccq(self.settings, self.environ, interactive=False)
+
+    def usable_capture(self) -> Capture:
+        """The user's shell's ccq, else ccq.sh alone (so the other checks still run)."""
+        capture = self.get("capture")
+        return capture if capture.ok else self.get("capture_direct")
+
+    def ccq_port(self) -> int:
+        capture = self.usable_capture()
+        return capture.port or self.settings.port
+
+    def ccq_alias(self) -> str:
+        return self.usable_capture().alias or self.settings.model_alias
+
+    # -- the proxy over HTTP ----------------------------------------------------------------
+    def _health(self) -> HttpResult:
+        return http_get(f"http://127.0.0.1:{self.ccq_port()}/health/liveliness", timeout=3)
+
+    def _proxy_models(self) -> HttpResult:
+        key = self.get("master_key")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return http_get(f"http://127.0.0.1:{self.ccq_port()}/v1/models", headers=headers, timeout=10)
+
+    # -- config.yaml -----------------------------------------------------------------------
+    def _proxy_config(self) -> Optional[ProxyConfig]:
+        path = self.settings.paths["proxy_config"]
+        text = read_text(path)
+        if text is None:
+            return None
+        python = self.settings.paths["litellm_venv"] / "bin" / "python"
+        if python.exists():
+            # LiteLLM's own YAML parser, from its venv: what the proxy itself will read.
+            done = run([str(python), "-c", "import json,sys,yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+                        str(path)], timeout=30)
+            if done.returncode == 0:
+                try:
+                    return proxy_config_from_data(json.loads(done.stdout))
+                except ValueError:
+                    pass
+        return parse_proxy_config(text)
+
+    def upstream_model(self) -> str:
+        config = self.get("proxy_config")
+        return (config.upstream_model(self.ccq_alias()) if config else "") or self.settings.upstream_model
+
+    def api_base(self) -> str:
+        config = self.get("proxy_config")
+        base = config.models.get(self.ccq_alias(), {}).get("api_base", "") if config else ""
+        return (base or self.settings.api_base or "https://api.cerebras.ai/v1").rstrip("/")
+
+    # -- Cerebras ----------------------------------------------------------------------------
+    def _upstream(self) -> Upstream:
+        env_file = self.get("env_file") or {}
+        cafile = env_file.get("SSL_CERT_FILE") or env_file.get("REQUESTS_CA_BUNDLE") or None
+        proxies = self.service_proxies()
+        url = self.api_base() + "/models"
+        key = self.get("api_key")
+        result = http_get(url, headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=15,
+                          cafile=cafile if cafile and Path(cafile).exists() else None, proxies=proxies)
+        served: list[str] = []
+        data = result.json() if result.ok else None
+        if isinstance(data, dict) and isinstance(data.get("data"), list):
+            served = [str(m.get("id")) for m in data["data"] if isinstance(m, dict) and m.get("id")]
+        return Upstream(url, result, served)
+
+    def _manager_environment(self) -> dict[str, str]:
+        """The systemd user manager's environment, which the service inherits."""
+        done = run(["systemctl", "--user", "show-environment"], env=self.systemd_env())
+        return parse_env_file(done.stdout) if done.returncode == 0 else {}
+
+    def service_proxies(self) -> dict[str, str]:
+        """The HTTP(S) proxies the running proxy uses to reach Cerebras.
+
+        The systemd service sees its EnvironmentFile and the user manager's environment, not
+        the login shell's; an on-demand proxy inherits the shell that ran ccq (this one).
+        """
+        env = dict(self.get("env_file") or {})
+        if self.get("service").manager == "systemd":
+            base = self.get("manager_environment")
+        else:
+            base = self.environ
+        merged = {**base, **env}
+        proxies = {}
+        for scheme in ("https", "http"):
+            value = merged.get(f"{scheme.upper()}_PROXY") or merged.get(f"{scheme}_proxy") \
+                or merged.get("ALL_PROXY") or merged.get("all_proxy")
+            if value:
+                proxies[scheme] = value
+        return proxies
+
+    # -- LiteLLM's venv ---------------------------------------------------------------------
+    def _versions(self) -> dict[str, str]:
+        return venv_versions(self.settings.paths["litellm_venv"], ["litellm", "openai"])
+
+    def start_callback_probe(self) -> None:
+        """Start importing the callback in LiteLLM's venv now: it takes seconds (LiteLLM's import)."""
+        config = self.get("proxy_config")
+        python = self.settings.paths["litellm_venv"] / "bin" / "python"
+        callback_file = self.settings.paths["proxy_callbacks"]
+        if self._callback_probe or not python.exists() or not callback_file.exists():
+            return
+        attributes = [c.split(".", 1)[1] for c in (config.callbacks if config else [])
+                      if c.startswith("custom_callbacks.")] or ["proxy_handler_instance"]
+        env = {k: v for k, v in (self.get("env_file") or {}).items() if k not in SECRET_ENV_NAMES}
+        env.update({"PATH": self.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.settings.home),
+                    "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+        self._callback_probe = subprocess.Popen(
+            [str(python), "-c", _IMPORT_PROBE, str(callback_file), *attributes],
+            cwd=self.settings.paths["config_dir"], env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def _callback_import(self) -> Optional[str]:
+        """None when the callback imports; else the error's last line."""
+        self.start_callback_probe()
+        if self._callback_probe is None:
+            return "LiteLLM's venv or custom_callbacks.py is missing"
+        try:
+            _, err = self._callback_probe.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            self._callback_probe.kill()
+            return "importing it took more than 120 s"
+        if self._callback_probe.returncode == 0:
+            return None
+        lines = [line for line in err.strip().splitlines() if line.strip()]
+        return lines[-1] if lines else f"exit status {self._callback_probe.returncode}"
+
+    # -- Claude Code ------------------------------------------------------------------------
+    def _claude_version(self) -> Optional[str]:
+        claude = self.settings.paths["bin_dir"] / "claude"
+        found = str(claude) if claude.exists() else shutil.which("claude", path=self.environ.get("PATH"))
+        if not found:
+            return None
+        env = dict(self.environ, DISABLE_AUTOUPDATER="1")
+        done = run([found, "--version"], env=env, timeout=30)
+        match = re.match(r"\s*(\d+\.\d+\.\d+\S*)", done.stdout)
+        return match.group(1) if done.returncode == 0 and match else ""
+
+    def _node_version(self) -> Optional[str]:
+        done = run(["node", "--version"], env=self.environ, timeout=10)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+
+# ---------------------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class Finding:
+    """One check's verdict: a status, what was found, the fix, and supporting lines."""
+
+    status: str
+    message: str
+    fix: str = ""
+    details: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A doctor check, and its row in the README's troubleshooting table."""
+
+    id: str
+    symptom: str  # what the user sees
+    looks_at: str  # what doctor verifies
+    fix: str  # the fix, in short (doctor prints the exact one)
+    run: Callable[[Facts], Finding]
+
+
+def _restart_command(facts: Facts) -> str:
+    service = facts.get("service")
+    if service.manager == "systemd":
+        return f"systemctl --user restart {facts.settings.unit}"
+    return f"kill $(cat {facts.settings.paths['proxy_pidfile']})  # ccq starts it again on its next call"
+
+
+def _reprovision(facts: Facts, why: str = "") -> str:
+    text = f"re-run the provisioning ({facts.settings.reprovision})"
+    return f"{text}: {why}" if why else text
+
+
+def _proxy_down(facts: Facts) -> Optional[Finding]:
+    """A warning for checks that need the running proxy when it is not up."""
+    if facts.get("health").ok:
+        return None
+    return Finding(WARN, f"not checked: nothing answers on 127.0.0.1:{facts.ccq_port()} (see service, port)")
+
+
+def check_shell(facts: Facts) -> Finding:
+    capture: Capture = facts.get("capture")
+    if capture.ok:
+        return Finding(OK, f"a new {capture.source} defines ccq, which runs claude --model {capture.alias}")
+    rc = facts.settings.paths["shell_functions"]
+    return Finding(FAIL, f"{capture.error}; checked {rc} directly instead",
+                   _reprovision(facts, "it adds the marked block that loads ccq to ~/.bashrc and ~/.zshrc; then open a new shell"))
+
+
+def check_service(facts: Facts) -> Finding:
+    service: ServiceState = facts.get("service")
+    settings = facts.settings
+    process: Optional[Process] = facts.get("proxy_process")
+    if service.manager == "none":
+        pidfile = settings.paths["proxy_pidfile"]
+        if process:
+            return Finding(OK, f"running on demand (no systemd here): pid {process.pid}, up {format_duration(process.uptime)}")
+        errors = facts.error_lines()
+        if errors:
+            return Finding(FAIL, f"not running, and its last start failed (log {settings.paths['proxy_log']})",
+                           "fix the error below, then run ccq again (it starts the proxy and waits for it)", errors)
+        return Finding(WARN, f"not running (no systemd here: ccq starts it on its next call; pidfile {pidfile})")
+    if service.error:
+        return Finding(FAIL, f"systemctl --user does not answer: {service.error}",
+                       f"log in as {settings.user} (or export XDG_RUNTIME_DIR=/run/user/{os.getuid()}) and retry")
+    if not service.loaded:
+        return Finding(FAIL, f"{settings.unit} is not installed ({settings.unit_path} missing)",
+                       _reprovision(facts, "it installs and starts the user unit"))
+    errors = facts.error_lines()
+    if service.active in ("failed",) or service.sub in ("auto-restart",) or service.active == "activating":
+        return Finding(FAIL, f"{settings.unit} is crash-looping ({service.active}/{service.sub}, "
+                             f"{service.n_restarts} restarts, result {service.result}); its last error lines:",
+                       f"fix the error below, then: systemctl --user reset-failed {settings.unit}; "
+                       f"systemctl --user restart {settings.unit}", errors)
+    if service.active != "active":
+        return Finding(FAIL, f"{settings.unit} is stopped ({service.active}/{service.sub})",
+                       f"systemctl --user start {settings.unit}", errors if service.result != "success" else [])
+    if service.enabled != "enabled":
+        return Finding(FAIL, f"{settings.unit} runs but is {service.enabled or 'not enabled'}: it will not start at boot",
+                       f"systemctl --user enable {settings.unit}")
+    uptime = f", up {format_duration(process.uptime)}" if process else ""
+    running = f"{settings.unit} is enabled and running (pid {service.main_pid}{uptime})"
+    if service.n_restarts >= 3:
+        return Finding(WARN, f"{running}, but systemd restarted it {service.n_restarts} times; last error lines:",
+                       f"journalctl --user -u {settings.unit} -n 100", errors)
+    if service.linger is False:
+        return Finding(WARN, f"{running}, but lingering is off: it stops when {settings.user} logs out",
+                       f"sudo loginctl enable-linger {settings.user}")
+    return Finding(OK, running)
+
+
+def check_port(facts: Facts) -> Finding:
+    port = facts.ccq_port()
+    settings = facts.settings
+    service: ServiceState = facts.get("service")
+    unit_port = option_value(service.unit_file_exec_start or service.exec_start, "--port")
+    mismatch = ""
+    if service.manager == "systemd" and unit_port and unit_port != str(port):
+        mismatch = f"the unit starts the proxy with --port {unit_port} but ccq uses {port}"
+    if facts.get("health").ok and not mismatch:
+        return Finding(OK, f"the proxy answers on 127.0.0.1:{port}, the port ccq uses")
+    process: Optional[Process] = facts.get("proxy_process")
+    own = sorted({str(entry) for entry in facts.get("proxy_listeners")})
+    taken = [entry for entry in facts.get("listeners") if entry.port == port]
+    fix = _reprovision(facts, f"it writes ccq_proxy_port ({settings.port}) into both the unit and ccq; "
+                              f"then {_restart_command(facts)}")
+    if facts.get("health").ok:
+        return Finding(FAIL, mismatch + " (the unit changed since the proxy started)", fix)
+    if process and own:
+        return Finding(FAIL, f"nothing answers on 127.0.0.1:{port}, the port ccq uses; the proxy (pid {process.pid}) "
+                             f"listens on {', '.join(own)}" + (f"; {mismatch}" if mismatch else ""), fix)
+    if taken:
+        return Finding(FAIL, f"127.0.0.1:{port} is held by another program that does not answer as LiteLLM",
+                       f"find it with: ss -ltnp 'sport = :{port}'; stop it, or set ccq_proxy_port to a free port and "
+                       + _reprovision(facts))
+    if process:
+        return Finding(FAIL, f"the proxy (pid {process.pid}) runs but does not listen on 127.0.0.1:{port} yet "
+                             f"(still starting, or stuck)", f"{_restart_command(facts)}; then run ccq doctor again")
+    if mismatch:
+        return Finding(FAIL, mismatch, fix)
+    return Finding(FAIL if service.manager == "systemd" else WARN,
+                   f"nothing listens on 127.0.0.1:{port}: the proxy is not running (see service)",
+                   f"systemctl --user start {settings.unit}" if service.manager == "systemd" else "run ccq (it starts the proxy)")
+
+
+def check_loopback(facts: Facts) -> Finding:
+    service: ServiceState = facts.get("service")
+    settings = facts.settings
+    exposed = sorted({str(entry) for entry in facts.get("proxy_listeners") if not entry.is_loopback})
+    exposed += sorted({str(entry) for entry in facts.get("listeners")
+                       if entry.port == facts.ccq_port() and not entry.is_loopback} - set(exposed))
+    argv = service.unit_file_exec_start or service.exec_start
+    fix = _reprovision(facts, f"its unit runs litellm --host 127.0.0.1; then {_restart_command(facts)}")
+    if exposed:
+        return Finding(FAIL, f"the proxy listens beyond loopback on {', '.join(exposed)}: anyone who can reach "
+                             f"this machine can use it", fix)
+    if service.manager == "systemd" and argv and option_value(argv, "--host") != "127.0.0.1":
+        return Finding(FAIL, f"{settings.unit_path} starts litellm without --host 127.0.0.1 (LiteLLM binds 0.0.0.0 "
+                             "by default)", fix)
+    functions = shell_code(read_text(settings.paths["shell_functions"]) or "")
+    if service.manager == "none" and "litellm" in functions and "--host 127.0.0.1" not in functions:
+        return Finding(FAIL, f"ccq's on-demand start in {settings.paths['shell_functions']} lacks --host 127.0.0.1 "
+                             "(LiteLLM binds 0.0.0.0 by default)", fix)
+    if not facts.get("proxy_listeners"):
+        return Finding(OK, "the proxy is started with --host 127.0.0.1 (it is not listening now)")
+    return Finding(OK, "the proxy listens on 127.0.0.1 only")
+
+
+def check_auth(facts: Facts) -> Finding:
+    settings = facts.settings
+    key_file = settings.paths["master_key_file"]
+    master_key = facts.get("master_key")
+    if not master_key:
+        return Finding(FAIL, f"the master key file {key_file} is missing or empty: ccq has nothing to send",
+                       _reprovision(facts, "it makes a random master key once and keeps it"))
+    capture = facts.usable_capture()
+    if capture.ok and capture.token_fingerprint != fingerprint(master_key):
+        return Finding(FAIL, f"ccq ({capture.source}) sends a token that is not the master key in {key_file} "
+                             "(an older ccq, such as the seed recipe's with sk-local, overrides ccq's)",
+                       "remove the other ccq() from your rc files, keep the block marked 'ccq: cc and ccq', open a new shell")
+    if capture.ok and capture.anthropic_api_key_set:
+        return Finding(FAIL, "ANTHROPIC_API_KEY reaches Claude Code under ccq; Claude Code prefers it to the proxy's token",
+                       _reprovision(facts, "ccq unsets ANTHROPIC_API_KEY for its call"))
+    down = _proxy_down(facts)
+    if down:
+        return down
+    reply: HttpResult = facts.get("proxy_models")
+    if reply.ok:
+        return Finding(OK, f"the proxy accepts the master key from {key_file}")
+    if reply.status not in (401, 403):
+        return Finding(FAIL, f"GET /v1/models with the master key answered {reply.status or reply.error}",
+                       f"{_restart_command(facts)}; if it persists, see ccq logs")
+    env_file = facts.get("env_file") or {}
+    process: Optional[Process] = facts.get("proxy_process")
+    if env_file.get("LITELLM_MASTER_KEY") and fingerprint(env_file["LITELLM_MASTER_KEY"]) != fingerprint(master_key):
+        return Finding(FAIL, f"401 Unauthorized: {settings.paths['proxy_env_file']} holds a different master key "
+                             f"than {key_file}", _reprovision(facts, "it writes the same key into both and restarts the proxy"))
+    stale = ""
+    if process and process.environ.get("LITELLM_MASTER_KEY") and \
+            process.environ["LITELLM_MASTER_KEY"] != fingerprint(master_key):
+        stale = f" (it started {format_duration(process.uptime)} ago, before the key was rotated)"
+    return Finding(FAIL, f"401 Unauthorized: the running proxy holds an older master key than {key_file}{stale}",
+                   _restart_command(facts))
+
+
+def check_versions(facts: Facts) -> Finding:
+    settings = facts.settings
+    venv = settings.paths["litellm_venv"]
+    versions = facts.get("versions")
+    if "litellm" not in versions:
+        return Finding(FAIL, f"LiteLLM is not installed in {venv}", _reprovision(facts, "it installs it with pipx"))
+    problems, fixes = [], []
+    if versions["litellm"] != settings.litellm_version:
+        problems.append(f"litellm {versions['litellm']} (ccq needs {settings.litellm_version})")
+        fixes.append(_reprovision(facts, f"it reinstalls litellm[proxy]=={settings.litellm_version} with pipx"))
+    openai = versions.get("openai")
+    if openai is None or not version_satisfies(openai, settings.openai_version_spec):
+        problems.append(f"openai {openai or 'missing'} outside {settings.openai_version_spec} "
+                        "(openai 1.100 breaks LiteLLM 1.74: ImportError ResponseTextConfig)")
+        fixes.append(f"{venv}/bin/python -m pip install 'openai{settings.openai_version_spec}' && {_restart_command(facts)}")
+    if problems:
+        return Finding(FAIL, "LiteLLM's venv has " + "; ".join(problems), "; ".join(fixes))
+    return Finding(OK, f"litellm {versions['litellm']}, openai {openai} (within {settings.openai_version_spec})")
+
+
+def check_drop_params(facts: Facts) -> Finding:
+    service: ServiceState = facts.get("service")
+    process: Optional[Process] = facts.get("proxy_process")
+    settings = facts.settings
+    where = []
+    if "--drop_params" in service.unit_file_exec_start:
+        where.append(str(settings.unit_path))
+    if process and "--drop_params" in process.argv:
+        where.append(f"the running proxy (pid {process.pid})")
+    functions = shell_code(read_text(settings.paths["shell_functions"]) or "")
+    if "--drop_params" in functions:
+        where.append(str(settings.paths["shell_functions"]))
+    if where:
+        return Finding(FAIL, "--drop_params in " + ", ".join(where) + ": LiteLLM then drops tools and tool_choice, "
+                             "so Claude Code's subagents never start",
+                       _reprovision(facts, f"its unit and ccq never pass --drop_params; then {_restart_command(facts)}"))
+    return Finding(OK, "no --drop_params in the unit, the running proxy or ccq")
+
+
+def check_callback(facts: Facts) -> Finding:
+    settings = facts.settings
+    config: Optional[ProxyConfig] = facts.get("proxy_config")
+    path = settings.paths["proxy_config"]
+    if config is None:
+        return Finding(FAIL, f"{path} is missing", _reprovision(facts))
+    if CALLBACK_SETTING not in config.callbacks:
+        return Finding(FAIL, f"{path} does not load the callback (litellm_settings.callbacks: {CALLBACK_SETTING}): "
+                             "Claude Code's thinking/cache_control fields then reach Cerebras and subagents fail",
+                       _reprovision(facts, f"it rewrites {path.name}; then {_restart_command(facts)}"))
+    error = facts.get("callback_import")
+    if error:
+        python = settings.paths["litellm_venv"] / "bin" / "python"
+        return Finding(FAIL, f"{settings.paths['proxy_callbacks']} does not load in LiteLLM's venv: {error}",
+                       _reprovision(facts, "it restores the file") + f" (details: cd {settings.paths['config_dir']} "
+                       f"&& {python} -c 'import custom_callbacks')")
+    return Finding(OK, f"{path.name} loads {CALLBACK_SETTING}, and it imports in LiteLLM's venv")
+
+
+def _variables_finding(facts: Facts, names: Sequence[str], consequence: str) -> Finding:
+    capture = facts.usable_capture()
+    if not capture.ok:
+        return Finding(FAIL, f"cannot run ccq to see its environment: {capture.error}",
+                       _reprovision(facts, "it writes the ccq function"))
+    alias = capture.alias or facts.settings.model_alias
+    wrong = [f"{n} is unset" if n not in capture.env else f"{n}={capture.env[n]}"
+             for n in names if capture.env.get(n) != alias]
+    if wrong:
+        return Finding(FAIL, f"under ccq ({capture.source}) " + ", ".join(wrong) + f" instead of the alias {alias}: "
+                             + consequence,
+                       _reprovision(facts, "it writes the ccq function that sets them; then open a new shell"))
+    return Finding(OK, f"ccq sets {', '.join(names)} to {alias}")
+
+
+def check_routing(facts: Facts) -> Finding:
+    return _variables_finding(facts, ROUTING_VARS,
+                              "subagents ask the proxy for claude-sonnet-*/opus-* (Invalid model name) and never start")
+
+
+def check_small_fast(facts: Facts) -> Finding:
+    return _variables_finding(facts, SMALL_FAST_VARS, "background calls ask for claude-haiku-* and fail at once")
+
+
+def check_alias(facts: Facts) -> Finding:
+    alias = facts.ccq_alias()
+    config: Optional[ProxyConfig] = facts.get("proxy_config")
+    path = facts.settings.paths["proxy_config"]
+    fix = _reprovision(facts, "set ccq_model_alias once; it writes the same alias into config.yaml and ccq")
+    if config is None:
+        return Finding(FAIL, f"{path} is missing", fix)
+    if alias not in config.models:
+        return Finding(FAIL, f"ccq asks for model '{alias}' but {path.name} names only "
+                             f"{', '.join(sorted(config.models)) or 'no model'}: model_not_found", fix)
+    reply: HttpResult = facts.get("proxy_models")
+    if reply.ok:
+        data = reply.json() or {}
+        served = [str(m.get("id")) for m in data.get("data", []) if isinstance(m, dict)]
+        if alias not in served:
+            return Finding(FAIL, f"'{alias}' is in {path.name}, but the running proxy serves only "
+                                 f"{', '.join(served) or 'nothing'} (it predates the config)", _restart_command(facts))
+    return Finding(OK, f"'{alias}' is a model_name in {path.name}" + (" and in the running proxy" if reply.ok else ""))
+
+
+def check_upstream(facts: Facts) -> Finding:
+    upstream: Upstream = facts.get("upstream")
+    result = upstream.result
+    settings = facts.settings
+    host = urllib.parse.urlsplit(upstream.url).hostname
+    if result.ok:
+        return Finding(OK, f"GET {upstream.url} answers 200 ({len(upstream.served)} models)")
+    if result.error_kind == "dns":
+        return Finding(FAIL, f"cannot resolve {host}: {result.error}",
+                       "check the network/DNS (offline? VPN?); ccq needs to reach " + host)
+    if result.error_kind == "tls":
+        return Finding(FAIL, f"{host}: {result.error}: a TLS-intercepting (corporate) proxy?",
+                       _reprovision(facts, "with ccq_extra_ca_certs listing your proxy's CA certificate file(s)"))
+    if result.error_kind:
+        shell_proxy = [n for n in PROXY_VARS if facts.environ.get(n)]
+        if shell_proxy and not facts.service_proxies():
+            return Finding(FAIL, f"cannot reach {upstream.url}: {result.error}; your shell uses {shell_proxy[0]} but "
+                                 "the proxy service does not see it",
+                           f"systemctl --user set-environment {shell_proxy[0]}=<your proxy URL> (or put it in "
+                           f"~/.config/environment.d/proxy.conf); then {_restart_command(facts)}")
+        return Finding(FAIL, f"cannot reach {upstream.url}: {result.error}",
+                       f"check the network path to {host} (firewall, VPN, an HTTPS_PROXY the proxy service needs)")
+    if result.status in (401, 403):
+        return Finding(FAIL, f"Cerebras rejects the API key (HTTP {result.status}) in {settings.paths['api_key_file']}",
+                       f"CEREBRAS_API_KEY=<a valid key> {settings.reprovision} (or -e ccq_cerebras_api_key=... from a vault)")
+    return Finding(FAIL, f"GET {upstream.url} answered HTTP {result.status}",
+                   "retry later; if it persists, check https://status.cerebras.ai")
+
+
+def check_model(facts: Facts) -> Finding:
+    upstream: Upstream = facts.get("upstream")
+    model = facts.upstream_model()
+    settings = facts.settings
+    if not upstream.result.ok:
+        return Finding(WARN, f"not checked: the upstream's model list is unavailable (see upstream); model {model}")
+    if model in upstream.served:
+        return Finding(OK, f"Cerebras serves {model}")
+    preferred = [m for m in settings.model_preference if m in upstream.served]
+    choice = (f"it picks {preferred[0]}, the first of ccq_cerebras_model_preference that is served, when "
+              "ccq_cerebras_model is empty (the default)") if preferred else \
+             "pin one of the served models with -e ccq_cerebras_model=<model>"
+    return Finding(FAIL, f"Cerebras does not serve {model} (retired?); it serves: {', '.join(upstream.served) or 'nothing'}",
+                   _reprovision(facts, choice))
+
+
+def check_claude_code(facts: Facts) -> Finding:
+    settings = facts.settings
+    version = facts.get("claude_version")
+    node = facts.get("node_version")
+    if version is None:
+        return Finding(FAIL, f"claude is not installed ({settings.paths['bin_dir']}/claude)",
+                       _reprovision(facts, "it installs the pinned Claude Code"))
+    if version == "":
+        return Finding(FAIL, "claude --version fails", _reprovision(facts, "it reinstalls the pinned Claude Code"))
+    if node is None or version_tuple(node) < version_tuple(settings.node_min_version):
+        return Finding(FAIL, f"Node.js {node or 'is missing'}; ccq needs >= {settings.node_min_version} (npm installs "
+                             "and updates Claude Code)", _reprovision(facts, "it installs Node.js from the distribution"))
+    if settings.claude_code_version and version != settings.claude_code_version:
+        return Finding(WARN, f"Claude Code {version}, but ccq was tested with {settings.claude_code_version}: new "
+                             "request fields may need a newer callback", _reprovision(facts, "it installs the tested version"))
+    return Finding(OK, f"Claude Code {version}, Node.js {node}")
+
+
+def _mode_problem(path: Path) -> Optional[str]:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    problems = []
+    if info.st_mode & 0o077:
+        problems.append(f"mode {stat.S_IMODE(info.st_mode):04o}")
+    if info.st_uid != os.getuid():
+        problems.append(f"owner uid {info.st_uid}")
+    return ", ".join(problems) or None
+
+
+def check_file_modes(facts: Facts) -> Finding:
+    paths = facts.settings.paths
+    loose, commands = [], []
+    for name, is_dir in (("secrets_dir", True), ("config_dir", True), ("state_dir", True), ("api_key_file", False),
+                         ("master_key_file", False), ("proxy_env_file", False), ("proxy_log", False)):
+        problem = _mode_problem(paths[name])
+        if problem:
+            loose.append(f"{paths[name]} ({problem})")
+            commands.append(f"chmod {'700' if is_dir else '600'} {shlex.quote(str(paths[name]))}")
+    if loose:
+        return Finding(FAIL, "other accounts can read or own ccq's private files: " + "; ".join(loose),
+                       "; ".join(commands))
+    return Finding(OK, "key files and the environment file are 0600 in 0700 directories, owned by you")
+
+
+def check_proxy_env(facts: Facts) -> Finding:
+    capture = facts.usable_capture()
+    fix = ("add 127.0.0.1,localhost to NO_PROXY for Claude Code: " +
+           _reprovision(facts, "ccq appends them to your NO_PROXY for its call") + "; then open a new shell")
+    if capture.ok:
+        captured = loopback_captured_by(capture.env)
+        if captured:
+            value = capture.env.get("NO_PROXY") or capture.env.get("no_proxy") or "unset"
+            return Finding(FAIL, f"under ccq {', '.join(captured)} is set and NO_PROXY ({value}) lacks 127.0.0.1: "
+                                 "Claude Code sends the proxy's requests to that proxy (Connection error)", fix)
+    shell_captured = loopback_captured_by(facts.environ)
+    if shell_captured:
+        return Finding(WARN, f"your shell sets {', '.join(shell_captured)} without 127.0.0.1 in NO_PROXY: ccq exempts "
+                             "loopback itself, but curl and other clients of the proxy would go through that proxy",
+                       "export NO_PROXY=\"${NO_PROXY:+$NO_PROXY,}127.0.0.1,localhost\" in your rc file")
+    return Finding(OK, "no HTTP(S)_PROXY captures 127.0.0.1" + (" (ccq exempts it)" if capture.ok and any(
+        capture.env.get(n) for n in PROXY_VARS) else ""))
+
+
+def check_restart(facts: Facts) -> Finding:
+    process: Optional[Process] = facts.get("proxy_process")
+    if process is None:
+        return Finding(OK, "nothing to restart (the proxy is not running)")
+    paths = facts.settings.paths
+    candidates = [paths["proxy_config"], paths["proxy_callbacks"], paths["proxy_env_file"], paths["master_key_file"]]
+    service: ServiceState = facts.get("service")
+    if service.manager == "systemd":
+        candidates.append(facts.settings.unit_path)
+    newer = []
+    for path in candidates:
+        try:
+            if path.stat().st_mtime > process.started + 1:
+                newer.append(path.name)
+        except OSError:
+            continue
+    if newer or service.need_reload:
+        what = ", ".join(newer) + (" (unit not reloaded)" if service.need_reload else "")
+        fix = ("systemctl --user daemon-reload && " if service.need_reload else "") + _restart_command(facts)
+        return Finding(WARN, f"changed since the proxy started: {what}; the running proxy does not use it yet", fix)
+    return Finding(OK, f"the running proxy (up {format_duration(process.uptime)}) uses the current files")
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("shell", "`ccq: command not found`, or ccq behaves like an older setup",
+          "a new bash/zsh defines `ccq` from the marked block in ~/.bashrc / ~/.zshrc",
+          "re-run the provisioning, open a new shell", check_shell),
+    Check("service", "`Connection error` / `fetch failed`",
+          "`ccq-litellm.service` is enabled, running and not crash-looping (its last error lines); "
+          "without systemd, the pidfile and the log in ~/.local/state/ccq",
+          "`systemctl --user enable --now ccq-litellm`; the error lines say why it stops", check_service),
+    Check("port", "`Connection error` / `fetch failed`",
+          "/health/liveliness answers on the port ccq uses; if not, which port the proxy listens on",
+          "re-run the provisioning: one `ccq_proxy_port` for the unit and ccq", check_port),
+    Check("loopback", "anyone on your network can spend your key",
+          "the proxy listens on 127.0.0.1 only (`--host 127.0.0.1`; LiteLLM's default is 0.0.0.0)",
+          "re-run the provisioning, restart the proxy", check_loopback),
+    Check("auth", "`401 Unauthorized`",
+          "the running proxy accepts the master key ccq sends (a rotated key needs a restart); "
+          "ANTHROPIC_API_KEY does not reach Claude Code",
+          "`systemctl --user restart ccq-litellm`", check_auth),
+    Check("versions", "`ImportError: ResponseTextConfig` (the proxy dies at start)",
+          "litellm and openai in LiteLLM's venv are the pinned versions (openai `>=1.99.1,<1.100.0`)",
+          "`~/.local/share/pipx/venvs/litellm/bin/python -m pip install 'openai>=1.99.1,<1.100.0'`, restart",
+          check_versions),
+    Check("drop-params", "subagents never start (tools silently dropped)",
+          "no `--drop_params` in the unit, the running proxy or ccq's on-demand start",
+          "re-run the provisioning, restart the proxy", check_drop_params),
+    Check("callback", "subagents never start; `UnsupportedParamsError: ['thinking']`",
+          "config.yaml loads `custom_callbacks.proxy_handler_instance` and the file imports in LiteLLM's venv",
+          "re-run the provisioning, restart the proxy", check_callback),
+    Check("routing", "subagents never start: `Invalid model name` claude-sonnet-*",
+          "under ccq, ANTHROPIC_DEFAULT_SONNET_MODEL, ANTHROPIC_DEFAULT_OPUS_MODEL and CLAUDE_CODE_SUBAGENT_MODEL "
+          "are the alias", "re-run the provisioning, open a new shell", check_routing),
+    Check("small-fast", "background calls fail at once",
+          "under ccq, ANTHROPIC_SMALL_FAST_MODEL and ANTHROPIC_DEFAULT_HAIKU_MODEL are the alias",
+          "re-run the provisioning, open a new shell", check_small_fast),
+    Check("alias", "`model_not_found` / `Invalid model name` for the alias",
+          "the alias ccq passes (`--model`) is a model_name in config.yaml and in the running proxy",
+          "set `ccq_model_alias`, re-run the provisioning", check_alias),
+    Check("upstream", "`APIConnectionError`, `CERTIFICATE_VERIFY_FAILED`, 401 from Cerebras",
+          "GET {api_base}/models with the Cerebras key: DNS, TLS, HTTP status",
+          "fix the network; `ccq_extra_ca_certs` behind a TLS-intercepting proxy; a valid key", check_upstream),
+    Check("model", "`model_not_found` / 404 from Cerebras",
+          "Cerebras still serves the configured model (it retired qwen-3-coder-480b); lists what it serves",
+          "leave `ccq_cerebras_model` empty to pick from `ccq_cerebras_model_preference`, re-run the provisioning",
+          check_model),
+    Check("claude-code", "odd failures after a Claude Code update",
+          "`claude --version` is the tested pin; Node.js is new enough (>= 18)",
+          "re-run the provisioning", check_claude_code),
+    Check("file-modes", "other accounts can read your keys",
+          "key files and the EnvironmentFile are 0600, their directories 0700, all owned by you",
+          "the `chmod` doctor prints", check_file_modes),
+    Check("proxy-env", "`Connection error` behind a corporate proxy",
+          "with HTTP(S)_PROXY set, NO_PROXY under ccq exempts 127.0.0.1",
+          "re-run the provisioning (ccq adds 127.0.0.1,localhost), open a new shell", check_proxy_env),
+    Check("restart", "a change has no effect",
+          "config.yaml, the callback, the keys and the unit are not newer than the running proxy",
+          "`systemctl --user restart ccq-litellm`", check_restart),
+)
+
+
+def run_checks(facts: Facts, checks: Sequence[Check] = CHECKS) -> list[tuple[Check, Finding]]:
+    """Every check's finding; a check that crashes is itself a failure, never a traceback."""
+    results = []
+    for check in checks:
+        try:
+            finding = check.run(facts)
+        except Exception as exc:  # noqa: BLE001 - doctor must report, not crash
+            finding = Finding(FAIL, f"the check itself failed: {type(exc).__name__}: {exc}",
+                              "report this as a ccq bug, with the line above")
+        results.append((check, finding))
+    return results
+
+
+def format_findings(results: Sequence[tuple[Check, Finding]], secrets: Iterable[str] = ()) -> list[str]:
+    """Output lines: one status line per check, then its detail and fix lines, masked."""
+    secrets = list(secrets)
+    width = max(len(check.id) for check, _ in results) if results else 0
+    lines = []
+    for check, finding in results:
+        lines.append(f"{finding.status:<4}  {check.id:<{width}}  {finding.message}")
+        lines.extend(f"{'':4}  {'':{width}}  | {detail}" for detail in finding.details)
+        if finding.fix and finding.status != OK:
+            lines.append(f"{'':4}  {'':{width}}  fix: {finding.fix}")
+    counts = {status: sum(1 for _, f in results if f.status == status) for status in (FAIL, WARN, OK)}
+    lines.append(f"{counts[FAIL]} failed, {counts[WARN]} warnings, {counts[OK]} ok")
+    return [mask_secrets(line, secrets) for line in lines]
+
+
+def markdown_table(checks: Sequence[Check] = CHECKS) -> str:
+    """The README's troubleshooting table, one row per doctor check."""
+    rows = ["| doctor check | symptom | what it verifies | fix |", "|---|---|---|---|"]
+    rows += [f"| `{c.id}` | {c.symptom} | {c.looks_at} | {c.fix} |" for c in checks]
+    return "\n".join(rows) + "\n"
+
+
+# ---------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------
+
+def cmd_doctor(settings: Settings, args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    facts = Facts(settings)
+    facts.start_callback_probe()
+    out(f"ccq doctor: {settings.user}@{socket.gethostname()}, proxy 127.0.0.1:{settings.port}, "
+        f"alias {settings.model_alias}")
+    results = run_checks(facts)
+    for line in format_findings(results, facts.secrets()):
+        out(line)
+    return 1 if any(finding.status == FAIL for _, finding in results) else 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    facts = Facts(settings)
+    service: ServiceState = facts.get("service")
+    process: Optional[Process] = facts.get("proxy_process")
+    healthy = facts.get("health").ok
+    how = f"systemd {settings.unit}" if service.manager == "systemd" else "on demand, no systemd"
+    if healthy and process:
+        state = f"up ({how}, pid {process.pid}, up {format_duration(process.uptime)})"
+    elif healthy:
+        state = f"up ({how})"
+    elif process:
+        state = f"starting or stuck ({how}, pid {process.pid}, not answering)"
+    else:
+        state = f"down ({how}{', ' + service.active if service.active else ''})"
+    versions = facts.get("versions")
+    lines = [
+        f"proxy     {state}",
+        f"port      127.0.0.1:{facts.ccq_port()}",
+        f"model     {facts.ccq_alias()} -> cerebras/{facts.upstream_model() or '?'} at {facts.api_base()}",
+        f"versions  litellm {versions.get('litellm', 'missing')}, openai {versions.get('openai', 'missing')}, "
+        f"claude {facts.get('claude_version') or 'missing'}",
+        f"logs      {'journalctl --user -u ' + settings.unit if service.manager == 'systemd' else settings.paths['proxy_log']}"
+        " (ccq logs)",
+    ]
+    for line in lines:
+        out(mask_secrets(line, facts.secrets()))
+    return 0 if healthy else 3
+
+
+def _follow_file(path: Path, start_lines: int) -> Iterator[str]:
+    text = read_text(path, limit=1 << 20) or ""
+    yield from text.splitlines()[-start_lines:]
+    position = path.stat().st_size if path.exists() else 0
+    while True:
+        time.sleep(0.5)
+        try:
+            size = path.stat().st_size
+        except OSError:
+            continue
+        if size < position:  # rotated or truncated
+            position = 0
+        if size > position:
+            with open(path, "rb") as fh:
+                fh.seek(position)
+                chunk = fh.read()
+            position += len(chunk)
+            yield from chunk.decode("utf-8", "replace").splitlines()
+
+
+def cmd_logs(settings: Settings, args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    facts = Facts(settings)
+    secrets = facts.secrets()
+    service: ServiceState = facts.get("service")
+    if service.manager == "systemd":
+        argv = ["journalctl", "--user", "-u", settings.unit, "-n", str(args.lines), "--no-pager", "-o", "short-iso"]
+        if args.follow:
+            argv.append("-f")
+            proc = subprocess.Popen(argv, env=facts.systemd_env(), stdout=subprocess.PIPE, text=True)
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    out(mask_secrets(line.rstrip("\n"), secrets))
+            except KeyboardInterrupt:
+                proc.terminate()
+            return 0
+        done = run(argv, env=facts.systemd_env(), timeout=30)
+        if done.returncode == 0 and "No journal files" not in done.stderr:
+            for line in done.stdout.splitlines():
+                out(mask_secrets(line, secrets))
+            return 0
+        out(mask_secrets(f"(the journal cannot be read: {done.stderr.strip()}; showing {settings.paths['proxy_log']})",
+                         secrets))
+    path = settings.paths["proxy_log"]
+    if not path.exists():
+        out(f"no log yet: {path}")
+        return 1
+    if args.follow:
+        try:
+            for line in _follow_file(path, args.lines):
+                out(mask_secrets(line, secrets))
+        except KeyboardInterrupt:
+            pass
+        return 0
+    for line in (read_text(path, limit=1 << 20) or "").splitlines()[-args.lines:]:
+        out(mask_secrets(line, secrets))
+    return 0
+
+
+def cmd_checks(settings: Optional[Settings], args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    if args.markdown:
+        out(markdown_table().rstrip("\n"))
+    else:
+        for check in CHECKS:
+            out(f"{check.id:<12} {check.looks_at}")
+    return 0
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="doctor settings (default ~/.config/ccq/doctor.json)")
+    parser = argparse.ArgumentParser(prog="ccq", description="ccq's own commands: doctor, status, logs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("doctor", parents=[common], help="check everything; exit 1 when something fails")
+    sub.add_parser("status", parents=[common], help="is the proxy up: port, model, versions, uptime")
+    logs = sub.add_parser("logs", parents=[common], help="the proxy's recent log lines, secrets masked")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    checks = sub.add_parser("checks", parents=[common], help="list doctor's checks")
+    checks.add_argument("--markdown", action="store_true", help="as the README's troubleshooting table")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.command == "checks":
+        return cmd_checks(None, args)
+    settings = load_settings(args.config)
+    command = {"doctor": cmd_doctor, "status": cmd_status, "logs": cmd_logs}[args.command]
+    try:
+        return command(settings, args)
+    except BrokenPipeError:  # `ccq logs | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

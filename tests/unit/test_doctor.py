@@ -1,0 +1,480 @@
+"""ccq doctor's pieces in isolation: parsers, masking, version pins, and each check's verdict
+on facts fixed in advance (systemd states this machine cannot produce, network failures).
+
+The module is loaded from the very file roles/ccq_doctor deploys.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import ssl
+import socket
+import sys
+import time
+import urllib.error
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DOCTOR_FILE = REPO / "roles/ccq_doctor/files/ccq_doctor.py"
+UNIT_TEMPLATE = REPO / "roles/litellm_service/templates/litellm.service.j2"
+CONFIG_TEMPLATE = REPO / "roles/litellm_proxy/templates/litellm_config.yaml.j2"
+
+
+def load_doctor() -> ModuleType:
+    """The deployed ccq_doctor.py as a module (registered: its dataclasses need that)."""
+    if "ccq_doctor" in sys.modules:
+        return sys.modules["ccq_doctor"]
+    spec = importlib.util.spec_from_file_location("ccq_doctor", DOCTOR_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ccq_doctor"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+doctor = load_doctor()
+
+MASTER_KEY = "sk-ccq-unit0000000000000000000000000000secret"
+API_KEY = "csk-unit-test-key-0000000000000000"
+
+
+def settings(tmp_path: Path, **overrides: Any) -> Any:
+    home = tmp_path / "home"
+    paths = {name: home / rel for name, rel in doctor.DEFAULT_LAYOUT.items()}
+    values = dict(home=home, user="alice", paths=paths, port=4000, model_alias="qwen-3-coder-480b",
+                  model_preference=["qwen-3-coder-480b", "zai-glm-4.7", "gpt-oss-120b"],
+                  claude_code_version="2.1.332", service_manager="systemd")
+    values.update(overrides)
+    return doctor.Settings(**values)
+
+
+def capture(alias: str = "qwen-3-coder-480b", port: int = 4000, **env: str) -> Any:
+    base = {"ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}", "ANTHROPIC_MODEL": alias,
+            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    base.update({name: alias for name in doctor.ROUTING_VARS + doctor.SMALL_FAST_VARS})
+    for name, value in env.items():
+        if value is None:
+            base.pop(name, None)
+        else:
+            base[name] = value
+    return doctor.Capture(True, "bash (~/.bashrc)", env=base, argv=["--model", alias, "--version"],
+                          token_fingerprint=doctor.fingerprint(MASTER_KEY))
+
+
+def running(pid: int = 4242, argv: list[str] | None = None, age: float = 600.0, key: str = MASTER_KEY) -> Any:
+    argv = argv or ["/venv/bin/python", "/venv/bin/litellm", "--config", "/c.yaml", "--host", "127.0.0.1",
+                    "--port", "4000"]
+    return doctor.Process(pid, argv, time.time() - age, {"LITELLM_MASTER_KEY": doctor.fingerprint(key)})
+
+
+def active_service(**overrides: Any) -> Any:
+    argv = ["/venv/bin/litellm", "--config", "/c.yaml", "--host", "127.0.0.1", "--port", "4000", "--telemetry", "False"]
+    values = dict(manager="systemd", loaded=True, enabled="enabled", active="active", sub="running",
+                  result="success", main_pid=4242, exec_start=argv, unit_file_exec_start=argv, linger=True)
+    values.update(overrides)
+    return doctor.ServiceState(**values)
+
+
+def facts(tmp_path: Path, settings_overrides: dict[str, Any] | None = None, **preset: Any) -> Any:
+    """Facts for a healthy systemd setup; ``preset`` replaces individual facts."""
+    s = settings(tmp_path, **(settings_overrides or {}))
+    healthy = dict(
+        service=active_service(), proxy_process=running(), health=doctor.HttpResult(status=200, body=b'"ok"'),
+        proxy_models=doctor.HttpResult(status=200, body=json.dumps({"data": [{"id": "qwen-3-coder-480b"}]}).encode()),
+        listeners=[doctor.Listener("127.0.0.1", 4000, 11)], proxy_listeners=[doctor.Listener("127.0.0.1", 4000, 11)],
+        capture=capture(), capture_direct=capture(), master_key=MASTER_KEY, api_key=API_KEY,
+        env_file={"LITELLM_MASTER_KEY": MASTER_KEY, "CEREBRAS_API_KEY": API_KEY},
+        proxy_config=doctor.ProxyConfig(models={"qwen-3-coder-480b": {"model": "cerebras/qwen-3-coder-480b",
+                                                                      "api_base": "https://api.cerebras.ai/v1"}},
+                                        callbacks=[doctor.CALLBACK_SETTING]),
+        versions={"litellm": "1.74.0.post2", "openai": "1.99.9"}, callback_import=None,
+        upstream=doctor.Upstream("https://api.cerebras.ai/v1/models", doctor.HttpResult(status=200),
+                                 ["qwen-3-coder-480b", "gpt-oss-120b"]),
+        claude_version="2.1.332", node_version="v18.19.0", journal=[], log_tail=[], manager_environment={},
+    )
+    healthy.update(preset)
+    return doctor.Facts(s, environ={"HOME": str(s.home), "PATH": "/usr/bin:/bin"}).preset(**healthy)
+
+
+def verdict(check_id: str, f: Any) -> Any:
+    check = next(c for c in doctor.CHECKS if c.id == check_id)
+    return check.run(f)
+
+
+# --- masking ------------------------------------------------------------------------------
+
+def test_known_secrets_are_masked_wherever_they_appear():
+    line = f"key={MASTER_KEY} and {API_KEY}!"
+    masked = doctor.mask_secrets(line, [MASTER_KEY, API_KEY])
+    assert MASTER_KEY not in masked and API_KEY not in masked
+    assert masked.count("***") >= 2
+
+
+@pytest.mark.parametrize("line, secret", [
+    ("Authorization: Bearer abcdefghijkl123", "abcdefghijkl123"),
+    ("LITELLM_MASTER_KEY=sk-1234567890abcdef", "1234567890abcdef"),
+    ("using csk-zzzzzzzzzzzzzzzzzzzz now", "zzzzzzzzzzzzzzzzzzzz"),
+    ("HTTPS_PROXY=http://bob:hunter2pass@proxy.corp:3128", "hunter2pass"),
+    ('{"api_key": "plainsecretvalue"}', "plainsecretvalue"),
+])
+def test_unknown_keys_are_masked_by_their_shape(line, secret):
+    assert secret not in doctor.mask_secrets(line)
+
+
+def test_masking_leaves_ordinary_log_lines_alone():
+    line = 'INFO:     127.0.0.1:40608 - "GET /health/liveliness HTTP/1.1" 200 OK (task-runner, disk-usage)'
+    assert doctor.mask_secrets(line) == line
+
+
+# --- versions, NO_PROXY --------------------------------------------------------------------
+
+@pytest.mark.parametrize("version, ok", [("1.99.1", True), ("1.99.9", True), ("1.100.0", False),
+                                         ("1.99.0", False), ("2.0.0", False)])
+def test_openai_pin_is_enforced(version, ok):
+    assert doctor.version_satisfies(version, ">=1.99.1,<1.100.0") is ok
+
+
+def test_exact_pin_tells_post_releases_apart():
+    assert doctor.version_satisfies("1.74.0.post2", "==1.74.0.post2")
+    assert not doctor.version_satisfies("1.74.0", "==1.74.0.post2")
+
+
+@pytest.mark.parametrize("env, captured", [
+    ({"HTTPS_PROXY": "http://proxy:3128"}, ["HTTPS_PROXY"]),
+    ({"https_proxy": "http://proxy:3128", "NO_PROXY": "localhost"}, ["https_proxy"]),
+    ({"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "example.com,127.0.0.1"}, []),
+    ({"ALL_PROXY": "socks5://proxy:1080", "no_proxy": "127.0.0.0/8"}, []),
+    ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "*"}, []),
+    ({"NO_PROXY": ""}, []),
+])
+def test_loopback_is_captured_only_when_no_proxy_lacks_127_0_0_1(env, captured):
+    assert doctor.loopback_captured_by(env) == captured
+
+
+# --- parsers ---------------------------------------------------------------------------------
+
+PROC_NET_TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:36B0 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 111 1 0
+   1: 00000000:0FA0 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 222 1 0
+   2: 0100007F:36B0 0100007F:C350 01 00000000:00000000 00:00000000 00000000  1000        0 333 1 0
+"""
+PROC_NET_TCP6 = """\
+  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:0FA0 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000 0 444 1 0
+   1: 00000000000000000000000000000000:0FA1 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000 0 555 1 0
+"""
+
+
+def test_listening_sockets_are_read_from_proc_net():
+    v4 = doctor.parse_proc_net_tcp(PROC_NET_TCP)
+    v6 = doctor.parse_proc_net_tcp(PROC_NET_TCP6)
+    assert [(s.address, s.port, s.inode, s.is_loopback) for s in v4] == [
+        ("127.0.0.1", 14000, 111, True), ("0.0.0.0", 4000, 222, False)]
+    assert [(s.address, s.port, s.is_loopback) for s in v6] == [("::1", 4000, True), ("::", 4001, False)]
+
+
+def test_systemctl_exec_start_gives_the_argv():
+    shown = ("ExecStart={ path=/h/.local/share/pipx/venvs/litellm/bin/litellm ; argv[]=/h/.local/share/pipx/venvs/"
+             "litellm/bin/litellm --config /h/c.yaml --host 127.0.0.1 --port 14000 ; ignore_errors=no ; "
+             "start_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }\nMainPID=12\n")
+    values = doctor.parse_systemctl_show(shown)
+    argv = doctor.exec_start_argv(values["ExecStart"])
+    assert values["MainPID"] == "12"
+    assert doctor.option_value(argv, "--port") == "14000"
+    assert doctor.option_value(argv, "--host") == "127.0.0.1"
+
+
+def _render(template: Path, **variables: Any) -> str:
+    jinja2 = pytest.importorskip("jinja2")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["to_json"] = lambda v, **kw: json.dumps(v)
+    env.filters["bool"] = lambda v: bool(v)
+    return env.from_string(template.read_text()).render(ansible_managed="test", **variables)
+
+
+def test_the_deployed_unit_file_is_read_like_systemd_reads_it():
+    text = _render(UNIT_TEMPLATE, litellm_service_port=4000, litellm_service_executable="/v/bin/litellm",
+                   litellm_service_paths={"proxy_env_file": "/h/e", "config_dir": "/h/c", "proxy_config": "/h/c.yaml"})
+    argv = doctor.unit_exec_start(text)
+    assert argv[0] == "/v/bin/litellm"
+    assert doctor.option_value(argv, "--port") == "4000"
+    assert doctor.option_value(argv, "--host") == "127.0.0.1"
+    assert "--drop_params" not in argv
+
+
+def test_the_small_config_reader_agrees_with_yaml_on_the_role_template():
+    yaml = pytest.importorskip("yaml")
+    text = _render(CONFIG_TEMPLATE, litellm_proxy_model_alias="my-alias", litellm_proxy_upstream_model="gpt-oss-120b",
+                   litellm_proxy_api_base="https://api.cerebras.ai/v1", litellm_proxy_debug=False)
+    by_hand = doctor.parse_proxy_config(text)
+    by_yaml = doctor.proxy_config_from_data(yaml.safe_load(text))
+    assert by_hand.models == by_yaml.models
+    assert by_hand.callbacks == by_yaml.callbacks == [doctor.CALLBACK_SETTING]
+    assert by_hand.upstream_model("my-alias") == "gpt-oss-120b"
+
+
+@pytest.mark.parametrize("snippet", [
+    "litellm_settings:\n  callbacks: [\"custom_callbacks.proxy_handler_instance\", other.x]\n",
+    "litellm_settings:\n  callbacks:\n    - custom_callbacks.proxy_handler_instance\n  drop_params: false\n",
+])
+def test_callbacks_are_found_in_list_forms(snippet):
+    assert doctor.CALLBACK_SETTING in doctor.parse_proxy_config(snippet).callbacks
+
+
+def test_a_removed_callbacks_line_is_noticed():
+    text = "model_list:\n  - model_name: a\n    litellm_params:\n      model: cerebras/b\nlitellm_settings:\n  x: 1\n"
+    assert doctor.parse_proxy_config(text).callbacks == []
+
+
+def test_error_lines_end_with_the_traceback_cause():
+    journal = ["INFO: started", "Traceback (most recent call last):", '  File "x.py", line 1',
+               "ImportError: cannot import name 'ResponseTextConfig' from 'openai.types.responses'",
+               "ccq-litellm.service: Main process exited, code=exited, status=1/FAILURE"]
+    lines = doctor.last_error_lines(journal, count=3)
+    assert any("ResponseTextConfig" in line for line in lines)
+    assert "INFO: started" not in lines
+
+
+def test_shell_comments_do_not_count_as_code():
+    text = "# Never --drop_params.\nexec litellm --port 1  # not --drop_params either\n"
+    assert "--drop_params" not in doctor.shell_code(text)
+    assert "--drop_params" in doctor.shell_code("exec litellm --drop_params\n")
+
+
+@pytest.mark.parametrize("seconds, text", [(5, "5s"), (65, "1m 5s"), (3725, "1h 2m"), (90000, "1d 1h")])
+def test_durations_read_like_uptime(seconds, text):
+    assert doctor.format_duration(seconds) == text
+
+
+def test_network_failures_are_told_apart():
+    assert doctor.classify_network_error(urllib.error.URLError(socket.gaierror(-2, "Name or service not known")))[0] == "dns"
+    assert doctor.classify_network_error(urllib.error.URLError(ssl.SSLCertVerificationError(1, "x")))[0] == "tls"
+    assert doctor.classify_network_error(urllib.error.URLError(ConnectionRefusedError()))[0] == "refused"
+    assert doctor.classify_network_error(urllib.error.URLError(socket.timeout()))[0] == "timeout"
+
+
+# --- the registry ------------------------------------------------------------------------------
+
+def test_every_row_of_issue_5_has_a_check():
+    ids = {check.id for check in doctor.CHECKS}
+    seed_rows = {"auth", "service", "port", "proxy-env", "versions", "drop-params", "callback", "routing",
+                 "small-fast", "alias"}
+    new_rows = {"model", "claude-code", "loopback", "file-modes", "upstream"}
+    assert seed_rows | new_rows <= ids
+    assert len(ids) == len(doctor.CHECKS)
+
+
+def test_a_healthy_setup_passes_every_check(tmp_path):
+    results = doctor.run_checks(facts(tmp_path))
+    assert [(c.id, f.status, f.message) for c, f in results if f.status != doctor.OK] == []
+
+
+def test_a_crashing_check_is_reported_as_a_failure_not_a_traceback(tmp_path):
+    def broken(_facts):
+        raise KeyError("boom")
+    check = doctor.Check("broken", "s", "l", "f", broken)
+    [(_, finding)] = doctor.run_checks(facts(tmp_path), [check])
+    assert finding.status == doctor.FAIL and "KeyError" in finding.message
+
+
+def test_output_is_one_status_line_per_check_and_masked(tmp_path):
+    f = facts(tmp_path, proxy_models=doctor.HttpResult(status=401))
+    results = doctor.run_checks(f)
+    results.append((results[0][0], doctor.Finding(doctor.FAIL, f"leaked {MASTER_KEY}", f"use {API_KEY}")))
+    lines = doctor.format_findings(results, [MASTER_KEY, API_KEY])
+    status_lines = [line for line in lines if line.split(" ", 1)[0] in ("ok", "warn", "FAIL")]
+    assert len(status_lines) == len(results)
+    assert not any(MASTER_KEY in line or API_KEY in line for line in lines)
+    assert lines[-1].startswith("2 failed")
+
+
+# --- each check's verdict --------------------------------------------------------------------
+
+def test_stopped_service_names_the_start_command(tmp_path):
+    f = facts(tmp_path, service=active_service(active="inactive", sub="dead", main_pid=0), proxy_process=None)
+    finding = verdict("service", f)
+    assert finding.status == doctor.FAIL
+    assert finding.fix == "systemctl --user start ccq-litellm.service"
+
+
+def test_crash_loop_shows_the_last_error_lines(tmp_path):
+    journal = ["Traceback (most recent call last):",
+               "ImportError: cannot import name 'ResponseTextConfig' from 'openai.types.responses'"]
+    f = facts(tmp_path, service=active_service(active="activating", sub="auto-restart", n_restarts=4, main_pid=0),
+              proxy_process=None, journal=journal)
+    finding = verdict("service", f)
+    assert finding.status == doctor.FAIL and "crash-looping" in finding.message
+    assert any("ResponseTextConfig" in line for line in finding.details)
+
+
+def test_a_service_that_is_not_enabled_fails(tmp_path):
+    finding = verdict("service", facts(tmp_path, service=active_service(enabled="disabled")))
+    assert finding.status == doctor.FAIL and finding.fix == "systemctl --user enable ccq-litellm.service"
+
+
+def test_missing_linger_is_a_warning(tmp_path):
+    finding = verdict("service", facts(tmp_path, service=active_service(linger=False)))
+    assert finding.status == doctor.WARN and "enable-linger alice" in finding.fix
+
+
+def test_proxy_on_another_port_is_named(tmp_path):
+    argv = ["/venv/bin/litellm", "--config", "/c.yaml", "--host", "127.0.0.1", "--port", "4001"]
+    f = facts(tmp_path, health=doctor.HttpResult(error_kind="refused", error="connection refused"),
+              service=active_service(exec_start=argv, unit_file_exec_start=argv),
+              proxy_listeners=[doctor.Listener("127.0.0.1", 4001, 12)], listeners=[doctor.Listener("127.0.0.1", 4001, 12)])
+    finding = verdict("port", f)
+    assert finding.status == doctor.FAIL
+    assert "127.0.0.1:4001" in finding.message and "ccq uses 4000" in finding.message
+
+
+def test_proxy_beyond_loopback_fails(tmp_path):
+    f = facts(tmp_path, proxy_listeners=[doctor.Listener("0.0.0.0", 4000, 11)],
+              listeners=[doctor.Listener("0.0.0.0", 4000, 11)])
+    finding = verdict("loopback", f)
+    assert finding.status == doctor.FAIL and "0.0.0.0:4000" in finding.message
+
+
+def test_unit_without_host_option_fails_even_when_stopped(tmp_path):
+    argv = ["/venv/bin/litellm", "--config", "/c.yaml", "--port", "4000"]
+    f = facts(tmp_path, service=active_service(exec_start=argv, unit_file_exec_start=argv), proxy_listeners=[])
+    assert verdict("loopback", f).status == doctor.FAIL
+
+
+def test_rotated_key_without_restart_is_a_401_with_the_restart_fix(tmp_path):
+    f = facts(tmp_path, proxy_models=doctor.HttpResult(status=401), proxy_process=running(key="sk-old-key-0000000"))
+    finding = verdict("auth", f)
+    assert finding.status == doctor.FAIL and "older master key" in finding.message
+    assert finding.fix == "systemctl --user restart ccq-litellm.service"
+
+
+def test_a_seed_style_ccq_with_its_own_token_is_named(tmp_path):
+    seed = capture()
+    seed.token_fingerprint = doctor.fingerprint("sk-local")
+    finding = verdict("auth", facts(tmp_path, capture=seed))
+    assert finding.status == doctor.FAIL and "not the master key" in finding.message
+
+
+@pytest.mark.parametrize("openai", ["1.100.0", "1.98.0", None])
+def test_openai_outside_the_pin_fails_with_the_pip_command(tmp_path, openai):
+    versions = {"litellm": "1.74.0.post2"} | ({"openai": openai} if openai else {})
+    finding = verdict("versions", facts(tmp_path, versions=versions))
+    assert finding.status == doctor.FAIL
+    assert "pip install 'openai>=1.99.1,<1.100.0'" in finding.fix
+
+
+def test_another_litellm_version_fails(tmp_path):
+    finding = verdict("versions", facts(tmp_path, versions={"litellm": "1.75.0", "openai": "1.99.9"}))
+    assert finding.status == doctor.FAIL and "litellm 1.75.0" in finding.message
+
+
+def test_drop_params_in_the_running_proxy_fails(tmp_path):
+    process = running(argv=["python", "/venv/bin/litellm", "--config", "/c.yaml", "--drop_params"])
+    finding = verdict("drop-params", facts(tmp_path, proxy_process=process))
+    assert finding.status == doctor.FAIL and "running proxy" in finding.message
+
+
+def test_missing_callback_setting_fails(tmp_path):
+    config = doctor.ProxyConfig(models={"qwen-3-coder-480b": {"model": "cerebras/qwen-3-coder-480b"}})
+    assert verdict("callback", facts(tmp_path, proxy_config=config)).status == doctor.FAIL
+
+
+def test_callback_that_does_not_import_fails_with_its_error(tmp_path):
+    error = "ImportError: cannot import name 'ResponseTextConfig' from 'openai.types.responses'"
+    finding = verdict("callback", facts(tmp_path, callback_import=error))
+    assert finding.status == doctor.FAIL and "ResponseTextConfig" in finding.message
+
+
+@pytest.mark.parametrize("check_id, missing", [("routing", "CLAUDE_CODE_SUBAGENT_MODEL"),
+                                               ("routing", "ANTHROPIC_DEFAULT_SONNET_MODEL"),
+                                               ("small-fast", "ANTHROPIC_SMALL_FAST_MODEL"),
+                                               ("small-fast", "ANTHROPIC_DEFAULT_HAIKU_MODEL")])
+def test_a_missing_model_variable_is_named(tmp_path, check_id, missing):
+    finding = verdict(check_id, facts(tmp_path, capture=capture(**{missing: None})))
+    assert finding.status == doctor.FAIL and f"{missing} is unset" in finding.message
+
+
+def test_a_model_variable_pointing_elsewhere_is_named(tmp_path):
+    finding = verdict("small-fast", facts(tmp_path, capture=capture(ANTHROPIC_SMALL_FAST_MODEL="claude-3-5-haiku")))
+    assert finding.status == doctor.FAIL and "ANTHROPIC_SMALL_FAST_MODEL=claude-3-5-haiku" in finding.message
+
+
+def test_alias_missing_from_config_is_model_not_found(tmp_path):
+    finding = verdict("alias", facts(tmp_path, capture=capture(alias="old-alias"), capture_direct=capture(alias="old-alias")))
+    assert finding.status == doctor.FAIL and "'old-alias'" in finding.message and "model_not_found" in finding.message
+
+
+def test_model_that_cerebras_stopped_serving_lists_what_it_serves(tmp_path):
+    upstream = doctor.Upstream("https://api.cerebras.ai/v1/models", doctor.HttpResult(status=200),
+                               ["gpt-oss-120b", "zai-glm-4.7"])
+    finding = verdict("model", facts(tmp_path, upstream=upstream))
+    assert finding.status == doctor.FAIL
+    assert "gpt-oss-120b, zai-glm-4.7" in finding.message
+    assert "it picks zai-glm-4.7" in finding.fix
+
+
+@pytest.mark.parametrize("result, words", [
+    (doctor.HttpResult(error_kind="dns", error="name resolution failed"), "cannot resolve api.cerebras.ai"),
+    (doctor.HttpResult(error_kind="tls", error="TLS certificate not trusted"), "TLS-intercepting"),
+    (doctor.HttpResult(status=401), "rejects the API key"),
+    (doctor.HttpResult(status=503), "HTTP 503"),
+])
+def test_upstream_failures_say_which_layer(tmp_path, result, words):
+    upstream = doctor.Upstream("https://api.cerebras.ai/v1/models", result, [])
+    finding = verdict("upstream", facts(tmp_path, upstream=upstream))
+    assert finding.status == doctor.FAIL and words in finding.message
+    assert verdict("model", facts(tmp_path, upstream=upstream)).status == doctor.WARN
+
+
+def test_a_shell_proxy_the_service_does_not_see_is_named(tmp_path):
+    upstream = doctor.Upstream("https://api.cerebras.ai/v1/models",
+                               doctor.HttpResult(error_kind="timeout", error="timed out"), [])
+    f = facts(tmp_path, upstream=upstream)
+    f.environ["HTTPS_PROXY"] = "http://proxy.corp:3128"
+    finding = verdict("upstream", f)
+    assert "does not see it" in finding.message and "set-environment HTTPS_PROXY" in finding.fix
+
+
+def test_claude_code_off_the_pin_warns_and_old_node_fails(tmp_path):
+    assert verdict("claude-code", facts(tmp_path, claude_version="2.1.400")).status == doctor.WARN
+    assert verdict("claude-code", facts(tmp_path, node_version="v16.20.0")).status == doctor.FAIL
+    assert verdict("claude-code", facts(tmp_path, claude_version=None)).status == doctor.FAIL
+
+
+def test_loose_modes_are_listed_with_their_chmod(tmp_path):
+    f = facts(tmp_path)
+    paths = f.settings.paths
+    paths["secrets_dir"].mkdir(parents=True)
+    paths["api_key_file"].write_text(API_KEY)
+    paths["secrets_dir"].chmod(0o755)
+    paths["api_key_file"].chmod(0o644)
+    finding = verdict("file-modes", f)
+    assert finding.status == doctor.FAIL
+    assert f"chmod 700 {paths['secrets_dir']}" in finding.fix
+    assert f"chmod 600 {paths['api_key_file']}" in finding.fix
+
+
+def test_proxy_variable_under_ccq_without_no_proxy_fails(tmp_path):
+    env = capture(HTTPS_PROXY="http://proxy.corp:3128", NO_PROXY=None, no_proxy=None)
+    finding = verdict("proxy-env", facts(tmp_path, capture=env))
+    assert finding.status == doctor.FAIL and "HTTPS_PROXY" in finding.message
+
+
+def test_proxy_variable_only_in_the_shell_warns_because_ccq_exempts_loopback(tmp_path):
+    f = facts(tmp_path, capture=capture(HTTPS_PROXY="http://proxy.corp:3128"))
+    f.environ["HTTPS_PROXY"] = "http://proxy.corp:3128"
+    assert verdict("proxy-env", f).status == doctor.WARN
+
+
+def test_a_file_changed_after_the_proxy_started_asks_for_a_restart(tmp_path):
+    f = facts(tmp_path, proxy_process=running(age=3600))
+    config = f.settings.paths["proxy_config"]
+    config.parent.mkdir(parents=True)
+    config.write_text("changed")
+    finding = verdict("restart", f)
+    assert finding.status == doctor.WARN and config.name in finding.message

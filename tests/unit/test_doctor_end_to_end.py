@@ -1,0 +1,461 @@
+"""ccq doctor, status and logs run as a user would run them, on a machine without systemd.
+
+Each test builds a home directory laid out as the roles lay it out: the real ccq shell
+functions (rendered from roles/ccq_shell), a ~/.bashrc with ccq's marked block, 0600 key
+files, config.yaml rendered from roles/litellm_proxy, a LiteLLM venv (its dist-info only),
+a stand-in LiteLLM process started the way ccq starts it on demand (pidfile, log file), and
+the fake Cerebras upstream.  Faults are injected one at a time: doctor must name each with
+FAIL and exit 1, and be clean again once it is repaired.  No key may ever reach the output.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import secrets
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers.stack import free_port, stop_process
+from helpers.http import wait_http_ok
+
+REPO = Path(__file__).resolve().parents[2]
+DOCTOR = REPO / "roles/ccq_doctor/files/ccq_doctor.py"
+SHELL_TEMPLATE = REPO / "roles/ccq_shell/templates/ccq.sh.j2"
+CONFIG_TEMPLATE = REPO / "roles/litellm_proxy/templates/litellm_config.yaml.j2"
+ALIAS = "qwen-3-coder-480b"
+SERVED = "qwen-3-coder-480b,gpt-oss-120b,zai-glm-4.7"
+
+
+def _doctor_layout() -> dict[str, str]:
+    """ccq's file layout as the deployed doctor knows it (DEFAULT_LAYOUT)."""
+    spec = importlib.util.spec_from_file_location("ccq_doctor_layout", DOCTOR)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return dict(module.DEFAULT_LAYOUT)
+
+
+LAYOUT = _doctor_layout()
+STATUS_LINE = re.compile(r"^(ok|warn|FAIL)\s+(\S+)\s")
+
+# Serves what doctor asks of LiteLLM: /health/liveliness without a key, /v1/models with the
+# master key from its environment (LITELLM_MASTER_KEY), 401 otherwise.
+FAKE_LITELLM = '''#!{python}
+import argparse, json, os, re, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+p = argparse.ArgumentParser()
+p.add_argument("--config"); p.add_argument("--host"); p.add_argument("--port", type=int)
+p.add_argument("--telemetry"); p.add_argument("--drop_params", action="store_true")
+args = p.parse_args()
+aliases = re.findall(r'model_name: "?([^"\\n]+)"?', open(args.config).read())
+key = os.environ["LITELLM_MASTER_KEY"]
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/health/liveliness":
+            status, body = 200, "I'm alive!"
+        elif self.path == "/v1/models":
+            ok = self.headers.get("Authorization") == "Bearer " + key
+            status, body = (200, {{"data": [{{"id": a}} for a in aliases]}}) if ok else (401, {{"error": "auth"}})
+        else:
+            status, body = 404, {{}}
+        data = json.dumps(body).encode()
+        self.send_response(status); self.send_header("content-length", str(len(data))); self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, fmt, *a):
+        sys.stdout.write("INFO: " + (fmt % a) + "\\n"); sys.stdout.flush()
+ThreadingHTTPServer((args.host, args.port), H).serve_forever()
+'''
+
+STUB_CALLBACK = """# Stand-in for custom_callbacks.py: the real one needs LiteLLM installed.
+proxy_handler_instance = object()
+async def ccq_master_key_auth(request, api_key):
+    return None
+"""
+
+
+def render(template: Path, **variables: Any) -> str:
+    jinja2 = pytest.importorskip("jinja2")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["to_json"] = lambda v, **kw: json.dumps(v)
+    env.filters["quote"] = lambda v: shlex.quote(str(v))
+    env.filters["bool"] = lambda v: bool(v)
+    return env.from_string(template.read_text()).render(ansible_managed="test", **variables)
+
+
+def write_private(path: Path, text: str, mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+@dataclass
+class Home:
+    """One user's ccq setup in a temporary home, and the processes that serve it."""
+
+    root: Path
+    upstream_base: str
+    upstream_key: str
+    port: int = 0
+    master_key: str = field(default_factory=lambda: "sk-ccq-" + secrets.token_hex(20))
+    proxy: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        return {name: self.home / rel for name, rel in LAYOUT.items()}
+
+    def build(self) -> Home:
+        paths = self.paths
+        self.port = free_port()
+        for name in ("secrets_dir", "config_dir", "state_dir"):
+            paths[name].mkdir(parents=True, exist_ok=True)
+            paths[name].chmod(0o700)
+        write_private(paths["api_key_file"], self.upstream_key)
+        write_private(paths["master_key_file"], self.master_key)
+        write_private(paths["proxy_env_file"], f"CEREBRAS_API_KEY={self.upstream_key}\nLITELLM_MASTER_KEY={self.master_key}\n"
+                                               "LITELLM_LOCAL_MODEL_COST_MAP=True\nCCQ_MAX_TOKENS_CEILING=16384\n")
+        write_private(paths["proxy_config"], render(
+            CONFIG_TEMPLATE, litellm_proxy_model_alias=ALIAS, litellm_proxy_upstream_model=ALIAS,
+            litellm_proxy_api_base=self.upstream_base, litellm_proxy_debug=False))
+        write_private(paths["proxy_callbacks"], STUB_CALLBACK)
+        shell_paths = {name: str(path) for name, path in paths.items()}
+        write_private(paths["shell_functions"], render(
+            SHELL_TEMPLATE, ccq_shell_paths=shell_paths, ccq_shell_proxy_port=self.port, ccq_shell_model_alias=ALIAS,
+            ccq_shell_service_name="ccq-litellm", ccq_shell_start_timeout=5), 0o644)
+        write_private(self.home / ".bashrc", "# the user's own line\n# BEGIN ccq: cc and ccq\n"
+                      f'[ -r "{paths["shell_functions"]}" ] && . "{paths["shell_functions"]}"\n# END ccq: cc and ccq\n',
+                      0o644)
+        venv = paths["litellm_venv"]
+        write_private(venv / "bin/python", f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', 0o755)
+        write_private(venv / "bin/litellm", FAKE_LITELLM.format(python=sys.executable), 0o755)
+        for name, version in (("litellm", "1.74.0.post2"), ("openai", "1.99.9")):
+            write_private(venv / f"lib/python3.11/site-packages/{name}-{version}.dist-info/METADATA",
+                          f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", 0o644)
+        write_private(paths["bin_dir"] / "claude", "#!/bin/sh\necho '2.1.332 (Claude Code)'\n", 0o755)
+        write_private(self.root / "fakebin/node", "#!/bin/sh\necho v18.19.0\n", 0o755)
+        settings = {
+            "user": os.environ.get("USER") or "root", "home": str(self.home),
+            "paths": {name: str(path) for name, path in paths.items()},
+            "port": self.port, "model_alias": ALIAS, "api_base": self.upstream_base,
+            "model_preference": ["qwen-3-coder-480b", "zai-glm-4.7", "gpt-oss-120b"],
+            "litellm_version": "1.74.0.post2", "openai_version_spec": ">=1.99.1,<1.100.0",
+            "claude_code_version": "2.1.332", "node_min_version": "18.0.0", "service_manager": "none",
+        }
+        write_private(paths["config_dir"] / "doctor.json", json.dumps(settings))
+        return self
+
+    # -- the proxy, as ccq starts it on demand ------------------------------------------------
+    def start_proxy(self, port: int | None = None, *extra: str) -> None:
+        paths = self.paths
+        env = {"PATH": os.environ["PATH"], "HOME": str(self.home)}
+        env.update(line.split("=", 1) for line in paths["proxy_env_file"].read_text().splitlines() if "=" in line)
+        log = open(paths["proxy_log"], "ab")  # noqa: SIM115 - lives with the process
+        paths["proxy_log"].chmod(0o600)
+        self.proxy = subprocess.Popen(
+            [str(paths["litellm_venv"] / "bin/litellm"), "--config", str(paths["proxy_config"]), "--host", "127.0.0.1",
+             "--port", str(port or self.port), "--telemetry", "False", *extra],
+            env=env, cwd=paths["config_dir"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        paths["proxy_pidfile"].write_text(f"{self.proxy.pid}\n")
+        wait_http_ok(f"http://127.0.0.1:{port or self.port}/health/liveliness", 15, self.proxy)
+
+    def stop_proxy(self) -> None:
+        stop_process(self.proxy)
+        self.proxy = None
+
+    # -- running ccq's commands ----------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        scrubbed = ("ANTHROPIC_", "CLAUDE_", "CEREBRAS_", "LITELLM_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                    "http_proxy", "https_proxy", "all_proxy", "NO_PROXY", "no_proxy")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(scrubbed)}
+        env.update(HOME=str(self.home), SHELL="/bin/bash", PATH=f"{self.root / 'fakebin'}:{os.environ['PATH']}")
+        env.update(self.extra_env)
+        return env
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, str(DOCTOR), *args], env=self.env(), cwd=self.home,
+                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        for secret in (self.master_key, self.upstream_key, *self.paths_secrets()):
+            assert secret not in done.stdout + done.stderr, "a key reached the output"
+        return done
+
+    def paths_secrets(self) -> list[str]:
+        paths = self.paths
+        found = [paths["master_key_file"].read_text().strip() if paths["master_key_file"].exists() else ""]
+        env_file = paths["proxy_env_file"].read_text() if paths["proxy_env_file"].exists() else ""
+        found += [line.split("=", 1)[1] for line in env_file.splitlines() if line.startswith(("CEREBRAS_", "LITELLM_MASTER"))]
+        return [s for s in found if s]
+
+    def doctor(self) -> tuple[int, dict[str, str], str]:
+        """Exit status, {check id: status}, and the whole output."""
+        done = self.run("doctor")
+        statuses = {m.group(2): m.group(1) for m in map(STATUS_LINE.match, done.stdout.splitlines()) if m}
+        assert done.stderr == "", done.stderr
+        return done.returncode, statuses, done.stdout
+
+
+@pytest.fixture
+def home(tmp_path: Path, make_fake: Callable[..., Any]) -> Iterator[Home]:
+    fake = make_fake("--models", SERVED)
+    built = Home(tmp_path, fake.api_base, fake.api_key).build()
+    built.start_proxy()
+    yield built
+    built.stop_proxy()
+
+
+def assert_clean(home: Home) -> None:
+    rc, statuses, output = home.doctor()
+    assert rc == 0 and doctor_failures(statuses) == [], output
+
+
+def doctor_failures(statuses: dict[str, str]) -> list[str]:
+    return sorted(check for check, status in statuses.items() if status == "FAIL")
+
+
+def test_a_healthy_setup_is_all_ok_and_exits_zero(home):
+    rc, statuses, output = home.doctor()
+    assert rc == 0, output
+    assert set(statuses.values()) == {"ok"}, output
+    assert len(statuses) == 17
+    assert output.rstrip().endswith("0 failed, 0 warnings, 17 ok")
+
+
+def test_status_says_up_port_model_versions_and_uptime(home):
+    done = home.run("status")
+    assert done.returncode == 0, done.stdout
+    assert re.search(rf"^proxy\s+up \(on demand, no systemd, pid {home.proxy.pid}, up \d+s\)", done.stdout, re.M)
+    assert f"127.0.0.1:{home.port}" in done.stdout
+    assert f"{ALIAS} -> cerebras/{ALIAS} at {home.upstream_base}" in done.stdout
+    assert "litellm 1.74.0.post2, openai 1.99.9, claude 2.1.332" in done.stdout
+    home.stop_proxy()
+    down = home.run("status")
+    assert down.returncode == 3 and re.search(r"^proxy\s+down", down.stdout, re.M)
+
+
+def test_logs_show_recent_lines_with_every_key_masked(home):
+    log = home.paths["proxy_log"]
+    with open(log, "a") as fh:
+        fh.write(f"DEBUG headers Authorization: Bearer {home.master_key}\n")
+        fh.write(f"DEBUG env CEREBRAS_API_KEY={home.upstream_key}\n")
+        fh.write("DEBUG an old key sk-ccq-0123456789abcdef0123 and the last line\n")
+    done = home.run("logs", "-n", "3")
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3 and lines[-1].endswith("and the last line")
+    assert "0123456789abcdef0123" not in done.stdout
+    assert "***" in lines[0] and "***" in lines[1]
+
+
+def test_checks_are_listed_as_the_readme_table():
+    done = subprocess.run([sys.executable, str(DOCTOR), "checks", "--markdown"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("| doctor check |")
+
+
+# --- faults: inject, doctor names it, repair, doctor is clean --------------------------------
+
+Repair = Callable[[], None]
+
+
+def edit(path: Path, change: Callable[[str], str]) -> Repair:
+    """Change a file; the repair puts back its bytes and mode."""
+    before, mode = path.read_bytes(), path.stat().st_mode
+
+    def repair() -> None:
+        path.write_bytes(before)
+        path.chmod(mode)
+
+    path.write_text(change(path.read_text()))
+    return repair
+
+
+def drop_lines(*names: str) -> Callable[[str], str]:
+    return lambda text: "\n".join(line for line in text.splitlines()
+                                  if not any(line.strip().startswith(n + "=") for n in names)) + "\n"
+
+
+def crash_the_proxy(home: Home) -> Repair:
+    home.stop_proxy()
+    with open(home.paths["proxy_log"], "a") as fh:
+        fh.write("Traceback (most recent call last):\n  File \"litellm/__init__.py\", line 1\n"
+                 "ImportError: cannot import name 'ResponseTextConfig' from 'openai.types.responses'\n")
+    return lambda: home.start_proxy()
+
+
+def move_the_proxy_to_another_port(home: Home) -> Repair:
+    home.stop_proxy()
+    home.start_proxy(free_port())
+
+    def repair() -> None:
+        home.stop_proxy()
+        home.start_proxy()
+    return repair
+
+
+def rotate_the_master_key_without_restart(home: Home) -> Repair:
+    new_key = "sk-ccq-" + secrets.token_hex(20)
+    paths = home.paths
+    edit(paths["master_key_file"], lambda _: new_key)
+    edit(paths["proxy_env_file"], lambda text: re.sub(r"(?m)^LITELLM_MASTER_KEY=.*$", f"LITELLM_MASTER_KEY={new_key}", text))
+
+    def repair() -> None:  # doctor's fix: restart the proxy so it reads the new key
+        home.master_key = new_key
+        home.stop_proxy()
+        home.start_proxy()
+    return repair
+
+
+def put_openai_1_100_in_the_venv(home: Home) -> Repair:
+    site = home.paths["litellm_venv"] / "lib/python3.11/site-packages"
+    good, bad = site / "openai-1.99.9.dist-info", site / "openai-1.100.0.dist-info"
+    good.rename(bad)
+    edit(bad / "METADATA", lambda text: text.replace("1.99.9", "1.100.0"))
+
+    def repair() -> None:
+        bad.rename(good)
+        (good / "METADATA").write_text((good / "METADATA").read_text().replace("1.100.0", "1.99.9"))
+    return repair
+
+
+def restart_with_drop_params(home: Home) -> Repair:
+    home.stop_proxy()
+    home.start_proxy(None, "--drop_params")
+
+    def repair() -> None:
+        home.stop_proxy()
+        home.start_proxy()
+    return repair
+
+
+def remove_the_callback_line(home: Home) -> Repair:
+    return edit(home.paths["proxy_config"],
+                lambda text: "\n".join(line for line in text.splitlines() if "callbacks:" not in line) + "\n")
+
+
+def break_the_callback_import(home: Home) -> Repair:
+    return edit(home.paths["proxy_callbacks"],
+                lambda text: "raise ImportError(\"cannot import name 'ResponseTextConfig'\")\n" + text)
+
+
+def unset_the_routing_variables(home: Home) -> Repair:
+    return edit(home.paths["shell_functions"], drop_lines("ANTHROPIC_DEFAULT_SONNET_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL"))
+
+
+def unset_the_small_fast_variables(home: Home) -> Repair:
+    return edit(home.paths["shell_functions"], drop_lines("ANTHROPIC_SMALL_FAST_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL"))
+
+
+def make_the_alias_stale(home: Home) -> Repair:
+    return edit(home.paths["proxy_config"], lambda text: text.replace(f'model_name: "{ALIAS}"', 'model_name: "renamed-alias"'))
+
+
+def point_at_an_upstream_without_the_model(home: Home, make_fake: Callable[..., Any]) -> Repair:
+    retired = make_fake("--models", "gpt-oss-120b,zai-glm-4.7", api_key=home.upstream_key)
+    return edit(home.paths["proxy_config"], lambda text: text.replace(home.upstream_base, retired.api_base))
+
+
+def loosen_the_file_modes(home: Home) -> Repair:
+    paths = home.paths
+    paths["api_key_file"].chmod(0o644)
+    paths["proxy_env_file"].chmod(0o640)
+    paths["secrets_dir"].chmod(0o755)
+
+    def repair() -> None:  # doctor's fix, run as printed
+        fix = next(line for line in home.run("doctor").stdout.splitlines() if "fix: chmod" in line)
+        subprocess.run(fix.split("fix: ", 1)[1], shell=True, check=True)
+    return repair
+
+
+def proxy_variable_and_a_ccq_without_no_proxy(home: Home) -> Repair:
+    home.extra_env["HTTPS_PROXY"] = "http://proxy.invalid:3128"
+    # A ccq older than ccq's own (or edited by hand) that does not add 127.0.0.1 to NO_PROXY.
+    return edit(home.paths["shell_functions"], drop_lines("NO_PROXY", "no_proxy"))
+
+
+def refuse_the_cerebras_key(home: Home) -> Repair:
+    return edit(home.paths["proxy_env_file"],
+                lambda text: re.sub(r"(?m)^CEREBRAS_API_KEY=.*$", "CEREBRAS_API_KEY=csk-revoked-000000000000", text))
+
+
+def remove_claude_code(home: Home) -> Repair:
+    claude = home.paths["bin_dir"] / "claude"
+    saved = claude.read_bytes()
+    claude.unlink()
+
+    def repair() -> None:
+        write_private(claude, saved.decode(), 0o755)
+    return repair
+
+
+def shadow_ccq_with_the_seed_recipe(home: Home) -> Repair:
+    seed = ('ccq() {\n  NO_PROXY="127.0.0.1,localhost" ANTHROPIC_BASE_URL="http://127.0.0.1:4000" \\\n'
+            '  ANTHROPIC_AUTH_TOKEN="sk-local" ANTHROPIC_SMALL_FAST_MODEL="qwen-3-coder-480b" \\\n'
+            '  claude --model qwen-3-coder-480b "$@"\n}\n')
+    return edit(home.home / ".bashrc", lambda text: text + seed)
+
+
+def remove_the_rc_block(home: Home) -> Repair:
+    return edit(home.home / ".bashrc", lambda text: "# the user's own line\n")
+
+
+FAULTS: list[tuple[str, Callable[..., Repair], set[str]]] = [
+    ("the on-demand proxy crashed", crash_the_proxy, {"service"}),
+    ("the proxy listens on another port", move_the_proxy_to_another_port, {"port"}),
+    ("the key was rotated without a restart", rotate_the_master_key_without_restart, {"auth"}),
+    ("openai 1.100.0 in LiteLLM's venv", put_openai_1_100_in_the_venv, {"versions"}),
+    ("--drop_params", restart_with_drop_params, {"drop-params"}),
+    ("the callback line is gone", remove_the_callback_line, {"callback"}),
+    ("the callback does not import", break_the_callback_import, {"callback"}),
+    ("the routing variables are unset", unset_the_routing_variables, {"routing"}),
+    ("the small/fast variables are unset", unset_the_small_fast_variables, {"small-fast"}),
+    ("a stale alias", make_the_alias_stale, {"alias"}),
+    ("a model the upstream does not serve", point_at_an_upstream_without_the_model, {"model"}),
+    ("loose file modes", loosen_the_file_modes, {"file-modes"}),
+    ("a proxy variable without NO_PROXY", proxy_variable_and_a_ccq_without_no_proxy, {"proxy-env"}),
+    ("Cerebras refuses the key", refuse_the_cerebras_key, {"upstream"}),
+    ("Claude Code is missing", remove_claude_code, {"claude-code"}),
+    ("the seed recipe's ccq shadows ccq's", shadow_ccq_with_the_seed_recipe, {"auth", "routing"}),
+    ("no ccq in a new shell", remove_the_rc_block, {"shell"}),
+]
+
+
+@pytest.mark.parametrize("inject, expected", [(f[1], f[2]) for f in FAULTS], ids=[f[0] for f in FAULTS])
+def test_doctor_names_each_fault_and_is_clean_after_the_repair(home, make_fake, inject, expected):
+    assert_clean(home)
+    needs_fake = "make_fake" in inject.__code__.co_varnames[:inject.__code__.co_argcount]
+    repair = inject(home, make_fake) if needs_fake else inject(home)
+    rc, statuses, output = home.doctor()
+    assert rc == 1, output
+    assert expected <= set(doctor_failures(statuses)), output
+    for check in expected:
+        block = output.split(f"FAIL  {check}", 1)[1].split("\nok ", 1)[0]
+        assert "fix: " in block, f"no fix printed for {check}:\n{output}"
+    repair()
+    assert_clean(home)
+
+
+def test_the_proxy_variable_alone_is_a_warning_because_ccq_exempts_loopback(home):
+    home.extra_env["HTTPS_PROXY"] = "http://proxy.invalid:3128"
+    rc, statuses, output = home.doctor()
+    assert rc == 0 and statuses["proxy-env"] == "warn", output
+
+
+def test_a_stopped_on_demand_proxy_is_only_a_warning(home):
+    home.stop_proxy()
+    rc, statuses, output = home.doctor()
+    assert rc == 0, output
+    assert statuses["service"] == "warn" and "ccq starts it on its next call" in output
