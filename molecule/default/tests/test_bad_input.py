@@ -27,7 +27,10 @@ def run_site_against_target(*extra: str) -> subprocess.CompletedProcess[str]:
 
 def test_missing_key_without_a_terminal_stops_before_any_change(host):
     before = home_tree_digest(host, "/home/bob")
-    result = run_site_against_target("-e", "ccq_user=bob", "-e", "ccq_cerebras_api_key=")
+    # Connect as root, an admin provisioning bob: without pipelining (the podman connection has
+    # none) one unprivileged account cannot become another without ACL support on the target.
+    result = run_site_against_target("-e", "ccq_user=bob", "-e", "ccq_cerebras_api_key=",
+                                     "-e", "ansible_user=root")
     assert result.returncode != 0
     assert "No Cerebras API key: run with CEREBRAS_API_KEY=" in result.stdout, result.stdout[-3000:]
     assert "claude_code :" not in result.stdout

@@ -24,7 +24,7 @@ def test_nothing_of_ccq_is_left(host):
 
 
 def test_the_proxy_is_stopped_and_its_port_closed(host):
-    assert host.run("curl -fsS -o /dev/null http://127.0.0.1:14000/health/liveliness").rc != 0
+    assert host.run("curl -fsS -o /dev/null http://127.0.0.1:14001/health/liveliness").rc != 0
     assert "litellm" not in host.run("ps -eo args").stdout
 
 
