@@ -48,6 +48,7 @@ test-image: host-deps
 lint: venv
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --offline
+	$(BIN)/actionlint .github/workflows/ci.yml
 
 # Plain Python: the callback, the fake upstream. No LiteLLM, no network.
 unit: venv

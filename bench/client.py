@@ -56,7 +56,8 @@ class KeepAlive:
             conn = self._connection()
             t0 = time.perf_counter()
             try:
-                conn.request("POST", path, body=payload, headers=headers)
+                conn.request("POST", path, body=payload,
+                             headers={"content-type": "application/json", **headers})
                 resp = conn.getresponse()
                 resp.read()
             except (http.client.RemoteDisconnected, ConnectionError, BrokenPipeError):

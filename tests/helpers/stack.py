@@ -253,6 +253,10 @@ class LiteLLMProxy:
             # The deployed file itself, copied beside config.yaml as the role
             # deploys it: LiteLLM imports callbacks relative to the config.
             shutil.copy2(self.callback, self.workdir / "custom_callbacks.py")
+            # Its companion module (the role copies both; the seed has none).
+            companion = self.callback.with_name("ccq_stream_fastpath.py")
+            if companion.is_file():
+                shutil.copy2(companion, self.workdir / companion.name)
         else:
             config.get("litellm_settings", {}).pop("callbacks", None)
         path = self.workdir / "config.yaml"

@@ -5,40 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 
 import pytest
-from platform_support import ConvergedHome, FakeMac, HealthServer
+from platform_support import DarwinConverges, converge_darwin_four_times
 
 
 @pytest.fixture(scope="session")
-def health_server() -> Iterator[HealthServer]:
-    """A stand-in for a healthy proxy on a free loopback port."""
-    with HealthServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def darwin_home(tmp_path_factory: pytest.TempPathFactory, health_server: HealthServer) -> ConvergedHome:
-    """A scratch home converged twice along the Darwin path (no GUI session, as over SSH)."""
-    mac = FakeMac(tmp_path_factory.mktemp("darwin"))
-    mac.write_user_rc_files(".zshrc", ".bashrc")
-    mac.write_key_files()
-    first = mac.converge(port=health_server.port)
-    assert first.returncode == 0, first.tail()
-    calls = mac.calls()
-    return ConvergedHome(mac, first, calls, mac.converge(port=health_server.port))
-
-
-@pytest.fixture(scope="session")
-def debian_home(tmp_path_factory: pytest.TempPathFactory, health_server: HealthServer) -> FakeMac:
-    """A scratch home converged along this machine's own (Debian) path: shell files only."""
-    home = FakeMac(tmp_path_factory.mktemp("debian"), fake_darwin=False)
-    home.write_user_rc_files(".zshrc", ".bashrc")
-    home.write_key_files()
-    run = home.converge(port=health_server.port)
-    assert run.returncode == 0, run.tail()
-    return home
+def darwin(tmp_path_factory: pytest.TempPathFactory) -> DarwinConverges:
+    """A scratch Mac converged four times (see DarwinConverges)."""
+    return converge_darwin_four_times(tmp_path_factory.mktemp("darwin"))
 
 
 @pytest.fixture(scope="session")

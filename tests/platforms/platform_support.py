@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -162,7 +161,7 @@ def write_executable(path: Path, content: str) -> None:
 class HealthServer:
     """A loopback HTTP server that answers 200 on /health/liveliness, like a healthy proxy."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.paths: list[str] = []
         paths = self.paths
 
@@ -178,7 +177,7 @@ class HealthServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -192,14 +191,50 @@ class HealthServer:
 
 
 @dataclass
-class ConvergedHome:
-    """A scratch home after two identical converges."""
+class DarwinConverges:
+    """One scratch Mac converged four times, with what each run did.
+
+    1. fresh, no GUI session (as over SSH)       -> the agent goes into user/<uid>
+    2. the same again                            -> nothing changes
+    3. a GUI session now, and another port       -> moved from user/<uid> to gui/<uid>
+    4. another port again                        -> reloaded in gui/<uid> (bootout, bootstrap)
+    Each run has its own stand-in proxy on its port, stopped afterwards: ``port`` (run 4's)
+    is free again when the tests look at the files.
+    """
 
     mac: FakeMac
-    first_run: PlaybookRun
-    calls_after_first_run: list[list[str]]
-    second_run: PlaybookRun
+    runs: list[PlaybookRun]
+    calls: list[list[list[str]]]  # the fake-tool calls each run made
+    health_requests: list[list[str]]  # what each run's stand-in proxy was asked
+    port: int
 
     @property
     def home(self) -> Path:
         return self.mac.home
+
+    def launchctl_changes(self, run: int) -> list[list[str]]:
+        """The bootstrap/bootout calls of run ``run`` (1-based)."""
+        return [c for c in self.calls[run - 1] if c[0] == "launchctl" and c[1] in ("bootstrap", "bootout")]
+
+
+def converge_darwin_four_times(root: Path) -> DarwinConverges:
+    """The sequence DarwinConverges describes; asserts that every run succeeds."""
+    mac = FakeMac(root)
+    # A Mac in use: the user's own rc files, and bash settings in ~/.profile.
+    mac.write_user_rc_files(".zshrc", ".bashrc", ".profile")
+    mac.write_key_files()
+    runs: list[PlaybookRun] = []
+    calls: list[list[list[str]]] = []
+    requests: list[list[str]] = []
+    port = 0
+    for gui_session, new_port in ((False, True), (False, False), (True, True), (True, True)):
+        mac.gui_session = gui_session
+        with HealthServer(0 if new_port else port) as server:
+            port = server.port
+            seen = len(mac.calls())
+            run = mac.converge(port=port)
+            assert run.returncode == 0, f"run {len(runs) + 1}:\n{run.tail()}"
+            runs.append(run)
+            calls.append(mac.calls()[seen:])
+            requests.append(list(server.paths))
+    return DarwinConverges(mac, runs, calls, requests, port)

@@ -93,6 +93,9 @@ def facts(tmp_path: Path, settings_overrides: dict[str, Any] | None = None, **pr
                                                                       "api_base": "https://api.cerebras.ai/v1"}},
                                         callbacks=[doctor.CALLBACK_SETTING]),
         versions={"litellm": "1.74.0.post2", "openai": "1.99.9"}, callback_import=None,
+        callback_classes={doctor.CALLBACK_SETTING: "CcqAnthropicNormalizer"},
+        readiness=doctor.HttpResult(status=200, body=json.dumps(
+            {"litellm_version": "1.74.0.post2", "success_callbacks": ["CcqAnthropicNormalizer"]}).encode()),
         upstream=doctor.Upstream("https://api.cerebras.ai/v1/models", doctor.HttpResult(status=200),
                                  ["qwen-3-coder-480b", "gpt-oss-120b"]),
         claude_version="2.1.332", node_version="v18.19.0", journal=[], log_tail=[], manager_environment={},
@@ -200,7 +203,7 @@ def _render(template: Path, **variables: Any) -> str:
 
 def test_the_deployed_unit_file_is_read_like_systemd_reads_it():
     text = _render(UNIT_TEMPLATE, litellm_service_port=4000, litellm_service_executable="/v/bin/litellm",
-                   litellm_service_paths={"proxy_env_file": "/h/e", "config_dir": "/h/c", "proxy_config": "/h/c.yaml"})
+                   litellm_service_paths={name: f"/h/{rel}" for name, rel in doctor.DEFAULT_LAYOUT.items()})
     argv = doctor.unit_exec_start(text)
     assert argv[0] == "/v/bin/litellm"
     assert doctor.option_value(argv, "--port") == "4000"
@@ -313,6 +316,18 @@ def test_crash_loop_shows_the_last_error_lines(tmp_path):
     assert any("ResponseTextConfig" in line for line in finding.details)
 
 
+def test_restarts_that_never_reach_a_healthy_proxy_are_a_crash_loop(tmp_path):
+    down = doctor.HttpResult(error_kind="refused", error="connection refused")
+    f = facts(tmp_path, service=active_service(n_restarts=3), health=down,
+              journal=["ImportError: cannot import name 'ResponseTextConfig'"])
+    finding = verdict("service", f)
+    assert finding.status == doctor.FAIL and "crash-looping" in finding.message
+
+
+def test_one_restart_after_a_crash_that_recovered_is_fine(tmp_path):
+    assert verdict("service", facts(tmp_path, service=active_service(n_restarts=1))).status == doctor.OK
+
+
 def test_a_service_that_is_not_enabled_fails(tmp_path):
     finding = verdict("service", facts(tmp_path, service=active_service(enabled="disabled")))
     assert finding.status == doctor.FAIL and finding.fix == "systemctl --user enable ccq-litellm.service"
@@ -384,10 +399,32 @@ def test_missing_callback_setting_fails(tmp_path):
     assert verdict("callback", facts(tmp_path, proxy_config=config)).status == doctor.FAIL
 
 
-def test_callback_that_does_not_import_fails_with_its_error(tmp_path):
+def test_a_running_proxy_that_loaded_the_callback_is_trusted_without_importing_it(tmp_path):
+    finding = verdict("callback", facts(tmp_path, callback_import="never asked"))
+    assert finding.status == doctor.OK and "loaded CcqAnthropicNormalizer" in finding.message
+
+
+def test_callback_that_does_not_import_fails_with_its_error_when_the_proxy_is_down(tmp_path):
     error = "ImportError: cannot import name 'ResponseTextConfig' from 'openai.types.responses'"
-    finding = verdict("callback", facts(tmp_path, callback_import=error))
+    down = doctor.HttpResult(error_kind="refused", error="connection refused")
+    finding = verdict("callback", facts(tmp_path, callback_import=error, health=down, readiness=down))
     assert finding.status == doctor.FAIL and "ResponseTextConfig" in finding.message
+
+
+def test_a_running_proxy_without_the_callback_needs_a_restart(tmp_path):
+    readiness = doctor.HttpResult(status=200, body=b'{"success_callbacks": ["ServiceLogging"]}')
+    finding = verdict("callback", facts(tmp_path, readiness=readiness))
+    assert finding.status == doctor.FAIL and "did not load CcqAnthropicNormalizer" in finding.message
+    assert finding.fix == "systemctl --user restart ccq-litellm.service"
+
+
+def test_the_callback_class_is_read_from_the_deployed_file(tmp_path):
+    f = facts(tmp_path)
+    del f._cache["callback_classes"]
+    callbacks = f.settings.paths["proxy_callbacks"]
+    callbacks.parent.mkdir(parents=True)
+    callbacks.write_text((REPO / "roles/litellm_proxy/files/custom_callbacks.py").read_text())
+    assert f.get("callback_classes") == {doctor.CALLBACK_SETTING: "CcqAnthropicNormalizer"}
 
 
 @pytest.mark.parametrize("check_id, missing", [("routing", "CLAUDE_CODE_SUBAGENT_MODEL"),

@@ -49,24 +49,36 @@ def _doctor_layout() -> dict[str, str]:
 LAYOUT = _doctor_layout()
 STATUS_LINE = re.compile(r"^(ok|warn|FAIL)\s+(\S+)\s")
 
-# Serves what doctor asks of LiteLLM: /health/liveliness without a key, /v1/models with the
-# master key from its environment (LITELLM_MASTER_KEY), 401 otherwise.
+# Serves what doctor asks of LiteLLM: /health/liveliness without a key; /v1/models and
+# /health/readiness with the master key from its environment (LITELLM_MASTER_KEY), 401
+# otherwise. Like LiteLLM, it loads the configured callback at start and dies if it cannot.
 FAKE_LITELLM = '''#!{python}
-import argparse, json, os, re, sys
+import argparse, importlib.util, json, os, re, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 p = argparse.ArgumentParser()
 p.add_argument("--config"); p.add_argument("--host"); p.add_argument("--port", type=int)
 p.add_argument("--telemetry"); p.add_argument("--drop_params", action="store_true")
 args = p.parse_args()
-aliases = re.findall(r'model_name: "?([^"\\n]+)"?', open(args.config).read())
+config = open(args.config).read()
+aliases = re.findall(r'model_name: "?([^"\\n]+)"?', config)
+loaded = []
+for name in re.findall(r"callbacks: *custom_callbacks\\.(\\w+)", config):
+    spec = importlib.util.spec_from_file_location("custom_callbacks", os.path.join(os.path.dirname(args.config), "custom_callbacks.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    loaded.append(type(getattr(module, name)).__name__)
 key = os.environ["LITELLM_MASTER_KEY"]
 class H(BaseHTTPRequestHandler):
     def do_GET(self):
+        authorized = self.headers.get("Authorization") == "Bearer " + key
         if self.path == "/health/liveliness":
             status, body = 200, "I'm alive!"
+        elif not authorized:
+            status, body = 401, {{"error": "auth"}}
         elif self.path == "/v1/models":
-            ok = self.headers.get("Authorization") == "Bearer " + key
-            status, body = (200, {{"data": [{{"id": a}} for a in aliases]}}) if ok else (401, {{"error": "auth"}})
+            status, body = 200, {{"data": [{{"id": a}} for a in aliases]}}
+        elif self.path == "/health/readiness":
+            status, body = 200, {{"litellm_version": "1.74.0.post2", "success_callbacks": loaded + ["ServiceLogging"]}}
         else:
             status, body = 404, {{}}
         data = json.dumps(body).encode()
@@ -78,7 +90,9 @@ ThreadingHTTPServer((args.host, args.port), H).serve_forever()
 '''
 
 STUB_CALLBACK = """# Stand-in for custom_callbacks.py: the real one needs LiteLLM installed.
-proxy_handler_instance = object()
+class CcqAnthropicNormalizer:
+    pass
+proxy_handler_instance = CcqAnthropicNormalizer()
 async def ccq_master_key_auth(request, api_key):
     return None
 """
@@ -347,8 +361,30 @@ def remove_the_callback_line(home: Home) -> Repair:
 
 
 def break_the_callback_import(home: Home) -> Repair:
-    return edit(home.paths["proxy_callbacks"],
-                lambda text: "raise ImportError(\"cannot import name 'ResponseTextConfig'\")\n" + text)
+    # LiteLLM fails at start when the callback does not import: the on-demand start dies.
+    restore = edit(home.paths["proxy_callbacks"],
+                   lambda text: "raise ImportError(\"cannot import name 'ResponseTextConfig'\")\n" + text)
+    home.stop_proxy()
+    with pytest.raises(RuntimeError):
+        home.start_proxy()
+
+    def repair() -> None:
+        restore()
+        home.start_proxy()
+    return repair
+
+
+def start_without_the_callback(home: Home) -> Repair:
+    restore = edit(home.paths["proxy_config"],
+                   lambda text: "\n".join(line for line in text.splitlines() if "callbacks:" not in line) + "\n")
+    home.stop_proxy()
+    home.start_proxy()
+    restore()  # config.yaml loads it again, but the running proxy started without it
+
+    def repair() -> None:  # doctor's fix: restart
+        home.stop_proxy()
+        home.start_proxy()
+    return repair
 
 
 def unset_the_routing_variables(home: Home) -> Repair:
@@ -419,7 +455,8 @@ FAULTS: list[tuple[str, Callable[..., Repair], set[str]]] = [
     ("openai 1.100.0 in LiteLLM's venv", put_openai_1_100_in_the_venv, {"versions"}),
     ("--drop_params", restart_with_drop_params, {"drop-params"}),
     ("the callback line is gone", remove_the_callback_line, {"callback"}),
-    ("the callback does not import", break_the_callback_import, {"callback"}),
+    ("the callback does not import", break_the_callback_import, {"callback", "service"}),
+    ("the running proxy has no callback", start_without_the_callback, {"callback"}),
     ("the routing variables are unset", unset_the_routing_variables, {"routing"}),
     ("the small/fast variables are unset", unset_the_small_fast_variables, {"small-fast"}),
     ("a stale alias", make_the_alias_stale, {"alias"}),
@@ -435,7 +472,7 @@ FAULTS: list[tuple[str, Callable[..., Repair], set[str]]] = [
 
 @pytest.mark.parametrize("inject, expected", [(f[1], f[2]) for f in FAULTS], ids=[f[0] for f in FAULTS])
 def test_doctor_names_each_fault_and_is_clean_after_the_repair(home, make_fake, inject, expected):
-    assert_clean(home)
+    # The starting point is the healthy home of test_a_healthy_setup_is_all_ok_and_exits_zero.
     needs_fake = "make_fake" in inject.__code__.co_varnames[:inject.__code__.co_argcount]
     repair = inject(home, make_fake) if needs_fake else inject(home)
     rc, statuses, output = home.doctor()

@@ -936,6 +936,34 @@ class Facts:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return http_get(f"http://127.0.0.1:{self.ccq_port()}/v1/models", headers=headers, timeout=10)
 
+    def _readiness(self) -> HttpResult:
+        """LiteLLM's /health/readiness: its version and the callbacks it actually loaded."""
+        key = self.get("master_key")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return http_get(f"http://127.0.0.1:{self.ccq_port()}/health/readiness", headers=headers, timeout=10)
+
+    def loaded_callbacks(self) -> Optional[list[str]]:
+        """Class names of the callbacks the running proxy loaded; None when it cannot be asked."""
+        if not self.get("health").ok:
+            return None
+        data = self.get("readiness").json() if self.get("readiness").ok else None
+        if not isinstance(data, dict) or not isinstance(data.get("success_callbacks"), list):
+            return None
+        return [str(name) for name in data["success_callbacks"]]
+
+    def _callback_classes(self) -> dict[str, str]:
+        """For each configured ``custom_callbacks.<name>``: the class the file instantiates as <name>."""
+        config = self.get("proxy_config")
+        source = read_text(self.settings.paths["proxy_callbacks"]) or ""
+        classes = {}
+        for setting in (config.callbacks if config else []):
+            module, _, name = setting.partition(".")
+            if module != "custom_callbacks":
+                continue
+            match = re.search(rf"(?m)^{re.escape(name)}\s*=\s*([A-Za-z_]\w*)\(", source)
+            classes[setting] = match.group(1) if match else ""
+        return classes
+
     # -- config.yaml -----------------------------------------------------------------------
     def _proxy_config(self) -> Optional[ProxyConfig]:
         path = self.settings.paths["proxy_config"]
@@ -1082,8 +1110,12 @@ class Check:
 
 def _restart_command(facts: Facts) -> str:
     service = facts.get("service")
+    unit = facts.settings.unit
     if service.manager == "systemd":
-        return f"systemctl --user restart {facts.settings.unit}"
+        # After StartLimitBurst failures systemd refuses even a manual start until reset.
+        if service.active == "failed":
+            return f"systemctl --user reset-failed {unit} && systemctl --user restart {unit}"
+        return f"systemctl --user restart {unit}"
     return f"kill $(cat {facts.settings.paths['proxy_pidfile']})  # ccq starts it again on its next call"
 
 
@@ -1128,10 +1160,13 @@ def check_service(facts: Facts) -> Finding:
         return Finding(FAIL, f"{settings.unit} is not installed ({settings.unit_path} missing)",
                        _reprovision(facts, "it installs and starts the user unit"))
     errors = facts.error_lines()
-    if service.active in ("failed",) or service.sub in ("auto-restart",) or service.active == "activating":
+    # Between crashes a Type=simple unit shows active/running for the seconds LiteLLM takes
+    # to fail its imports; restarts that never reach a healthy proxy are the loop.
+    restarting_unhealthy = service.active == "active" and service.n_restarts >= 1 and not facts.get("health").ok
+    if service.active in ("failed", "activating") or service.sub == "auto-restart" or restarting_unhealthy:
         return Finding(FAIL, f"{settings.unit} is crash-looping ({service.active}/{service.sub}, "
                              f"{service.n_restarts} restarts, result {service.result}); its last error lines:",
-                       f"fix the error below, then: systemctl --user reset-failed {settings.unit}; "
+                       f"fix the error below, then: systemctl --user reset-failed {settings.unit} && "
                        f"systemctl --user restart {settings.unit}", errors)
     if service.active != "active":
         return Finding(FAIL, f"{settings.unit} is stopped ({service.active}/{service.sub})",
@@ -1287,19 +1322,30 @@ def check_callback(facts: Facts) -> Finding:
     settings = facts.settings
     config: Optional[ProxyConfig] = facts.get("proxy_config")
     path = settings.paths["proxy_config"]
+    callbacks_file = settings.paths["proxy_callbacks"]
     if config is None:
         return Finding(FAIL, f"{path} is missing", _reprovision(facts))
     if CALLBACK_SETTING not in config.callbacks:
         return Finding(FAIL, f"{path} does not load the callback (litellm_settings.callbacks: {CALLBACK_SETTING}): "
                              "Claude Code's thinking/cache_control fields then reach Cerebras and subagents fail",
                        _reprovision(facts, f"it rewrites {path.name}; then {_restart_command(facts)}"))
+    wanted = facts.get("callback_classes").get(CALLBACK_SETTING) or ""
+    loaded = facts.loaded_callbacks()
+    if loaded is not None and wanted and wanted in loaded:
+        return Finding(OK, f"the running proxy loaded {wanted} ({CALLBACK_SETTING})")
+    # The proxy cannot be asked, or did not load it: does the file import in LiteLLM's venv?
+    # (This imports LiteLLM itself: seconds.)
     error = facts.get("callback_import")
+    python = settings.paths["litellm_venv"] / "bin" / "python"
+    details = f" (details: cd {settings.paths['config_dir']} && {python} -c 'import custom_callbacks')"
     if error:
-        python = settings.paths["litellm_venv"] / "bin" / "python"
-        return Finding(FAIL, f"{settings.paths['proxy_callbacks']} does not load in LiteLLM's venv: {error}",
-                       _reprovision(facts, "it restores the file") + f" (details: cd {settings.paths['config_dir']} "
-                       f"&& {python} -c 'import custom_callbacks')")
-    return Finding(OK, f"{path.name} loads {CALLBACK_SETTING}, and it imports in LiteLLM's venv")
+        return Finding(FAIL, f"{callbacks_file} does not load in LiteLLM's venv: {error}",
+                       _reprovision(facts, "it restores the file and the venv") + details)
+    if loaded is not None:
+        return Finding(FAIL, f"the running proxy did not load {wanted or CALLBACK_SETTING} "
+                             f"(it loaded {', '.join(loaded) or 'nothing'}): it started before the callback was configured",
+                       _restart_command(facts))
+    return Finding(OK, f"{path.name} loads {CALLBACK_SETTING}, and it imports in LiteLLM's venv (the proxy is not up to ask)")
 
 
 def _variables_finding(facts: Facts, names: Sequence[str], consequence: str) -> Finding:
@@ -1505,7 +1551,8 @@ CHECKS: tuple[Check, ...] = (
           "no `--drop_params` in the unit, the running proxy or ccq's on-demand start",
           "re-run the provisioning, restart the proxy", check_drop_params),
     Check("callback", "subagents never start; `UnsupportedParamsError: ['thinking']`",
-          "config.yaml loads `custom_callbacks.proxy_handler_instance` and the file imports in LiteLLM's venv",
+          "config.yaml loads `custom_callbacks.proxy_handler_instance`, the running proxy loaded it "
+          "(/health/readiness), or else the file imports in LiteLLM's venv",
           "re-run the provisioning, restart the proxy", check_callback),
     Check("routing", "subagents never start: `Invalid model name` claude-sonnet-*",
           "under ccq, ANTHROPIC_DEFAULT_SONNET_MODEL, ANTHROPIC_DEFAULT_OPUS_MODEL and CLAUDE_CODE_SUBAGENT_MODEL "
@@ -1579,7 +1626,6 @@ def markdown_table(checks: Sequence[Check] = CHECKS) -> str:
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     facts = Facts(settings)
-    facts.start_callback_probe()
     out(f"ccq doctor: {settings.user}@{socket.gethostname()}, proxy 127.0.0.1:{settings.port}, "
         f"alias {settings.model_alias}")
     results = run_checks(facts)

@@ -1,0 +1,32 @@
+"""Render roles/ccq_shell/templates/ccq.ps1.j2 without Ansible (which does not run on Windows).
+
+For the CI job that hands the profile to Windows PowerShell and PowerShell 7. The template
+uses plain Jinja2 only; its variables come from the role's defaults, as a play would pass them.
+Usage: python tests/platforms/windows/render_profile.py OUTPUT.ps1
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jinja2
+import yaml
+
+ROLE = Path(__file__).resolve().parents[3] / "roles" / "ccq_shell"
+
+
+def render(template: Path, variables: dict[str, object]) -> str:
+    """The template rendered strictly: an undefined variable is an error, not an empty string."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return env.from_string(template.read_text(encoding="utf-8")).render(variables)
+
+
+def main(output: str) -> None:
+    variables = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text(encoding="utf-8"))
+    variables["ansible_managed"] = "Rendered by tests/platforms/windows/render_profile.py"
+    Path(output).write_text(render(ROLE / "templates" / "ccq.ps1.j2", variables), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

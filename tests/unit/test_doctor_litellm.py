@@ -1,0 +1,79 @@
+"""Doctor's probes against the real pinned LiteLLM with ccq's callback (integration).
+
+The fault-injection tests elsewhere use stand-ins; these prove the assumptions doctor makes
+about LiteLLM 1.74.0.post2 itself: /v1/models answers 401 to anything but the master key (so
+a rotated key shows), lists the config's model_names, and ccq's callback imports in the venv.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+def _doctor():
+    spec = importlib.util.spec_from_file_location("ccq_doctor_litellm", REPO / "roles/ccq_doctor/files/ccq_doctor.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+doctor = _doctor()
+
+
+def facts_for(proxy_stack, litellm_venv: Path, tmp_path: Path, master_key: str):
+    """Doctor's facts for the suite's running proxy; ccq's shell side is taken as correct."""
+    workdir = proxy_stack.proxy.workdir
+    home = tmp_path / "home"
+    paths = {name: home / rel for name, rel in doctor.DEFAULT_LAYOUT.items()}
+    paths.update(config_dir=workdir, proxy_config=workdir / "config.yaml",
+                 proxy_callbacks=workdir / "custom_callbacks.py", litellm_venv=litellm_venv)
+    paths["master_key_file"].parent.mkdir(parents=True)
+    paths["master_key_file"].write_text(master_key)
+    settings = doctor.Settings(home=home, user="test", paths=paths, port=int(proxy_stack.proxy.port),
+                               model_alias="qwen-3-coder-480b", service_manager="none")
+    capture = doctor.Capture(True, "test", env={}, argv=["--model", "qwen-3-coder-480b"],
+                             token_fingerprint=doctor.fingerprint(master_key))
+    return doctor.Facts(settings).preset(capture=capture, capture_direct=capture, env_file={})
+
+
+def verdict(check_id, facts):
+    return next(c for c in doctor.CHECKS if c.id == check_id).run(facts)
+
+
+def test_the_master_key_is_accepted_and_the_alias_is_listed(proxy_stack, litellm_venv, tmp_path):
+    facts = facts_for(proxy_stack, litellm_venv, tmp_path, proxy_stack.token)
+    assert verdict("auth", facts).status == doctor.OK
+    alias = verdict("alias", facts)
+    assert alias.status == doctor.OK and "running proxy" in alias.message
+
+
+def test_a_key_the_running_proxy_does_not_hold_is_a_401(proxy_stack, litellm_venv, tmp_path):
+    facts = facts_for(proxy_stack, litellm_venv, tmp_path, "sk-ccq-rotated-but-not-restarted-0000")
+    finding = verdict("auth", facts)
+    assert finding.status == doctor.FAIL and finding.message.startswith("401 Unauthorized")
+
+
+def test_ccqs_callback_imports_in_the_pinned_venv_and_versions_match(proxy_stack, litellm_venv, tmp_path):
+    facts = facts_for(proxy_stack, litellm_venv, tmp_path, proxy_stack.token)
+    assert verdict("callback", facts).status == doctor.OK
+    assert verdict("versions", facts).status == doctor.OK
+
+
+def test_a_callback_that_fails_in_the_venv_is_caught(proxy_stack, litellm_venv, tmp_path):
+    facts = facts_for(proxy_stack, litellm_venv, tmp_path, proxy_stack.token)
+    broken = tmp_path / "broken"
+    shutil.copytree(proxy_stack.proxy.workdir, broken, ignore=shutil.ignore_patterns("*.log", "__pycache__"))
+    (broken / "custom_callbacks.py").write_text("from openai.types.responses import NoSuchThing\n")
+    facts.settings.paths.update(config_dir=broken, proxy_config=broken / "config.yaml",
+                                proxy_callbacks=broken / "custom_callbacks.py")
+    finding = verdict("callback", facts)
+    assert finding.status == doctor.FAIL and "NoSuchThing" in finding.message

@@ -1,0 +1,213 @@
+"""The stream fast path's pure parts (item l of custom_callbacks.py).
+
+ccq_stream_fastpath.py is loaded from the very file the role deploys; its
+translator, encoders and grammar checks need no LiteLLM, so these run in the
+host venv.  The equivalence with LiteLLM's own stream path is proven end to
+end in tests/integration/test_stream_fastpath_relay.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from callback_support import load_callbacks
+
+FASTPATH_FILE = Path(__file__).resolve().parents[2] / "roles/litellm_proxy/files/ccq_stream_fastpath.py"
+MODEL = "qwen-3-coder-480b"
+ODD_TEXT = ["ä", 'naïve "quoted" ', "back\\slash ", "new\nline ", "tab\t", "emoji 😀 ",
+            "\u2028sep", "</s>", "\x00nul", "日本語"]
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("ccq_stream_fastpath_under_test", FASTPATH_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fp = _load()
+
+
+# ------------------------------------------------------------ upstream chunk builders
+def chunk(delta: dict[str, Any] | None, finish: str | None = None, usage: dict[str, int] | None = None,
+          **extra: Any) -> bytes:
+    """One OpenAI-compatible chunk payload (the bytes after ``data: ``)."""
+    body: dict[str, Any] = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": MODEL,
+                            "choices": [] if delta is None else [{"index": 0, "delta": delta,
+                                                                  "finish_reason": finish}]}
+    if usage is not None:
+        body["usage"] = usage
+    body.update(extra)
+    return json.dumps(body).encode()
+
+
+USAGE = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
+
+
+def tool_delta(index: int, args: str, *, call_id: str | None = None, name: str | None = None) -> dict[str, Any]:
+    call: dict[str, Any] = {"index": index, "function": {"arguments": args}}
+    if call_id:
+        call.update(id=call_id, type="function")
+        call["function"]["name"] = name
+    return call
+
+
+def text_stream(tokens: list[str]) -> list[bytes]:
+    return ([chunk({"role": "assistant"})] + [chunk({"content": t}) for t in tokens]
+            + [chunk({}, "stop", USAGE), b"[DONE]"])
+
+
+def tool_stream(content: str | None, pieces: list[str]) -> list[bytes]:
+    """Cerebras' tool-call shape; content null or "" beside every tool delta."""
+    frames = [chunk({"role": "assistant", "content": content}),
+              chunk({"content": content, "tool_calls": [tool_delta(0, "", call_id="call_1", name="Agent")]})]
+    frames += [chunk({"content": content, "tool_calls": [tool_delta(0, p)]}) for p in pieces]
+    return frames + [chunk({}, "tool_calls", USAGE), b"[DONE]"]
+
+
+def translate(payloads: list[bytes]) -> list[dict[str, Any]]:
+    """Feed payloads through the translator; the decoded Anthropic events."""
+    tr = fp._Translator(MODEL, 100)
+    out = tr.start_events()
+    for payload in payloads:
+        tr.feed_data(payload)
+        out += tr.take()
+    tr.end()
+    out += tr.take()
+    return [json.loads(ev.split(b"\ndata: ", 1)[1]) for ev in out]
+
+
+def tool_inputs(events: list[dict[str, Any]]) -> dict[int, Any]:
+    parts: dict[int, str] = {}
+    for ev in events:
+        if ev["type"] == "content_block_delta" and ev["delta"]["type"] == "input_json_delta":
+            parts[ev["index"]] = parts.get(ev["index"], "") + ev["delta"]["partial_json"]
+    return {i: json.loads(p) for i, p in parts.items()}
+
+
+def without_ids(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for ev in events:
+        if ev["type"] == "message_start":
+            ev["message"]["id"] = "<id>"
+    return events
+
+
+# ------------------------------------------------------------ behaviour
+def test_text_stream_follows_anthropic_event_order() -> None:
+    types = [e["type"] for e in translate(text_stream(["a", "b", "c"]))]
+    assert types == ["message_start", "content_block_start", "content_block_delta", "content_block_delta",
+                     "content_block_delta", "content_block_stop", "message_delta", "message_stop"]
+
+
+def test_text_deltas_carry_the_upstream_text_in_order() -> None:
+    events = translate(text_stream(ODD_TEXT))
+    text = "".join(e["delta"]["text"] for e in events if e["type"] == "content_block_delta")
+    assert text == "".join(ODD_TEXT)
+
+
+def test_upstream_usage_reaches_message_delta() -> None:
+    delta = [e for e in translate(text_stream(["a", "b", "c"])) if e["type"] == "message_delta"]
+    assert delta == [{"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                      "usage": {"input_tokens": 12, "output_tokens": 3}}]
+
+
+def test_tool_call_arguments_become_the_tool_use_input() -> None:
+    events = translate(tool_stream(None, ['{"descr', 'iption": "x", ', '"prompt": "y"}']))
+    start = [e for e in events if e["type"] == "content_block_start" and e["index"] == 1]
+    assert start[0]["content_block"] == {"type": "tool_use", "id": "call_1", "name": "Agent", "input": {}}
+    assert tool_inputs(events) == {1: {"description": "x", "prompt": "y"}}
+    assert [e["delta"]["stop_reason"] for e in events if e["type"] == "message_delta"] == ["tool_use"]
+
+
+def test_empty_content_beside_tool_calls_keeps_the_arguments() -> None:
+    # Stock 1.74 turns content "" beside a tool delta into text_delta "" and loses the
+    # arguments; ccq's callback fixes that (item j) and the fast path must match the fix.
+    pieces = ['{"description": ', '"x", "prompt"', ': "y"}']
+    assert without_ids(translate(tool_stream("", pieces))) == without_ids(translate(tool_stream(None, pieces)))
+
+
+def test_two_tool_calls_keep_all_arguments() -> None:
+    frames = [chunk({"role": "assistant"}),
+              chunk({"tool_calls": [tool_delta(0, '{"a": ', call_id="call_a", name="Read")]}),
+              chunk({"tool_calls": [tool_delta(0, "1}")]}),
+              chunk({"tool_calls": [tool_delta(1, '{"b": ', call_id="call_b", name="Bash")]}),
+              chunk({"tool_calls": [tool_delta(1, "2}")]}),
+              chunk({}, "tool_calls", USAGE), b"[DONE]"]
+    events = translate(frames)
+    joined = "".join(e["delta"]["partial_json"] for e in events
+                     if e["type"] == "content_block_delta" and e["delta"]["type"] == "input_json_delta")
+    assert joined == '{"a": 1}{"b": 2}'  # 1.74 relays both calls' pieces, in order
+
+
+@pytest.mark.parametrize("text", ODD_TEXT)
+def test_hand_encoded_events_equal_json_dumps(text: str) -> None:
+    assert fp._text_delta(3, text) == fp._ev({"type": "content_block_delta", "index": 3,
+                                              "delta": {"type": "text_delta", "text": text}})
+    assert fp._json_delta(1, text) == fp._ev({"type": "content_block_delta", "index": 1,
+                                              "delta": {"type": "input_json_delta", "partial_json": text}})
+
+
+@pytest.mark.parametrize("content, tools, expected", [
+    ("", [{"index": 0}], None),
+    ("", None, ""),
+    ("", [], ""),
+    ("x", [{"index": 0}], "x"),
+    (None, [{"index": 0}], None),
+])
+def test_only_empty_text_beside_tool_calls_counts_as_absent(content: str | None, tools: list[Any] | None,
+                                                            expected: str | None) -> None:
+    assert fp._without_empty_text_beside_tools(content, tools) == expected
+
+
+OFF_GRAMMAR = {
+    "missing_usage": [chunk({"role": "assistant"}), chunk({"content": "a"}), chunk({}, "stop"), b"[DONE]"],
+    "reasoning": [chunk({"role": "assistant", "reasoning": "hmm"})],
+    "logprobs": [json.dumps({"choices": [{"index": 0, "delta": {"content": "a"}, "logprobs": {"x": 1}}]}).encode()],
+    "two_choices": [json.dumps({"choices": [{"index": 0, "delta": {}}, {"index": 1, "delta": {}}]}).encode()],
+    "error_event": [json.dumps({"error": {"message": "boom"}}).encode()],
+    "content_filter": [chunk({"content": "a"}), chunk({}, "content_filter", USAGE)],
+    "not_json": [b"{nope"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(OFF_GRAMMAR))
+def test_shapes_outside_the_grammar_hand_the_stream_back_to_litellm(name: str) -> None:
+    with pytest.raises(fp._Bail):
+        translate(OFF_GRAMMAR[name])
+
+
+def test_a_repeating_chunk_loop_is_left_to_litellms_guard() -> None:
+    tr = fp._Translator(MODEL, 5)
+    with pytest.raises(fp._Bail, match="repeated"):
+        for payload in [chunk({"role": "assistant"})] + [chunk({"content": "same"})] * 6:
+            tr.feed_data(payload)
+
+
+# ------------------------------------------------------------ the callback's knob and loader
+@pytest.mark.parametrize("value, mode", [("0", "off"), (" 0 ", "off"), ("1", "on"), ("", "on"),
+                                         ("debug", "debug"), ("DEBUG", "debug")])
+def test_stream_fastpath_knob(value: str, mode: str) -> None:
+    assert load_callbacks().stream_fastpath_mode({"CCQ_STREAM_FASTPATH": value}) == mode
+
+
+def test_stream_fastpath_is_on_by_default() -> None:
+    assert load_callbacks().stream_fastpath_mode({}) == "on"
+
+
+def test_missing_fastpath_file_stops_the_proxy_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.delitem(sys.modules, "ccq_stream_fastpath", raising=False)
+    with pytest.raises(RuntimeError, match="CCQ_STREAM_FASTPATH=0"):
+        load_callbacks().load_stream_fastpath(tmp_path)
+
+
+def test_fastpath_off_installs_nothing() -> None:
+    assert load_callbacks().install_stream_fastpath({"CCQ_STREAM_FASTPATH": "0"}) is None
