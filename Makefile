@@ -22,6 +22,7 @@ help:
 	@echo "make provision  provision this machine (cc and ccq)"
 	@echo "make test       lint, unit, integration and molecule tests"
 	@echo "make bench      benchmarks (numbers, not pass/fail)"
+	@echo "make smoke      the seed's checks against the real Cerebras (CEREBRAS_API_KEY)"
 
 $(VENV_STAMP): requirements-dev.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) || { \
@@ -65,6 +66,22 @@ molecule: venv test-image
 	done
 
 test: lint unit integration molecule
+
+# Benchmarks (issue 7): numbers, not pass/fail; see bench/README.md. matplotlib goes into
+# .venv (requirements-bench.txt); bench/run.py builds the cached LiteLLM venv and
+# claude-code-router (npm, .cache/) itself and stops every process it started.
+BENCH_STAMP := $(VENV)/.bench-$(shell sha256sum requirements-bench.txt | cut -c1-12)
+
+$(BENCH_STAMP): $(VENV_STAMP) requirements-bench.txt
+	$(VENV)/bin/pip install --quiet -r requirements-bench.txt
+	@rm -f $(VENV)/.bench-*; touch $@
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The seed's two checks against the real Cerebras (needs CEREBRAS_API_KEY; never in `make test`).
+smoke: venv
+	bash tests/smoke/smoke.sh
 
 clean:
 	-for s in $(MOLECULE_SCENARIOS); do $(BIN)/molecule destroy -s $$s; done

@@ -387,6 +387,9 @@ def _plot_relay(res: dict[str, Any], plt: Any) -> Any:
               {n: [p[n]["gap_p50_us"] - p["direct"]["gap_p50_us"], p[n]["gap_p99_us"] - p["direct"]["gap_p99_us"]]
                for n in proxies if n in p}, "µs added over direct")
         a3.set_yscale("symlog", linthresh=10)
+        added = [p[n][k] - p["direct"][k] for n in proxies if n in p for k in ("gap_p50_us", "gap_p99_us")]
+        finite = [x for x in added if x == x] or [1.0]
+        a3.set_ylim(min(-100.0, min(finite) * 3), max(20000.0, max(finite) * 3))
         a3.axhline(5000, color="k", ls="--", lw=1)
         a3.set_title("Paced 2,000 tok/s: inter-chunk gap added")
         a3.legend(fontsize=8)

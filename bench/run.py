@@ -66,7 +66,7 @@ class Plan:
     stream_timeout: float = 90
     conc_levels: tuple[int, ...] = (1, 4, 16)
     conc_budget: float = 20  # per contender and level: no new stream after it
-    provision_timeout: float = 240  # both runs together (see provisioning.noop_rerun_local)
+    provision_timeout: float = 300  # both runs together (see provisioning.noop_rerun_local)
     callback_repeat: int = 5
 
 

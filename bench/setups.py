@@ -211,7 +211,10 @@ def start_ccq(venv: Path, ups: Upstreams, workdir: Path, registry: Registry,
             entry["model_name"] = alias_for(name)
             entry["litellm_params"]["api_base"] = ups.fakes[name].api_base
             config["model_list"].append(entry)
-    shutil.copy2(stack.ROLE_CALLBACK, workdir / "custom_callbacks.py")
+    # Every module the role deploys beside the config (the callback imports its
+    # companions, e.g. ccq_stream_fastpath.py, from its own directory).
+    for module in sorted(stack.ROLE_CALLBACK.parent.glob("*.py")):
+        shutil.copy2(module, workdir / module.name)
     import yaml
 
     path = workdir / "config.yaml"

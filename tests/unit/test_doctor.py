@@ -515,3 +515,43 @@ def test_a_file_changed_after_the_proxy_started_asks_for_a_restart(tmp_path):
     config.write_text("changed")
     finding = verdict("restart", f)
     assert finding.status == doctor.WARN and config.name in finding.message
+
+
+LAUNCHCTL_PRINT = """gui/501/ccq-litellm = {
+\tactive count = 1
+\tpath = /Users/alice/Library/LaunchAgents/ccq-litellm.plist
+\ttype = LaunchAgent
+\tstate = running
+\tprogram = /Users/alice/.config/ccq/litellm-launchd.sh
+\tpid = 4242
+\tlast exit code = 0
+\tenvironment = {
+\t\tstate = nested-not-top-level
+\t}
+}
+"""
+
+
+def test_launchctl_print_gives_state_pid_and_exit_code():
+    values = doctor.parse_launchctl_print(LAUNCHCTL_PRINT)
+    assert (values["state"], values["pid"], values["last exit code"]) == ("running", "4242", "0")
+
+
+def test_a_running_launch_agent_is_ok_without_proc(tmp_path):
+    service = doctor.ServiceState("launchd", loaded=True, enabled="gui/501", active="running", main_pid=4242)
+    finding = verdict("service", facts(tmp_path, service=service, proxy_process=None))
+    assert finding.status == doctor.OK and "pid 4242" in finding.message
+
+
+def test_a_stopped_launch_agent_names_kickstart(tmp_path):
+    service = doctor.ServiceState("launchd", loaded=True, enabled="gui/501", active="not running", result="1")
+    finding = verdict("service", facts(tmp_path, service=service, proxy_process=None, launchd_log_tail=[
+        "ImportError: cannot import name 'ResponseTextConfig'"]))
+    assert finding.status == doctor.FAIL and finding.fix == "launchctl kickstart -k gui/501/ccq-litellm"
+    assert any("ResponseTextConfig" in line for line in finding.details)
+
+
+def test_an_unloaded_launch_agent_names_bootstrap(tmp_path):
+    finding = verdict("service", facts(tmp_path, service=doctor.ServiceState("launchd"), proxy_process=None))
+    assert finding.status == doctor.FAIL and finding.fix.startswith("launchctl bootstrap gui/$(id -u) ")
+

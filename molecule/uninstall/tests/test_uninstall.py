@@ -6,7 +6,7 @@ HOME = "/home/alice"
 OURS = [
     f"{HOME}/.config/ccq",
     f"{HOME}/.config/systemd/user/ccq-litellm.service",
-    f"{HOME}/.local/share/pipx/venvs/litellm",
+    f"{HOME}/.local/share/pipx",
     f"{HOME}/.local/share/ccq/pipx-tool",
     f"{HOME}/.local/bin/claude",
     f"{HOME}/.local/bin/litellm",
@@ -38,12 +38,21 @@ def test_the_cerebras_key_file_is_kept_by_default(host):
 
 
 def test_the_users_own_files_are_byte_for_byte_unchanged(host):
-    after = host.run(f"cd {HOME} && find . -xdev -type f -exec sha256sum {{}} + | sort").stdout.splitlines()
+    after = set(host.run(f"cd {HOME} && find . -xdev -type f -exec sha256sum {{}} + | sort").stdout.splitlines())
     before = host.file("/root/alice-before.sha256").content_string.splitlines()
-    # Files ccq adds and keeps on purpose: the Cerebras key and rc backups (name~).
-    kept = ("./.secrets/cerebras_api_key",)
-    after_own = [line for line in after if not line.endswith(kept) and not line.endswith("~")]
-    assert after_own == before
+    changed_or_gone = [line for line in before if line not in after]
+    assert changed_or_gone == []
+
+
+def test_no_file_of_ccq_is_left_in_the_home(host):
+    after = host.run(f"cd {HOME} && find . -xdev -type f | sort").stdout.splitlines()
+    before = {line.split("  ", 1)[1] for line in host.file("/root/alice-before.sha256").content_string.splitlines()}
+    # Kept on purpose: the Cerebras key (ccq_remove_secrets=false), rc backups (name~), and
+    # the package managers' own download caches.
+    kept = ("./.secrets/cerebras_api_key", "./.npm/", "./.cache/")
+    left = [path for path in after
+            if path not in before and not path.startswith(kept) and not path.endswith("~")]
+    assert left == []
 
 
 def test_the_dotfiles_symlink_is_still_a_symlink(host):

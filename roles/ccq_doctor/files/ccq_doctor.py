@@ -66,6 +66,8 @@ DEFAULT_LAYOUT = {
     "bin_dir": ".local/bin",
     "litellm_venv": ".local/share/pipx/venvs/litellm",
     "unit_dir": ".config/systemd/user",
+    # macOS: the launch agent's stdout/stderr (roles/litellm_service, vars/Darwin.yml).
+    "launchd_log": "Library/Logs/ccq/litellm.log",
 }
 DEFAULT_SETTINGS_FILE = ".config/ccq/doctor.json"
 
@@ -246,6 +248,16 @@ def parse_env_file(text: str) -> dict[str, str]:
             value = value[1:-1]
         env[key] = value
     return env
+
+
+def parse_launchctl_print(text: str) -> dict[str, str]:
+    """The top-level ``key = value`` lines of ``launchctl print <domain>/<label>``."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        match = re.match(r"^\t([a-z][a-z ]*?) = (.*)$", line)
+        if match and match.group(1) not in values:
+            values[match.group(1)] = match.group(2).strip()
+    return values
 
 
 def parse_systemctl_show(text: str) -> dict[str, str]:
@@ -641,9 +653,9 @@ def find_litellm_processes(config_path: Path, proc: Path = Path("/proc")) -> lis
 class ServiceState:
     """How the proxy is kept up: by systemd, or by ccq on demand (pidfile)."""
 
-    manager: str  # systemd | none
+    manager: str  # systemd | launchd | none
     loaded: bool = False
-    enabled: str = ""
+    enabled: str = ""  # systemd's UnitFileState; for launchd, the domain the agent is in
     active: str = ""
     sub: str = ""
     result: str = ""
@@ -839,7 +851,10 @@ class Facts:
     # -- the service -----------------------------------------------------------------------
     def _service(self) -> ServiceState:
         settings = self.settings
-        manager = settings.service_manager or ("systemd" if Path("/run/systemd/system").is_dir() else "none")
+        manager = settings.service_manager or (
+            "launchd" if sys.platform == "darwin" else "systemd" if Path("/run/systemd/system").is_dir() else "none")
+        if manager == "launchd":
+            return self._launchd_service()
         if manager != "systemd":
             state = ServiceState("none")
             text = read_text(settings.paths["proxy_pidfile"])
@@ -868,9 +883,24 @@ class Facts:
         state.linger = (linger_dir / settings.user).exists() if linger_dir.is_dir() else None
         return state
 
+    def _launchd_service(self) -> ServiceState:
+        """The launch agent as `launchctl print` shows it (GUI session first, then the user domain)."""
+        state = ServiceState("launchd")
+        for domain in (f"gui/{os.getuid()}", f"user/{os.getuid()}"):
+            done = run(["launchctl", "print", f"{domain}/{self.settings.service_name}"], env=self.environ)
+            if done.returncode == 0:
+                values = parse_launchctl_print(done.stdout)
+                state.loaded = True
+                state.enabled = domain
+                state.active = values.get("state", "")
+                state.main_pid = int(values.get("pid", "0") or 0)
+                state.result = values.get("last exit code", "")
+                return state
+        return state
+
     def _proxy_process(self) -> Optional[Process]:
         service: ServiceState = self.get("service")
-        pid = service.main_pid if service.manager == "systemd" else service.pidfile_pid
+        pid = service.pidfile_pid if service.manager == "none" else service.main_pid
         process = read_process(pid, self.proc) if pid else None
         if process and is_litellm(process):
             return process
@@ -897,15 +927,20 @@ class Facts:
             return None
         return done.stdout.splitlines()
 
+    def _launchd_log_tail(self) -> list[str]:
+        text = read_text(self.settings.paths["launchd_log"], limit=65536)
+        return text.splitlines() if text else []
+
     def _log_tail(self) -> list[str]:
         text = read_text(self.settings.paths["proxy_log"], limit=65536)
         return text.splitlines() if text else []
 
     def error_lines(self) -> list[str]:
         """The proxy's last error lines, from the journal or the on-demand log."""
-        lines = self.get("journal") if self.get("service").manager == "systemd" else None
+        manager = self.get("service").manager
+        lines = self.get("journal") if manager == "systemd" else None
         if lines is None:
-            lines = self.get("log_tail")
+            lines = self.get("launchd_log_tail") if manager == "launchd" else self.get("log_tail")
         return last_error_lines(lines)
 
     # -- what ccq does --------------------------------------------------------------------
@@ -1111,6 +1146,8 @@ class Check:
 def _restart_command(facts: Facts) -> str:
     service = facts.get("service")
     unit = facts.settings.unit
+    if service.manager == "launchd":
+        return f"launchctl kickstart -k {service.enabled or 'gui/$(id -u)'}/{facts.settings.service_name}"
     if service.manager == "systemd":
         # After StartLimitBurst failures systemd refuses even a manual start until reset.
         if service.active == "failed":
@@ -1153,6 +1190,19 @@ def check_service(facts: Facts) -> Finding:
             return Finding(FAIL, f"not running, and its last start failed (log {settings.paths['proxy_log']})",
                            "fix the error below, then run ccq again (it starts the proxy and waits for it)", errors)
         return Finding(WARN, f"not running (no systemd here: ccq starts it on its next call; pidfile {pidfile})")
+    if service.manager == "launchd":
+        # Untested here (no macOS): issue 6's macOS CI job runs it.
+        plist = settings.home / "Library/LaunchAgents" / f"{settings.service_name}.plist"
+        if not service.loaded:
+            return Finding(FAIL, f"the launch agent {settings.service_name} is not loaded",
+                           f"launchctl bootstrap gui/$(id -u) {plist}")
+        if service.active != "running" or not service.main_pid:
+            return Finding(FAIL, f"the launch agent {settings.service_name} is {service.active or 'not running'} "
+                                 f"(last exit code {service.result or '?'}); its last error lines:",
+                           _restart_command(facts), facts.error_lines())
+        # No /proc on macOS: the pid is launchd's word, the uptime unknown.
+        uptime = f", up {format_duration(process.uptime)}" if process else ""
+        return Finding(OK, f"launch agent {settings.service_name} is running (pid {service.main_pid}{uptime})")
     if service.error:
         return Finding(FAIL, f"systemctl --user does not answer: {service.error}",
                        f"log in as {settings.user} (or export XDG_RUNTIME_DIR=/run/user/{os.getuid()}) and retry")
@@ -1639,7 +1689,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: Callable[[str]
     service: ServiceState = facts.get("service")
     process: Optional[Process] = facts.get("proxy_process")
     healthy = facts.get("health").ok
-    how = f"systemd {settings.unit}" if service.manager == "systemd" else "on demand, no systemd"
+    how = {"systemd": f"systemd {settings.unit}", "launchd": f"launchd {settings.service_name}"}.get(
+        service.manager, "on demand, no systemd")
     if healthy and process:
         state = f"up ({how}, pid {process.pid}, up {format_duration(process.uptime)})"
     elif healthy:
@@ -1655,8 +1706,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: Callable[[str]
         f"model     {facts.ccq_alias()} -> cerebras/{facts.upstream_model() or '?'} at {facts.api_base()}",
         f"versions  litellm {versions.get('litellm', 'missing')}, openai {versions.get('openai', 'missing')}, "
         f"claude {facts.get('claude_version') or 'missing'}",
-        f"logs      {'journalctl --user -u ' + settings.unit if service.manager == 'systemd' else settings.paths['proxy_log']}"
-        " (ccq logs)",
+        "logs      " + {"systemd": f"journalctl --user -u {settings.unit}",
+                           "launchd": str(settings.paths["launchd_log"])}.get(service.manager, str(settings.paths["proxy_log"]))
+        + " (ccq logs)",
     ]
     for line in lines:
         out(mask_secrets(line, facts.secrets()))
@@ -1706,7 +1758,7 @@ def cmd_logs(settings: Settings, args: argparse.Namespace, out: Callable[[str], 
             return 0
         out(mask_secrets(f"(the journal cannot be read: {done.stderr.strip()}; showing {settings.paths['proxy_log']})",
                          secrets))
-    path = settings.paths["proxy_log"]
+    path = settings.paths["launchd_log" if service.manager == "launchd" else "proxy_log"]
     if not path.exists():
         out(f"no log yet: {path}")
         return 1
