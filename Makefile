@@ -60,9 +60,12 @@ unit: venv
 integration: venv
 	$(PYTEST) -q -m integration tests
 
+# Each scenario's log is kept for `make bench` (first-converge and no-op timings).
 molecule: venv test-image
-	@set -e; for s in $(MOLECULE_SCENARIOS); do \
-	  CCQ_TARGET_IMAGE=$$(bash tests/target_image/build.sh --print-ref) $(BIN)/molecule test -s $$s; \
+	@set -e; mkdir -p bench/results/tmp; for s in $(MOLECULE_SCENARIOS); do \
+	  CCQ_TARGET_IMAGE=$$(bash tests/target_image/build.sh --print-ref) $(BIN)/molecule test -s $$s 2>&1 \
+	    | tee bench/results/tmp/molecule-$$s.log; \
+	  test "$${PIPESTATUS[0]}" -eq 0; \
 	done
 
 test: lint unit integration molecule
