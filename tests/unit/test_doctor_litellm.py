@@ -57,7 +57,7 @@ def test_the_master_key_is_accepted_and_the_alias_is_listed(proxy_stack, litellm
 
 
 def test_a_key_the_running_proxy_does_not_hold_is_a_401(proxy_stack, litellm_venv, tmp_path):
-    facts = facts_for(proxy_stack, litellm_venv, tmp_path, "sk-ccq-rotated-but-not-restarted-0000")
+    facts = facts_for(proxy_stack, litellm_venv, tmp_path, "sk-ccq-rotated-" + "0" * 16)
     finding = verdict("auth", facts)
     assert finding.status == doctor.FAIL and finding.message.startswith("401 Unauthorized")
 

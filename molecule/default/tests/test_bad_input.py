@@ -10,10 +10,15 @@ PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resol
 
 
 def home_tree_digest(host, home: str) -> str:
-    """Paths, modes and content hashes of every file under ``home``."""
+    """Paths, modes and content hashes of everything under ``home``.
+
+    ~/.ansible is left out: Ansible itself makes its remote temp dir there when it becomes
+    the account (to read a key file), before ccq decides anything.
+    """
+    prune = f"-path {home}/.ansible -prune -o"
     return host.run(
-        f"find {home} -printf '%p %m %s\\n' | sort; "
-        f"find {home} -type f -exec sha256sum {{}} + | sort").stdout
+        f"find {home} {prune} -printf '%p %m %s\\n' | sort; "
+        f"find {home} {prune} -type f -exec sha256sum {{}} + | sort").stdout
 
 
 def run_site_against_target(*extra: str) -> subprocess.CompletedProcess[str]:
