@@ -75,7 +75,8 @@ def test_rotating_both_keys_changes_only_the_keys_and_restarts_the_proxy(host):
 
 
 def test_a_failing_run_at_full_verbosity_shows_no_key():
-    result = run_playbook("-vvv", "-e", "ccq_cerebras_api_key=csk-sentinel-with space")
+    # JSON: in key=value form Ansible would split the value at the space.
+    result = run_playbook("-vvv", "-e", '{"ccq_cerebras_api_key": "csk-sentinel-with space"}')
     assert result.returncode != 0
     assert "contains whitespace" in result.stdout
     assert SENTINEL_PREFIX not in result.stdout + result.stderr
