@@ -22,8 +22,10 @@ def test_a_taken_port_is_reported_with_the_process_that_holds_it(host):
     try:
         result = run_playbook("--tags", "service")
         assert result.returncode != 0
-        assert f"Port {PROXY_PORT} on 127.0.0.1 is already taken by" in result.stdout
-        assert '"python3"' in result.stdout, result.stdout[-2000:]
+        # ansible-core 2.19 prints the failure on stderr and wraps long lines.
+        output = " ".join((result.stdout + result.stderr).split())
+        assert f"Port {PROXY_PORT} on 127.0.0.1 is already taken by" in output, output[-2000:]
+        assert '"python3"' in output, output[-2000:]
         # The play stopped before starting the service: nothing is left restarting.
         state = host.run(as_user("systemctl --user is-active ccq-litellm.service")).stdout.strip()
         assert state in ("inactive", "failed")
