@@ -20,7 +20,6 @@ from callback_support import (
     cerebras_policy,
     claude_code_payloads,
     claude_code_request,
-    litellm_python_from_env,
     openai_rule_violations,
     text,
     tool_result,
@@ -29,20 +28,6 @@ from callback_support import (
 
 pytestmark = pytest.mark.integration
 HARNESS = Path(__file__).resolve().parent / "litellm_harness.py"
-
-
-@pytest.fixture(scope="module")
-def litellm_python(request: pytest.FixtureRequest) -> str:
-    """A python interpreter with the pinned LiteLLM."""
-    explicit = litellm_python_from_env()
-    if explicit:
-        assert Path(explicit).exists(), f"CCQ_LITELLM_PYTHON={explicit} does not exist"
-        return explicit
-    try:
-        venv = request.getfixturevalue("litellm_venv")
-    except pytest.FixtureLookupError:
-        pytest.skip("no LiteLLM: set CCQ_LITELLM_PYTHON or run from the repo's tests/ tree")
-    return str(Path(venv) / "bin" / "python")
 
 
 def harness(python: str, jobs: list[list[Any]], *, patches: bool) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from callback_support import CALLBACK_FILE, litellm_python_from_env
+from callback_support import CALLBACK_FILE
 
 pytestmark = pytest.mark.integration
 
@@ -32,19 +32,6 @@ def load_callbacks():
     spec.loader.exec_module(module)
     return module
 """
-
-
-@pytest.fixture(scope="module")
-def litellm_python(request: pytest.FixtureRequest) -> str:
-    """A python interpreter with the pinned LiteLLM."""
-    explicit = litellm_python_from_env()
-    if explicit:
-        return explicit
-    try:
-        venv = request.getfixturevalue("litellm_venv")
-    except pytest.FixtureLookupError:
-        pytest.skip("no LiteLLM: set CCQ_LITELLM_PYTHON or run from the repo's tests/ tree")
-    return str(Path(venv) / "bin" / "python")
 
 
 def run(python: str, body: str, tmp_path: Path, **env: str) -> tuple[int, Any, str]:
