@@ -112,6 +112,15 @@ def verdict(check_id: str, f: Any) -> Any:
 
 # --- masking ------------------------------------------------------------------------------
 
+def test_doctors_layout_matches_the_roles_layout():
+    """doctor runs on the target without Ansible, so it keeps a copy of ccq_layout: they must agree."""
+    yaml = pytest.importorskip("yaml")
+    roles_layout = yaml.safe_load((REPO / "roles/ccq/vars/main.yml").read_text())["ccq_layout"]
+    shared = set(doctor.DEFAULT_LAYOUT) & set(roles_layout)
+    assert {"api_key_file", "proxy_config", "proxy_env_file", "proxy_pidfile", "litellm_venv"} <= shared
+    assert {name: doctor.DEFAULT_LAYOUT[name] for name in shared} == {name: roles_layout[name] for name in shared}
+
+
 def test_known_secrets_are_masked_wherever_they_appear():
     line = f"key={MASTER_KEY} and {API_KEY}!"
     masked = doctor.mask_secrets(line, [MASTER_KEY, API_KEY])

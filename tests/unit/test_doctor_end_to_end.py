@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from helpers.stack import free_port, stop_process
 from helpers.http import wait_http_ok
@@ -36,17 +37,19 @@ ALIAS = "qwen-3-coder-480b"
 SERVED = "qwen-3-coder-480b,gpt-oss-120b,zai-glm-4.7"
 
 
-def _doctor_layout() -> dict[str, str]:
-    """ccq's file layout as the deployed doctor knows it (DEFAULT_LAYOUT)."""
+def _layout() -> dict[str, str]:
+    """ccq's file layout: the roles' table (roles/ccq/vars ccq_layout) over doctor's own copy,
+    which adds the service manager's paths."""
     spec = importlib.util.spec_from_file_location("ccq_doctor_layout", DOCTOR)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    return dict(module.DEFAULT_LAYOUT)
+    roles_layout = yaml.safe_load((REPO / "roles/ccq/vars/main.yml").read_text())["ccq_layout"]
+    return {**module.DEFAULT_LAYOUT, **roles_layout}
 
 
-LAYOUT = _doctor_layout()
+LAYOUT = _layout()
 STATUS_LINE = re.compile(r"^(ok|warn|FAIL)\s+(\S+)\s")
 
 # Serves what doctor asks of LiteLLM: /health/liveliness without a key; /v1/models and
