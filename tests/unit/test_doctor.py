@@ -214,7 +214,8 @@ def _render(template: Path, **variables: Any) -> str:
 
 def test_the_deployed_unit_file_is_read_like_systemd_reads_it():
     text = _render(UNIT_TEMPLATE, litellm_service_port=4000, litellm_service_executable="/v/bin/litellm",
-                   litellm_service_paths={name: f"/h/{rel}" for name, rel in doctor.DEFAULT_LAYOUT.items()})
+                   litellm_service_paths={name: f"/h/{rel}" for name, rel in doctor.DEFAULT_LAYOUT.items()},
+                   litellm_service_private_users=True, litellm_service_sandbox_properties=["ProtectSystem=strict"])
     argv = doctor.unit_exec_start(text)
     assert argv[0] == "/v/bin/litellm"
     assert doctor.option_value(argv, "--port") == "4000"

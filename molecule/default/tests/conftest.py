@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 import json
-import shlex
-import textwrap
-from typing import Any
-
 import os
+import shlex
+import subprocess
+import textwrap
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -28,6 +28,7 @@ UPSTREAM_LOG = "/var/log/fake-cerebras/requests.jsonl"
 MASTER_KEY_FILE = f"{HOME}/.secrets/ccq_litellm_master_key"
 API_KEY_FILE = f"{HOME}/.secrets/cerebras_api_key"
 SENTINEL_KEY = "csk-sentinel-molecule-0000-not-a-real-key"
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 
 # Runs inside the target: POST a body to the proxy with the chosen bearer, print
 # {"status": ..., "body": ...} as JSON.
@@ -101,5 +102,21 @@ def upstream_mark(host: Any) -> int:
 @cache
 def pins() -> dict[str, Any]:
     """The project's inputs and pins, from their one source (roles/ccq/defaults/main.yml)."""
-    project = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
-    return yaml.safe_load((project / "roles/ccq/defaults/main.yml").read_text())
+    return yaml.safe_load((PROJECT / "roles/ccq/defaults/main.yml").read_text())
+
+
+def run_playbook(*extra: str, playbook: str = "site.yml") -> subprocess.CompletedProcess[str]:
+    """The project's playbook run from the controller against this scenario's target, as a
+    user runs it: the scenario's inventory, no CEREBRAS_API_KEY from the test's environment."""
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    env = {k: v for k, v in os.environ.items() if k != "CEREBRAS_API_KEY"}
+    env["ANSIBLE_NOCOLOR"] = "1"
+    return subprocess.run(["ansible-playbook", "-i", str(inventory), playbook, *extra],
+                          cwd=PROJECT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=900)
+
+
+def play_output(result: subprocess.CompletedProcess[str]) -> str:
+    """A run's stdout and stderr as one line: ansible-core 2.19 prints failures on stderr under
+    Molecule's settings and wraps long lines."""
+    return " ".join((result.stdout + result.stderr).split())

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
-
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+from conftest import play_output, run_playbook
 
 
 def home_tree_digest(host, home: str) -> str:
@@ -21,24 +17,14 @@ def home_tree_digest(host, home: str) -> str:
         f"find {home} {prune} -type f -exec sha256sum {{}} + | sort").stdout
 
 
-def run_site_against_target(*extra: str) -> subprocess.CompletedProcess[str]:
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    env = {k: v for k, v in os.environ.items() if k != "CEREBRAS_API_KEY"}
-    env["ANSIBLE_NOCOLOR"] = "1"
-    return subprocess.run(
-        ["ansible-playbook", "-i", str(Path(inventory).parent), "site.yml", *extra],
-        cwd=PROJECT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
-
-
 def test_missing_key_without_a_terminal_stops_before_any_change(host):
     before = home_tree_digest(host, "/home/bob")
     # Connect as root, an admin provisioning bob: without pipelining (the podman connection has
     # none) one unprivileged account cannot become another without ACL support on the target.
-    result = run_site_against_target("-e", "ccq_user=bob", "-e", "ccq_cerebras_api_key=",
+    result = run_playbook("-e", "ccq_user=bob", "-e", "ccq_cerebras_api_key=",
                                      "-e", "ansible_user=root")
     assert result.returncode != 0
-    # ansible-core 2.19 prints the failure on stderr and wraps long lines: search both, flattened.
-    output = " ".join((result.stdout + result.stderr).split())
+    output = play_output(result)
     assert "No Cerebras API key: run with CEREBRAS_API_KEY=" in output, output[-3000:]
     assert "claude_code :" not in result.stdout
     assert home_tree_digest(host, "/home/bob") == before

@@ -197,3 +197,31 @@ def test_service_is_hardened_and_never_drops_params(host):
     assert "--host 127.0.0.1" in props["ExecStart"]
     assert "--drop_params" not in props["ExecStart"]
     assert "sk-" not in props["ExecStart"] and "csk-" not in props["ExecStart"]
+
+
+def test_the_running_proxy_is_inside_its_sandbox(host):
+    """Enforced, not only written in the unit: the proxy's own view of the filesystem (its
+    /proc/<pid>/root, readable by root with CAP_SYS_PTRACE) is read-only outside ccq's config
+    and state dirs, and has a /tmp of its own."""
+    pid = _main_pid(host)
+    status = host.file(f"/proc/{pid}/status").content_string
+    assert re.search(r"^NoNewPrivs:\s+1$", status, re.M), status
+    assert re.search(r"^Umask:\s+0077$", status, re.M), status
+    seen_by_proxy = f"/proc/{pid}/root"
+    probes = ["/etc/ccq-sandbox-probe", "/usr/local/ccq-sandbox-probe", f"{HOME}/ccq-sandbox-probe",
+              f"{HOME}/.secrets/ccq-sandbox-probe", f"{HOME}/.local/share/pipx/ccq-sandbox-probe"]
+    try:
+        for probe in probes:
+            attempt = host.run(f"touch {seen_by_proxy}{probe}")
+            assert attempt.rc != 0 and "Read-only file system" in attempt.stderr, (probe, attempt.stderr)
+    finally:
+        host.run("rm -f " + " ".join(probes))
+    for writable in (f"{HOME}/.config/ccq", f"{HOME}/.local/state/ccq"):
+        attempt = host.run(f"touch {seen_by_proxy}{writable}/sandbox-probe && rm {seen_by_proxy}{writable}/sandbox-probe")
+        assert attempt.rc == 0, (writable, attempt.stderr)
+    host.run("touch /tmp/ccq-sandbox-probe")
+    try:
+        assert host.file("/tmp/ccq-sandbox-probe").exists
+        assert not host.file(f"{seen_by_proxy}/tmp/ccq-sandbox-probe").exists
+    finally:
+        host.run("rm -f /tmp/ccq-sandbox-probe")

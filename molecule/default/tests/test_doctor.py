@@ -16,8 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from conftest import HOME, MASTER_KEY_FILE, MODEL_ALIAS, PROXY_PORT, SENTINEL_KEY, as_user
-from test_secrets import run_playbook
+from conftest import HOME, MASTER_KEY_FILE, MODEL_ALIAS, PROXY_PORT, SENTINEL_KEY, as_user, run_playbook
 
 UNIT = f"{HOME}/.config/systemd/user/ccq-litellm.service"
 CONFIG = f"{HOME}/.config/ccq/litellm_config.yaml"

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import PROXY_PORT, as_user
-from test_secrets import run_playbook
+from conftest import PROXY_PORT, as_user, play_output, run_playbook
 
 
 def _healthy(host) -> bool:
@@ -22,8 +21,7 @@ def test_a_taken_port_is_reported_with_the_process_that_holds_it(host):
     try:
         result = run_playbook("--tags", "service")
         assert result.returncode != 0
-        # ansible-core 2.19 prints the failure on stderr and wraps long lines.
-        output = " ".join((result.stdout + result.stderr).split())
+        output = play_output(result)
         assert f"Port {PROXY_PORT} on 127.0.0.1 is already taken by" in output, output[-2000:]
         assert '"python3"' in output, output[-2000:]
         # The play stopped before starting the service: nothing is left restarting.
