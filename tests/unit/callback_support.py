@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib.util
 import json
 import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterator
 
+from helpers.modules import CALLBACK_FILE, load_file
+
 REPO = Path(__file__).resolve().parents[2]
-CALLBACK_FILE = REPO / "roles" / "litellm_proxy" / "files" / "custom_callbacks.py"
 FIXTURE_DIR = REPO / "tests" / "fixtures" / "claude_code_requests"
 BILLING_LINE = "x-anthropic-billing-header: cc_version=2.1.332.abc; cc_entrypoint=cli; cch=1a2b3;"
 EPHEMERAL = {"type": "ephemeral"}
@@ -26,11 +26,7 @@ EPHEMERAL = {"type": "ephemeral"}
 @functools.lru_cache(maxsize=1)
 def load_callbacks() -> ModuleType:
     """The deployed custom_callbacks.py, loaded as LiteLLM's proxy loads it."""
-    spec = importlib.util.spec_from_file_location("custom_callbacks", CALLBACK_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(CALLBACK_FILE, "custom_callbacks")
 
 
 def cerebras_policy(**overrides: Any) -> Any:

@@ -6,35 +6,22 @@ The module is loaded from the very file roles/ccq_doctor deploys.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import ssl
 import socket
-import sys
 import time
 import urllib.error
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+
+from helpers.modules import load_doctor
 
 REPO = Path(__file__).resolve().parents[2]
 DOCTOR_FILE = REPO / "roles/ccq_doctor/files/ccq_doctor.py"
 UNIT_TEMPLATE = REPO / "roles/litellm_service/templates/litellm.service.j2"
 CONFIG_TEMPLATE = REPO / "roles/litellm_proxy/templates/litellm_config.yaml.j2"
-
-
-def load_doctor() -> ModuleType:
-    """The deployed ccq_doctor.py as a module (registered: its dataclasses need that)."""
-    if "ccq_doctor" in sys.modules:
-        return sys.modules["ccq_doctor"]
-    spec = importlib.util.spec_from_file_location("ccq_doctor", DOCTOR_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ccq_doctor"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 doctor = load_doctor()

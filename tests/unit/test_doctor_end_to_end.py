@@ -10,7 +10,6 @@ FAIL and exit 1, and be clean again once it is repaired.  No key may ever reach 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -28,6 +27,7 @@ import yaml
 
 from helpers.stack import free_port, stop_process
 from helpers.http import wait_http_ok
+from helpers.modules import load_doctor
 
 REPO = Path(__file__).resolve().parents[2]
 DOCTOR = REPO / "roles/ccq_doctor/files/ccq_doctor.py"
@@ -40,13 +40,8 @@ SERVED = "qwen-3-coder-480b,gpt-oss-120b,zai-glm-4.7"
 def _layout() -> dict[str, str]:
     """ccq's file layout: the roles' table (roles/ccq/vars ccq_layout) over doctor's own copy,
     which adds the service manager's paths."""
-    spec = importlib.util.spec_from_file_location("ccq_doctor_layout", DOCTOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
     roles_layout = yaml.safe_load((REPO / "roles/ccq/vars/main.yml").read_text())["ccq_layout"]
-    return {**module.DEFAULT_LAYOUT, **roles_layout}
+    return {**load_doctor().DEFAULT_LAYOUT, **roles_layout}
 
 
 LAYOUT = _layout()

@@ -7,26 +7,18 @@ a rotated key shows), lists the config's model_names, and ccq's callback imports
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+
+from helpers.modules import load_doctor
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
-def _doctor():
-    spec = importlib.util.spec_from_file_location("ccq_doctor_litellm", REPO / "roles/ccq_doctor/files/ccq_doctor.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-doctor = _doctor()
+doctor = load_doctor()
 
 
 def facts_for(proxy_stack, litellm_venv: Path, tmp_path: Path, master_key: str):

@@ -7,22 +7,14 @@ markers in README.md's "## Troubleshooting" section.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
+
+from helpers.modules import load_doctor
 
 REPO = Path(__file__).resolve().parents[2]
 BEGIN = "<!-- BEGIN doctor checks"
 END = "<!-- END doctor checks -->"
-
-
-def _doctor():
-    spec = importlib.util.spec_from_file_location("ccq_doctor_readme", REPO / "roles/ccq_doctor/files/ccq_doctor.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def troubleshooting_table() -> str:
@@ -33,11 +25,11 @@ def troubleshooting_table() -> str:
 
 
 def test_readme_table_is_exactly_what_doctor_renders():
-    assert troubleshooting_table() == _doctor().markdown_table(), (
+    assert troubleshooting_table() == load_doctor().markdown_table(), (
         "README.md's troubleshooting table differs from doctor's checks: regenerate it with "
         "`python3 roles/ccq_doctor/files/ccq_doctor.py checks --markdown`")
 
 
 def test_every_doctor_check_has_one_readme_row_in_order():
     rows = re.findall(r"^\| `([a-z-]+)` \|", troubleshooting_table(), re.M)
-    assert rows == [check.id for check in _doctor().CHECKS]
+    assert rows == [check.id for check in load_doctor().CHECKS]

@@ -8,31 +8,21 @@ end in tests/integration/test_stream_fastpath_relay.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from callback_support import load_callbacks
+from helpers.modules import FASTPATH_FILE, load_file
 
-FASTPATH_FILE = Path(__file__).resolve().parents[2] / "roles/litellm_proxy/files/ccq_stream_fastpath.py"
 MODEL = "qwen-3-coder-480b"
 ODD_TEXT = ["ä", 'naïve "quoted" ', "back\\slash ", "new\nline ", "tab\t", "emoji 😀 ",
             "\u2028sep", "</s>", "\x00nul", "日本語"]
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ccq_stream_fastpath_under_test", FASTPATH_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fp = _load()
+fp = load_file(FASTPATH_FILE, "ccq_stream_fastpath_under_test")
 
 
 # ------------------------------------------------------------ upstream chunk builders
