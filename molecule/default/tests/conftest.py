@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import textwrap
 from functools import cache
 from pathlib import Path
@@ -29,6 +30,10 @@ MASTER_KEY_FILE = f"{HOME}/.secrets/ccq_litellm_master_key"
 API_KEY_FILE = f"{HOME}/.secrets/cerebras_api_key"
 SENTINEL_KEY = "csk-sentinel-molecule-0000-not-a-real-key"
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+
+# Anthropic streams are read by the host-side tests' reader (tests/helpers/http.py).
+sys.path.insert(0, str(PROJECT / "tests"))
+from helpers.http import assemble_stream  # noqa: E402,F401  (re-exported for the test modules)
 
 # Runs inside the target: POST a body to the proxy with the chosen bearer, print
 # {"status": ..., "body": ...} as JSON.
@@ -82,15 +87,6 @@ def upstream_requests(host: Any) -> list[dict[str, Any]]:
     """Every request the fake Cerebras received, oldest first."""
     content = host.run(f"cat {UPSTREAM_LOG}").stdout
     return [json.loads(line) for line in content.splitlines() if line.strip()]
-
-
-def sse_events(raw: str) -> list[dict[str, Any]]:
-    """The JSON payloads of an SSE body."""
-    events = []
-    for line in raw.splitlines():
-        if line.startswith("data:") and line[5:].strip() not in ("", "[DONE]"):
-            events.append(json.loads(line[5:]))
-    return events
 
 
 @pytest.fixture()

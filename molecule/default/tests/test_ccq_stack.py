@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from conftest import (HOME, MODEL_ALIAS, PROXY_PORT,
-                      as_user, post, pins, sse_events, upstream_requests)
+                      as_user, assemble_stream, post, pins, upstream_requests)
 
 WEATHER_TOOL = {
     "name": "get_weather",
@@ -28,21 +28,6 @@ def _tool_use_turn(host: Any, stream: bool) -> dict[str, Any]:
         "tool_choice": {"type": "auto"},
     }
     return post(host, "/v1/messages", body)
-
-
-def _tool_use_block_from_stream(raw: str) -> tuple[dict[str, Any], str | None]:
-    block: dict[str, Any] = {}
-    partial = ""
-    stop_reason = None
-    for event in sse_events(raw):
-        if event.get("type") == "content_block_start" and event["content_block"]["type"] == "tool_use":
-            block = dict(event["content_block"])
-        elif event.get("type") == "content_block_delta" and event["delta"].get("type") == "input_json_delta":
-            partial += event["delta"]["partial_json"]
-        elif event.get("type") == "message_delta":
-            stop_reason = event["delta"].get("stop_reason")
-    block["input"] = json.loads(partial) if partial else block.get("input", {})
-    return block, stop_reason
 
 
 def test_seed_check_system_array_gets_anthropic_json(host):
@@ -76,9 +61,7 @@ def _finish_round_trip(host, tool_use: dict[str, Any], upstream_mark: int, strea
     reply = post(host, "/v1/messages", follow_up)
     assert reply["status"] == 200, reply["body"]
     if stream:
-        texts = [e["delta"]["text"] for e in sse_events(reply["body"])
-                 if e.get("type") == "content_block_delta" and e["delta"].get("type") == "text_delta"]
-        assert "".join(texts)
+        assert assemble_stream(reply["body"].encode()).text
     else:
         assert json.loads(reply["body"])["content"][0]["type"] == "text"
     reached = upstream_requests(host)[upstream_mark:]
@@ -101,8 +84,9 @@ def test_tool_use_round_trip_non_streaming(host, upstream_mark):
 def test_tool_use_round_trip_streaming(host, upstream_mark):
     reply = _tool_use_turn(host, stream=True)
     assert reply["status"] == 200, reply["body"]
-    tool_use, stop_reason = _tool_use_block_from_stream(reply["body"])
-    assert stop_reason == "tool_use"
+    streamed = assemble_stream(reply["body"].encode())
+    assert streamed.stop_reason == "tool_use"
+    tool_use = streamed.tool_uses[0]
     assert tool_use["name"] == "get_weather"
     assert tool_use["input"].get("city")
     _finish_round_trip(host, {k: tool_use[k] for k in ("type", "id", "name", "input")}, upstream_mark, True)

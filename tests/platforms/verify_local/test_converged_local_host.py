@@ -28,6 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
+from helpers.http import assemble_stream
+
 pytestmark = pytest.mark.skipif(os.environ.get("CCQ_VERIFY_LOCAL_HOST") != "1",
                                 reason="verifies a converged machine; run tests/platforms/converge_and_verify.sh")
 
@@ -82,11 +84,6 @@ def upstream_requests() -> list[dict[str, Any]]:
     return [json.loads(line) for line in UPSTREAM_LOG.read_text().splitlines() if line.strip()]
 
 
-def sse_events(raw: str) -> list[dict[str, Any]]:
-    return [json.loads(line[5:]) for line in raw.splitlines()
-            if line.startswith("data:") and line[5:].strip() not in ("", "[DONE]")]
-
-
 @pytest.fixture
 def upstream_mark() -> int:
     return len(upstream_requests())
@@ -104,17 +101,8 @@ def tool_use_from(raw: str, stream: bool) -> tuple[dict[str, Any], str | None]:
     if not stream:
         message = json.loads(raw)
         return next(b for b in message["content"] if b["type"] == "tool_use"), message["stop_reason"]
-    block: dict[str, Any] = {}
-    partial, stop_reason = "", None
-    for event in sse_events(raw):
-        if event.get("type") == "content_block_start" and event["content_block"]["type"] == "tool_use":
-            block = dict(event["content_block"])
-        elif event.get("type") == "content_block_delta" and event["delta"].get("type") == "input_json_delta":
-            partial += event["delta"]["partial_json"]
-        elif event.get("type") == "message_delta":
-            stop_reason = event["delta"].get("stop_reason")
-    block["input"] = json.loads(partial) if partial else block.get("input", {})
-    return block, stop_reason
+    streamed = assemble_stream(raw.encode())
+    return streamed.tool_uses[0], streamed.stop_reason
 
 
 def test_seed_check_system_array_gets_anthropic_json():
