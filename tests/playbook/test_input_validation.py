@@ -7,25 +7,11 @@ target, where another account without a key file exists: molecule/default/tests.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
-
-
-def run_site(*extra: str, env_overrides: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "CEREBRAS_API_KEY"}
-    env["ANSIBLE_NOCOLOR"] = "1"
-    env.update(env_overrides or {})
-    return subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "site.yml", "-i", "inventories/local/hosts.yml", "--check", *extra],
-        cwd=REPO, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
-    )
+from helpers.playbook import play_output, run_playbook
 
 
 def assert_stopped_in_validation(result: subprocess.CompletedProcess[str]) -> None:
@@ -54,6 +40,7 @@ BAD_INPUT = {
 
 @pytest.mark.parametrize(("extra", "key", "message"), BAD_INPUT.values(), ids=BAD_INPUT.keys())
 def test_bad_input_stops_before_any_change_with_one_line(extra, key, message):
-    result = run_site(*extra, env_overrides={"CEREBRAS_API_KEY": key})
+    result = run_playbook("--check", *extra, inventory="inventories/local/hosts.yml",
+                          env={"CEREBRAS_API_KEY": key}, timeout=300)
     assert_stopped_in_validation(result)
-    assert message in " ".join((result.stdout + result.stderr).split()), result.stdout[-3000:]
+    assert message in play_output(result), result.stdout[-3000:]

@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import shlex
-import subprocess
 import sys
 import textwrap
 from functools import cache
@@ -31,9 +30,11 @@ API_KEY_FILE = f"{HOME}/.secrets/cerebras_api_key"
 SENTINEL_KEY = "csk-sentinel-molecule-0000-not-a-real-key"
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 
-# Anthropic streams are read by the host-side tests' reader (tests/helpers/http.py).
+# Shared with the host-side tests (tests/helpers): the Anthropic stream reader and the way a
+# playbook is run; re-exported for the test modules.
 sys.path.insert(0, str(PROJECT / "tests"))
-from helpers.http import assemble_stream  # noqa: E402,F401  (re-exported for the test modules)
+from helpers.http import assemble_stream  # noqa: E402,F401
+from helpers.playbook import play_output, run_playbook  # noqa: E402,F401
 
 # Runs inside the target: POST a body to the proxy with the chosen bearer, print
 # {"status": ..., "body": ...} as JSON.
@@ -101,18 +102,3 @@ def pins() -> dict[str, Any]:
     return yaml.safe_load((PROJECT / "roles/ccq/defaults/main.yml").read_text())
 
 
-def run_playbook(*extra: str, playbook: str = "site.yml") -> subprocess.CompletedProcess[str]:
-    """The project's playbook run from the controller against this scenario's target, as a
-    user runs it: the scenario's inventory, no CEREBRAS_API_KEY from the test's environment."""
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    env = {k: v for k, v in os.environ.items() if k != "CEREBRAS_API_KEY"}
-    env["ANSIBLE_NOCOLOR"] = "1"
-    return subprocess.run(["ansible-playbook", "-i", str(inventory), playbook, *extra],
-                          cwd=PROJECT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=900)
-
-
-def play_output(result: subprocess.CompletedProcess[str]) -> str:
-    """A run's stdout and stderr as one line: ansible-core 2.19 prints failures on stderr under
-    Molecule's settings and wraps long lines."""
-    return " ".join((result.stdout + result.stderr).split())

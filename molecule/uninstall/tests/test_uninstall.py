@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(PROJECT / "tests"))
+from helpers.playbook import play_output, run_playbook  # noqa: E402
+
 HOME = "/home/alice"
 OURS = [
     f"{HOME}/.config/ccq",
@@ -59,3 +67,21 @@ def test_the_dotfiles_symlink_is_still_a_symlink(host):
     zshrc = host.file(f"{HOME}/.zshrc")
     assert zshrc.is_symlink
     assert zshrc.linked_to == f"{HOME}/dotfiles/zshrc"
+
+
+def _files_in_home(host) -> set[str]:
+    # ~/.ansible: Ansible's own remote temp dir, made by the run itself.
+    listing = host.run(f"cd {HOME} && find . -xdev -path ./.ansible -prune -o \\( -type f -o -type l \\) -print")
+    return set(listing.stdout.splitlines())
+
+
+def test_uninstall_with_remove_secrets_takes_the_key_file_and_nothing_else(host):
+    # Last on purpose: the key file is gone afterwards (the scenario's next converge has the
+    # key in its inventory). A second uninstall also shows uninstall runs on an uninstalled host.
+    before = _files_in_home(host)
+    result = run_playbook("-e", "ccq_remove_secrets=true", playbook="playbooks/uninstall.yml")
+    assert result.returncode == 0, play_output(result)[-3000:]
+    after = _files_in_home(host)
+    assert before - after == {"./.secrets/cerebras_api_key"}
+    assert after - before == set()
+    assert host.file(f"{HOME}/.secrets/github_token").content_string == "not-a-real-token\n"
