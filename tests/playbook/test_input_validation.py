@@ -44,3 +44,13 @@ def test_bad_input_stops_before_any_change_with_one_line(extra, key, message):
                           env={"CEREBRAS_API_KEY": key}, timeout=300)
     assert_stopped_in_validation(result)
     assert message in play_output(result), result.stdout[-3000:]
+
+
+def test_a_pinned_model_cerebras_does_not_serve_stops_before_any_change(make_fake):
+    upstream = make_fake("--models", "gpt-oss-120b,zai-glm-4.7")
+    result = run_playbook("--check", "-e", f"ccq_cerebras_api_base={upstream.api_base}",
+                          "-e", "ccq_cerebras_model=qwen-3-coder-480b", inventory="inventories/local/hosts.yml",
+                          env={"CEREBRAS_API_KEY": upstream.api_key}, timeout=300)
+    assert_stopped_in_validation(result)
+    assert ("ccq_cerebras_model=qwen-3-coder-480b is not served by " + upstream.api_base
+            + ". It serves: gpt-oss-120b, zai-glm-4.7.") in play_output(result), result.stdout[-3000:]
