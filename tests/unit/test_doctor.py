@@ -554,3 +554,33 @@ def test_an_unloaded_launch_agent_names_bootstrap(tmp_path):
     finding = verdict("service", facts(tmp_path, service=doctor.ServiceState("launchd"), proxy_process=None))
     assert finding.status == doctor.FAIL and finding.fix.startswith("launchctl bootstrap gui/$(id -u) ")
 
+
+
+ON_DEMAND = {"service": doctor.ServiceState("none"), "proxy_process": None}
+SERVED = ["INFO:     Uvicorn running on http://127.0.0.1:4000 (Press CTRL+C to quit)"]
+REFUSED_KEY = ["Traceback (most recent call last):",
+               'PermissionError: Authentication Error: missing or wrong proxy key (ccq reads it from ~/.secrets)']
+BROKEN_START = ["Traceback (most recent call last):",
+                "ImportError: cannot import name 'ResponseTextConfig' from 'openai.types.responses'"]
+
+
+def _start(*lines: str) -> list[str]:
+    return [doctor.ON_DEMAND_START_MARKER + "2026-11-25T20:00:00Z", *lines]
+
+
+@pytest.mark.parametrize("log, status", [
+    # A proxy that started, served (and logged a refused key), then was stopped: ccq restarts it.
+    (_start(*SERVED, *REFUSED_KEY), doctor.WARN),
+    # Its last start died before serving, after an earlier good run.
+    (_start(*SERVED, *REFUSED_KEY) + _start(*BROKEN_START), doctor.FAIL),
+    # The last start was good; an earlier one had failed.
+    (_start(*BROKEN_START) + _start(*SERVED), doctor.WARN),
+    # A log from before ccq wrote markers: judged as a whole.
+    ([*BROKEN_START], doctor.FAIL),
+    ([], doctor.WARN),
+])
+def test_a_stopped_on_demand_proxy_fails_only_when_its_last_start_failed(tmp_path, log, status):
+    finding = verdict("service", facts(tmp_path, log_tail=log, **ON_DEMAND))
+    assert finding.status == status, finding
+    if status == doctor.FAIL:
+        assert any("ResponseTextConfig" in line for line in finding.details)

@@ -333,6 +333,20 @@ def parse_proc_net_tcp(text: str) -> list[Listener]:
 _ERROR_LINE = re.compile(r"Traceback|Error|Exception|error:|ERROR|CRITICAL|failed|Failed|refused")
 
 
+# ccq.sh writes this line to the proxy log before each on-demand start; what follows the last
+# one is that start's output. uvicorn's line says the start itself succeeded.
+ON_DEMAND_START_MARKER = "ccq: starting the proxy at "
+_STARTED_LINE = re.compile(r"Uvicorn running on |Application startup complete")
+
+
+def last_start(lines: Sequence[str]) -> tuple[list[str], bool]:
+    """The lines of the last on-demand start (all lines when there is no marker), and whether
+    that start got as far as serving."""
+    starts = [index for index, line in enumerate(lines) if ON_DEMAND_START_MARKER in line]
+    since = list(lines[starts[-1] + 1:] if starts else lines)
+    return since, any(_STARTED_LINE.search(line) for line in since)
+
+
 def last_error_lines(lines: Sequence[str], count: int = 6) -> list[str]:
     """The last ``count`` lines that look like an error, in order (a traceback's last line first of all)."""
     return [line.rstrip() for line in lines if _ERROR_LINE.search(line)][-count:]
@@ -1185,8 +1199,9 @@ def check_service(facts: Facts) -> Finding:
         pidfile = settings.paths["proxy_pidfile"]
         if process:
             return Finding(OK, f"running on demand (no systemd here): pid {process.pid}, up {format_duration(process.uptime)}")
-        errors = facts.error_lines()
-        if errors:
+        start_lines, served = last_start(facts.get("log_tail"))
+        errors = last_error_lines(start_lines)
+        if errors and not served:
             return Finding(FAIL, f"not running, and its last start failed (log {settings.paths['proxy_log']})",
                            "fix the error below, then run ccq again (it starts the proxy and waits for it)", errors)
         return Finding(WARN, f"not running (no systemd here: ccq starts it on its next call; pidfile {pidfile})")
