@@ -15,30 +15,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import statistics
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_CALLBACK = REPO / "tests/fixtures/seed_callback/custom_callbacks.py"
-sys.path.insert(0, str(REPO / "tests/unit"))
+sys.path[:0] = [str(REPO / "tests/unit"), str(REPO / "tests")]
 
 import bench_callback  # noqa: E402  (tests/unit)
 from callback_support import cerebras_policy, full_size_request, load_callbacks  # noqa: E402
-
-
-def load_module(path: Path, name: str) -> ModuleType:
-    """Load a callback file the way LiteLLM's proxy does (spec_from_file_location)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers.modules import load_file  # noqa: E402
 
 
 def time_hook_on_copies(hook: Any, request: dict[str, Any], calls: int, repeat: int,
@@ -72,7 +62,7 @@ def main() -> None:
     ccq = load_callbacks()  # the role's file, as bench_callback loads it
     import_ccq_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    seed = load_module(SEED_CALLBACK, "seed_custom_callbacks")
+    seed = load_file(SEED_CALLBACK, "seed_custom_callbacks")
     import_seed_s = time.perf_counter() - t0
     out: dict[str, Any] = {"bench_callback": bench_callback.measure(args.repeat)}
     request = full_size_request()

@@ -21,7 +21,8 @@ import sys
 import timeit
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Run as a script: tests/unit (callback_support) and tests (helpers) are not on the path.
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
 from callback_support import cerebras_policy, full_size_request, load_callbacks  # noqa: E402
 

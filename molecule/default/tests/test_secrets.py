@@ -37,6 +37,16 @@ def test_check_mode_on_a_converged_target_changes_nothing():
     assert re.search(r"ccq-default\s+: ok=\d+\s+changed=0 ", result.stdout), result.stdout[-1500:]
 
 
+def test_a_run_of_only_the_proxy_roles_on_a_converged_target_changes_nothing(host):
+    # The target trusts extra CAs: a tag-limited run must still write them into the proxy's
+    # environment file (it once rewrote the file without them, and restarted the proxy).
+    pid_before = service_pid(host)
+    result = run_playbook("--tags", "proxy,service")
+    assert result.returncode == 0, play_output(result)[-3000:]
+    assert changed_tasks(result.stdout) == set()
+    assert service_pid(host) == pid_before
+
+
 def test_rotating_both_keys_changes_only_the_keys_and_restarts_the_proxy(host):
     old_master = host.file(MASTER_KEY_FILE).content_string
     pid_before = service_pid(host)
