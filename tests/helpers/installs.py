@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,19 @@ def read_pins(repo_root: Path = REPO_ROOT) -> Pins:
         )
     except KeyError as missing:
         raise RuntimeError(f"{defaults_file} lacks {missing}: the tests install what the playbook pins") from None
+
+
+def versions_off_pin(pip_show: str, pins: Pins) -> list[str]:
+    """What ``pip show litellm openai`` output says is not at ccq's pins ([] when both are)."""
+    shown = dict(zip(re.findall(r"(?m)^Name: (\S+)", pip_show), re.findall(r"(?m)^Version: (\S+)", pip_show)))
+    low, high = re.fullmatch(r">=([\d.]+),<([\d.]+)", pins.openai_spec).groups()
+    as_tuple = lambda version: tuple(int(part) for part in version.split("."))  # noqa: E731
+    problems = []
+    if shown.get("litellm") != pins.litellm_version:
+        problems.append(f"litellm {shown.get('litellm')} is not {pins.litellm_version}")
+    if not as_tuple(low) <= as_tuple(shown.get("openai", "0")) < as_tuple(high):
+        problems.append(f"openai {shown.get('openai')} is outside {pins.openai_spec}")
+    return problems
 
 
 def _short_hash(*parts: str) -> str:

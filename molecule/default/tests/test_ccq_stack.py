@@ -10,6 +10,7 @@ from typing import Any
 
 from conftest import (HOME, MODEL_ALIAS, PROXY_PORT,
                       as_user, assemble_stream, post, pins, upstream_requests)
+from helpers.installs import read_pins, versions_off_pin
 
 WEATHER_TOOL = {
     "name": "get_weather",
@@ -125,11 +126,7 @@ def test_missing_or_wrong_bearer_is_refused_before_the_upstream(host, upstream_m
 def test_pinned_versions_are_installed(host):
     show = host.run(as_user(f"{HOME}/.local/share/ccq/pipx-tool/bin/pipx runpip litellm show litellm openai"))
     assert show.rc == 0, show.stderr
-    versions = dict(zip(re.findall(r"(?m)^Name: (\S+)", show.stdout), re.findall(r"(?m)^Version: (\S+)", show.stdout)))
-    assert versions["litellm"] == pins()["ccq_litellm_version"]
-    low, high = re.fullmatch(r">=([\d.]+),<([\d.]+)", pins()["ccq_openai_version_spec"]).groups()
-    as_tuple = lambda v: tuple(int(p) for p in v.split("."))  # noqa: E731
-    assert as_tuple(low) <= as_tuple(versions["openai"]) < as_tuple(high)
+    assert versions_off_pin(show.stdout, read_pins()) == []
     claude = host.run(as_user(f"{HOME}/.local/bin/claude --version"))
     assert claude.stdout.startswith(pins()["ccq_claude_code_version"] + " ")
 

@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from helpers.http import assemble_stream
+from helpers.installs import read_pins, versions_off_pin
 
 pytestmark = pytest.mark.skipif(os.environ.get("CCQ_VERIFY_LOCAL_HOST") != "1",
                                 reason="verifies a converged machine; run tests/platforms/converge_and_verify.sh")
@@ -160,11 +161,7 @@ def test_pinned_versions_are_installed():
     show = subprocess.run([str(HOME / ".local/share/ccq/pipx-tool/bin/pipx"), "runpip", "litellm", "show",
                            "litellm", "openai"], env=env, capture_output=True, text=True, timeout=120)
     assert show.returncode == 0, show.stderr
-    versions = dict(zip(re.findall(r"(?m)^Name: (\S+)", show.stdout), re.findall(r"(?m)^Version: (\S+)", show.stdout)))
-    assert versions["litellm"] == pins()["ccq_litellm_version"]
-    low, high = re.fullmatch(r">=([\d.]+),<([\d.]+)", pins()["ccq_openai_version_spec"]).groups()
-    as_tuple = lambda v: tuple(int(p) for p in v.split("."))  # noqa: E731
-    assert as_tuple(low) <= as_tuple(versions["openai"]) < as_tuple(high)
+    assert versions_off_pin(show.stdout, read_pins()) == []
     claude = subprocess.run([str(HOME / ".local/bin/claude"), "--version"], capture_output=True, text=True, timeout=60)
     assert claude.stdout.startswith(str(pins()["ccq_claude_code_version"]) + " ")
 
