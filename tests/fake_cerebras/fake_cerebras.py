@@ -28,7 +28,48 @@ Scripted behaviour (what a test can rely on):
   conversation, else ``ccq-fake: done``.
 * ``--strict`` rejects with 400 what a strict OpenAI-compatible server
   rejects (see :func:`validate_strict`); without it any JSON object with a
-  ``messages`` list is accepted.
+  ``messages`` list is accepted.  Image parts (``image_url`` with a
+  ``data:image/<png|jpeg|gif|webp>;base64,...`` URL) are accepted only in
+  user messages to ``--vision-models``: Cerebras serves text models, and a
+  malformed data URL (LiteLLM 1.74 sends ``data:image;base64,{'type': ...``)
+  must fail here as it fails there.
+
+Streamed tool calls come in Cerebras' shape by default: each call WHOLE in
+one delta (``index``, ``id``, ``type``, ``function.name`` and the complete
+``function.arguments``), usage and ``time_info`` on the finish chunk.
+``--tool-arg-chunks N`` (N > 1) switches to OpenAI's incremental shape (a
+header delta with ``arguments: ""``, then N argument pieces), because a relay
+must cope with both and they break different code paths.
+
+Scripted-response queue (``/_fake/queue``, no auth): the next upstream
+answers can be anything the real API can send, also when the fake runs as a
+systemd service in a test VM and a test cannot restart it with other flags.
+
+* ``POST /_fake/queue`` ``{"responses": [R, ...]}`` appends (FIFO, thread
+  safe; an invalid R rejects the whole POST with 400) -> ``{"queued": n}``;
+  ``GET`` -> ``{"queued": n}``; ``DELETE`` empties it.
+* Each ``POST /v1/chat/completions`` is checked as usual (auth, ``--strict``
+  validation, served model: a bad request is still rejected, and does not
+  consume an entry); a valid one then pops the first R and gets it instead
+  of the scripted answer.  The request log line is written as usual.
+* R kinds (see :func:`check_queued`):
+
+  - ``{"kind": "error", "status": 429, "body": {...}, "headers": {...},
+    "rate_limit_headers": true}``: that status; ``body`` defaults to
+    Cerebras' flat error for the status (:data:`ERROR_DEFAULTS`); a 429 also
+    carries Cerebras' ``x-ratelimit-*`` headers unless
+    ``rate_limit_headers`` is false; ``headers`` add or override.
+  - ``{"kind": "sse", "file": "<name>" | "body": "<raw SSE>", "break":
+    "rst" | "fin", "break_after_events": N}``: the bytes verbatim (``{model}``
+    replaced by the request's model), one SSE event per chunk and send().
+    ``file`` is looked up in tests/fixtures/upstream_streams/ or is absolute.
+    ``break``: after N events (default all) reset the connection ("rst") or
+    end it without the terminating zero-length chunk ("fin").
+  - ``{"kind": "completion", "message": {...}, "finish_reason": "..."}``: a
+    chat.completion with that message, or, for ``stream: true``, its content
+    as text deltas, each tool call in one delta, then the finish chunk.
+  - ``{"kind": "tool_calls", "calls": [{"name", "arguments", "id"?}],
+    "text": "..."}``: shorthand for a completion calling those tools at once.
 
 The request log (``--request-log``) gets one JSON line per request:
 ``{"ts", "method", "path", "status", "bearer", "body"}``.  ``bearer`` only
@@ -38,18 +79,24 @@ says whether a bearer token was present: the key itself is never written.
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
+import http
 import json
 import os
 import re
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 # The string the scripted Agent/Task call carries in its prompt.  Its presence
@@ -114,6 +161,49 @@ TOOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 ALLOWED_TOOL_KEYS = frozenset({"type", "function"})
 ALLOWED_FUNCTION_KEYS = frozenset({"name", "description", "parameters", "strict"})
 ALLOWED_TEXT_PART_KEYS = frozenset({"type", "text"})
+ALLOWED_IMAGE_PART_KEYS = frozenset({"type", "image_url"})
+ALLOWED_IMAGE_URL_KEYS = frozenset({"url", "detail"})
+# What a vision model accepts as an image: an inline base64 data URL of a
+# common raster format (no remote URLs: the fake never fetches anything).
+IMAGE_DATA_URL_RE = re.compile(r"data:image/(?:png|jpeg|gif|webp);base64,([A-Za-z0-9+/]+={0,2})")
+
+# Where {"kind": "sse", "file": ...} entries of the queue are looked up.
+UPSTREAM_STREAMS_DIR = Path(__file__).resolve().parents[1] / "fixtures/upstream_streams"
+
+# Cerebras' flat error body per status for queued errors without a body:
+# (message, type, param, code).  404's message names the request's model.
+ERROR_DEFAULTS: dict[int, tuple[str, str, str | None, str | None]] = {
+    400: ("Invalid request: the request body could not be processed.",
+          "invalid_request_error", None, "wrong_api_format"),
+    401: ("Wrong API Key", "invalid_request_error", "api_key", "wrong_api_key"),
+    402: ("Payment required: your organization has no remaining credits.",
+          "payment_required_error", None, "payment_required"),
+    403: ("You do not have permission to access this resource.",
+          "permission_denied_error", None, "permission_denied"),
+    404: ("Model {model} does not exist or you do not have access to it.",
+          "not_found_error", "model", "model_not_found"),
+    413: ("Request too large: the request exceeds the maximum allowed size.",
+          "invalid_request_error", "messages", "request_too_large"),
+    422: ("Unprocessable request: the request parameters are invalid.",
+          "invalid_request_error", None, "unprocessable_entity"),
+    429: ("Tokens per minute limit exceeded - too many tokens processed.",
+          "too_many_requests_error", "quota", "token_quota_exceeded"),
+    500: ("Internal server error. Please try again later.",
+          "internal_server_error", None, "internal_server_error"),
+    503: ("We're experiencing high traffic right now! Please try again soon.",
+          "service_unavailable", None, "service_unavailable"),
+}
+# The rate-limit headers Cerebras sends; on a 429 the minute's tokens are
+# spent and the reset is seconds (a float) until the window turns.
+RATE_LIMIT_HEADERS_429 = {
+    "x-ratelimit-limit-tokens-minute": "60000",
+    "x-ratelimit-remaining-tokens-minute": "0",
+    "x-ratelimit-reset-tokens-minute": "33.5",
+    "x-ratelimit-limit-requests-day": "14400",
+    "x-ratelimit-remaining-requests-day": "14321",
+    "x-ratelimit-reset-requests-day": "51234.5",
+}
+QUEUE_KINDS = frozenset({"error", "sse", "completion", "tool_calls"})
 
 # Arguments the fake sends for tools it knows; other tools get minimal
 # arguments built from their JSON schema (see minimal_arguments).
@@ -162,8 +252,9 @@ class Config:
     stream_tokens: int = 0
     tokens_per_second: float = 0.0
     empty_content_shape: str = "null"
-    tool_arg_chunks: int = 3
+    tool_arg_chunks: int = 1
     strict: bool = False
+    vision_models: tuple[str, ...] = ()
     no_auth_status: int = 401
     fingerprint: str = field(default_factory=lambda: "fp_" + uuid.uuid4().hex[:20])
 
@@ -172,19 +263,55 @@ class Config:
 # Strict validation: what a strict OpenAI-compatible server rejects.
 # --------------------------------------------------------------------------
 
-def _check_text_parts(parts: list[Any], where: str) -> None:
+def _check_image_part(part: dict[str, Any], where: str) -> None:
+    """An OpenAI image part whose URL is a base64 data URL that decodes.
+
+    Checked strictly because LiteLLM 1.74 turns Anthropic image blocks into
+    ``data:image;base64,{'type': 'base64', ...}`` (a dict's repr), which a
+    real vision endpoint rejects: a fake that let it through would hide that.
+    """
+    extra = set(part) - ALLOWED_IMAGE_PART_KEYS
+    if extra:
+        raise bad_request(f"{where}: additional properties are not allowed "
+                          f"({', '.join(sorted(extra))})", where)
+    image = part.get("image_url")
+    if not isinstance(image, dict) or not isinstance(image.get("url"), str):
+        raise bad_request(f"{where}.image_url.url: field required (string)", f"{where}.image_url")
+    extra = set(image) - ALLOWED_IMAGE_URL_KEYS
+    if extra:
+        raise bad_request(f"{where}.image_url: additional properties are not allowed "
+                          f"({', '.join(sorted(extra))})", f"{where}.image_url")
+    url = image["url"]
+    match = IMAGE_DATA_URL_RE.fullmatch(url)
+    try:
+        valid = match is not None and bool(base64.b64decode(match.group(1), validate=True))
+    except (binascii.Error, ValueError):
+        valid = False
+    if not valid:
+        raise bad_request(f"{where}.image_url.url: must be a data URL "
+                          "'data:image/<png|jpeg|gif|webp>;base64,<base64 data>'; "
+                          f"got {url[:60]!r}", f"{where}.image_url.url")
+
+
+def _check_text_parts(parts: list[Any], where: str, images: bool = False) -> None:
     """A content list may only hold OpenAI text parts ({type: text, text}).
 
     Cerebras serves text models: image or any other part type is rejected,
-    and so is any extra key on a part (Anthropic's cache_control).
+    and so is any extra key on a part (Anthropic's cache_control).  With
+    ``images`` (a user message to a --vision-models model) image_url parts
+    with a valid data URL are accepted too.
     """
     if not parts:
         raise bad_request(f"{where}: content list must not be empty", where)
     for j, part in enumerate(parts):
+        if images and isinstance(part, dict) and part.get("type") == "image_url":
+            _check_image_part(part, f"{where}[{j}]")
+            continue
         if not isinstance(part, dict) or part.get("type") != "text":
             kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            only = "text and image_url parts are" if images else "only text parts are"
             raise bad_request(f"{where}[{j}]: content part type {kind!r} is not supported; "
-                              "only text parts are", f"{where}[{j}]")
+                              f"{only}", f"{where}[{j}]")
         if not isinstance(part.get("text"), str):
             raise bad_request(f"{where}[{j}].text: field required (string)", f"{where}[{j}].text")
         extra = set(part) - ALLOWED_TEXT_PART_KEYS
@@ -193,8 +320,12 @@ def _check_text_parts(parts: list[Any], where: str) -> None:
                               f"({', '.join(sorted(extra))})", f"{where}[{j}]")
 
 
-def _check_content(msg: dict[str, Any], role: str, where: str) -> None:
-    """Content rules per role (OpenAI's, plus Cerebras' "system as string")."""
+def _check_content(msg: dict[str, Any], role: str, where: str, vision: bool = False) -> None:
+    """Content rules per role (OpenAI's, plus Cerebras' "system as string").
+
+    Images only ever in user messages of a vision model: tool results must
+    be strings, and assistant turns are the model's own text.
+    """
     content = msg.get("content")
     if role == "assistant":
         if content is None:
@@ -212,7 +343,7 @@ def _check_content(msg: dict[str, Any], role: str, where: str) -> None:
             # parameter as a string"; tool results likewise.
             raise bad_request(f"{where}.content: must be a string for role {role!r}, got a list",
                               f"{where}.content")
-        _check_text_parts(content, f"{where}.content")
+        _check_text_parts(content, f"{where}.content", images=vision and role == "user")
         return
     raise bad_request(f"{where}.content: must be a string or a list of text parts",
                       f"{where}.content")
@@ -248,8 +379,8 @@ def _check_tool_calls(tool_calls: Any, where: str, seen_ids: set[str]) -> list[s
     return ids
 
 
-def _check_messages(messages: Any) -> None:
-    """OpenAI's conversation rules.
+def _check_messages(messages: Any, vision: bool = False) -> None:
+    """OpenAI's conversation rules (``vision``: image parts allowed for users).
 
     * Every assistant message with tool_calls must be followed directly by
       one ``tool`` message per call id (OpenAI: "An assistant message with
@@ -294,7 +425,7 @@ def _check_messages(messages: Any) -> None:
                 "An assistant message with 'tool_calls' must be followed by tool messages "
                 "responding to each 'tool_call_id'. The following tool_call_ids did not have "
                 f"response messages: {', '.join(pending)}", f"messages[{i}]")
-        _check_content(msg, role, where)
+        _check_content(msg, role, where, vision)
         if "name" in msg and not isinstance(msg["name"], str):
             raise bad_request(f"{where}.name: must be a string", f"{where}.name")
         if role == "assistant" and msg.get("tool_calls") is not None:
@@ -375,15 +506,18 @@ def _check_tool_choice(choice: Any, names: set[str]) -> None:
                       "function", "tool_choice")
 
 
-def validate_strict(body: dict[str, Any]) -> None:
-    """Raise RequestError(400) for whatever a strict server rejects."""
+def validate_strict(body: dict[str, Any], vision_models: Iterable[str] = ()) -> None:
+    """Raise RequestError(400) for whatever a strict server rejects.
+
+    ``vision_models``: models that take image parts in user messages.
+    """
     unknown = sorted(set(body) - SUPPORTED_TOP_LEVEL_FIELDS)
     if unknown:
         raise bad_request("\n".join(f"body.{k}: property 'body.{k}' is unsupported"
                                     for k in unknown))
     if not isinstance(body.get("model"), str) or not body["model"]:
         raise bad_request("model: field required", "model")
-    _check_messages(body.get("messages"))
+    _check_messages(body.get("messages"), body["model"] in set(vision_models))
     names = _check_tools(body["tools"]) if body.get("tools") is not None else set()
     if body.get("tool_choice") is not None:
         if not names:
@@ -524,22 +658,40 @@ def split_evenly(text: str, parts: int) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class ToolCall:
+    """One tool call of an answer; ``arguments`` is the JSON string sent."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+def new_call_id() -> str:
+    """A tool-call id in the usual call_<hex> form."""
+    return "call_" + uuid.uuid4().hex[:24]
+
+
 @dataclass
 class Answer:
-    """What the scripted model replies: text tokens or one tool call."""
+    """What the model replies: text tokens, then any tool calls.
+
+    ``message``, when set, is sent verbatim as the non-streamed message (a
+    queued completion); the stream is always built from tokens/tool_calls.
+    """
 
     tokens: list[str]
-    tool_name: str | None = None
-    tool_arguments: str = ""
-    tool_call_id: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish: str | None = None
+    message: dict[str, Any] | None = None
 
     @property
     def finish_reason(self) -> str:
-        return "tool_calls" if self.tool_name else "stop"
+        return self.finish or ("tool_calls" if self.tool_calls else "stop")
 
     @property
     def completion_tokens(self) -> int:
-        return max(1, len(self.tool_arguments) // 4) if self.tool_name else len(self.tokens)
+        return max(1, len(self.tokens) + sum(max(1, len(c.arguments) // 4) for c in self.tool_calls))
 
 
 def make_answer(body: dict[str, Any], config: Config) -> Answer:
@@ -547,8 +699,7 @@ def make_answer(body: dict[str, Any], config: Config) -> Answer:
     name = choose_tool(body, config.tool_preference)
     if name is not None:
         args = tool_arguments(name, tool_schema(body.get("tools"), name))
-        return Answer(tokens=[], tool_name=name, tool_arguments=json.dumps(args),
-                      tool_call_id="call_" + uuid.uuid4().hex[:24])
+        return Answer(tokens=[], tool_calls=[ToolCall(new_call_id(), name, json.dumps(args))])
     marker = conversation_has_marker(body.get("messages") or [])
     text = SUBAGENT_TEXT_ANSWER if marker else TEXT_ANSWER
     return Answer(tokens=text_tokens(text, config.stream_tokens))
@@ -587,16 +738,15 @@ def time_info_block(started: float) -> dict[str, Any]:
 def completion_body(answer: Answer, model: str, config: Config, prompt_tokens: int,
                     started: float) -> dict[str, Any]:
     """A non-streaming chat.completion."""
-    message: dict[str, Any] = {"role": "assistant"}
-    if answer.tool_name:
-        message["content"] = "" if config.empty_content_shape == "empty" else None
-        message["tool_calls"] = [{
-            "id": answer.tool_call_id,
-            "type": "function",
-            "function": {"name": answer.tool_name, "arguments": answer.tool_arguments},
-        }]
-    else:
-        message["content"] = "".join(answer.tokens)
+    message: dict[str, Any] | None = answer.message
+    if message is None:
+        message = {"role": "assistant", "content": "".join(answer.tokens)}
+        if answer.tool_calls:
+            if not answer.tokens:
+                message["content"] = "" if config.empty_content_shape == "empty" else None
+            message["tool_calls"] = [{
+                "id": c.id, "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments}} for c in answer.tool_calls]
     return {
         "id": "chatcmpl-" + str(uuid.uuid4()),
         "choices": [{"finish_reason": answer.finish_reason, "index": 0, "message": message}],
@@ -653,24 +803,46 @@ class ChunkEncoder:
                          self._text_tail))
 
 
+def tool_call_events(enc: ChunkEncoder, calls: list[ToolCall], arg_chunks: int,
+                     empty: str | None) -> Iterator[bytes]:
+    """The frames of the tool calls: Cerebras' or OpenAI's shape.
+
+    ``arg_chunks`` 1: each call whole in one delta, as Cerebras streams it.
+    N > 1: OpenAI's incremental shape, a header delta (id, name, arguments
+    "") then the arguments in N pieces.
+    """
+    for i, call in enumerate(calls):
+        if arg_chunks <= 1:
+            yield enc.event({"content": empty, "tool_calls": [{
+                "index": i, "id": call.id, "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments}}]})
+            continue
+        yield enc.event({"content": empty, "tool_calls": [{
+            "index": i, "id": call.id, "type": "function",
+            "function": {"name": call.name, "arguments": ""}}]})
+        for piece in split_evenly(call.arguments, arg_chunks):
+            yield enc.event({"content": empty, "tool_calls": [{
+                "index": i, "function": {"arguments": piece}}]})
+
+
 def stream_frames(answer: Answer, model: str, config: Config, prompt_tokens: int,
-                  started: float, include_usage: bool) -> Iterator[bytes]:
-    """Every frame of a streamed completion, [DONE] and the last chunk included."""
+                  started: float, include_usage: bool,
+                  arg_chunks: int | None = None) -> Iterator[bytes]:
+    """Every frame of a streamed completion, [DONE] and the last chunk included.
+
+    ``arg_chunks`` overrides ``config.tool_arg_chunks`` (queued completions
+    always use Cerebras' one-delta shape).
+    """
     enc = ChunkEncoder(model, config, started)
     empty = "" if config.empty_content_shape == "empty" else None
-    if answer.tool_name:
+    if answer.tool_calls and not answer.tokens:
         yield enc.event({"role": "assistant", "content": empty})
-        pieces = split_evenly(answer.tool_arguments, config.tool_arg_chunks)
-        yield enc.event({"content": empty, "tool_calls": [{
-            "index": 0, "id": answer.tool_call_id, "type": "function",
-            "function": {"name": answer.tool_name, "arguments": ""}}]})
-        for piece in pieces:
-            yield enc.event({"content": empty, "tool_calls": [{
-                "index": 0, "function": {"arguments": piece}}]})
     else:
         yield enc.event({"role": "assistant"})
-        for token in answer.tokens:
-            yield enc.text(token)
+    for token in answer.tokens:
+        yield enc.text(token)
+    chunks = config.tool_arg_chunks if arg_chunks is None else arg_chunks
+    yield from tool_call_events(enc, answer.tool_calls, chunks, empty)
     usage = {"usage": usage_block(prompt_tokens, answer.completion_tokens),
              "time_info": time_info_block(started)}
     if include_usage:
@@ -682,6 +854,144 @@ def stream_frames(answer: Answer, model: str, config: Config, prompt_tokens: int
         # Cerebras attaches usage and time_info to the finish chunk.
         yield enc.event({}, answer.finish_reason, extra=usage)
     yield _frame(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+
+
+# --------------------------------------------------------------------------
+# The scripted-response queue.
+# --------------------------------------------------------------------------
+
+class ResponseQueue:
+    """FIFO of scripted responses, shared by all handler threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: deque[dict[str, Any]] = deque()
+
+    def extend(self, items: list[dict[str, Any]]) -> int:
+        with self._lock:
+            self._items.extend(items)
+            return len(self._items)
+
+    def pop(self) -> dict[str, Any] | None:
+        with self._lock:
+            return self._items.popleft() if self._items else None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+def _queued_calls(calls: Any, where: str) -> list[ToolCall]:
+    """The ToolCalls of a tool_calls entry (arguments: object or JSON string)."""
+    if not isinstance(calls, list) or not calls:
+        raise bad_request(f"{where}.calls: must be a non-empty list", f"{where}.calls")
+    out = []
+    for k, call in enumerate(calls):
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            raise bad_request(f"{where}.calls[{k}].name: field required", f"{where}.calls")
+        args = call.get("arguments", {})
+        out.append(ToolCall(str(call.get("id") or new_call_id()), call["name"],
+                            args if isinstance(args, str) else json.dumps(args)))
+    return out
+
+
+def check_queued(item: Any, where: str) -> dict[str, Any]:
+    """Validate one queue entry at POST time; return it ready to answer.
+
+    Mistakes surface as a 400 to the test that queued them, not as a
+    confusing answer later.  An sse ``file`` is read now, so a missing
+    fixture fails at once.
+    """
+    if not isinstance(item, dict) or item.get("kind") not in QUEUE_KINDS:
+        raise bad_request(f"{where}.kind: must be one of {', '.join(sorted(QUEUE_KINDS))}", where)
+    item = dict(item)
+    kind = item["kind"]
+    if kind == "error":
+        status = item.get("status")
+        if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
+            raise bad_request(f"{where}.status: must be an integer 400-599", f"{where}.status")
+        if not isinstance(item.get("headers", {}), dict):
+            raise bad_request(f"{where}.headers: must be an object", f"{where}.headers")
+    elif kind == "sse":
+        if ("file" in item) == ("body" in item):
+            raise bad_request(f"{where}: needs exactly one of file and body", where)
+        if "file" in item:
+            path = Path(str(item["file"]))
+            path = path if path.is_absolute() else UPSTREAM_STREAMS_DIR / path
+            try:
+                item["body"] = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise bad_request(f"{where}.file: cannot read {path}: {exc.strerror}",
+                                  f"{where}.file") from exc
+        if not isinstance(item["body"], str):
+            raise bad_request(f"{where}.body: must be a string", f"{where}.body")
+        if item.get("break") not in (None, "rst", "fin"):
+            raise bad_request(f"{where}.break: must be 'rst' or 'fin'", f"{where}.break")
+        after = item.get("break_after_events")
+        if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):
+            raise bad_request(f"{where}.break_after_events: must be an integer >= 0",
+                              f"{where}.break_after_events")
+    elif kind == "completion":
+        if not isinstance(item.get("message"), dict):
+            raise bad_request(f"{where}.message: must be an object", f"{where}.message")
+    else:
+        _queued_calls(item.get("calls"), where)
+        if item.get("text") is not None and not isinstance(item["text"], str):
+            raise bad_request(f"{where}.text: must be a string", f"{where}.text")
+    return item
+
+
+def queued_answer(item: dict[str, Any]) -> Answer:
+    """The Answer of a completion or tool_calls entry."""
+    if item["kind"] == "tool_calls":
+        calls = _queued_calls(item["calls"], "")
+        text = item.get("text") or None
+        message = {"role": "assistant", "content": text, "tool_calls": [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in calls]}
+        return Answer(text_tokens(text, 0) if text else [], calls, "tool_calls", message)
+    message = item["message"]
+    content = message.get("content")
+    calls = []
+    for raw in message.get("tool_calls") or []:
+        if not isinstance(raw, dict):
+            continue
+        fn = raw["function"] if isinstance(raw.get("function"), dict) else {}
+        calls.append(ToolCall(str(raw.get("id") or new_call_id()), str(fn.get("name", "")),
+                              str(fn.get("arguments", ""))))
+    tokens = text_tokens(content, 0) if isinstance(content, str) and content else []
+    return Answer(tokens, calls, item.get("finish_reason"), message)
+
+
+def error_response(item: dict[str, Any], model: str) -> tuple[int, Any, dict[str, str]]:
+    """Status, body and extra headers of a queued error."""
+    status = item["status"]
+    body = item.get("body")
+    if body is None:
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        message, type_, param, code = ERROR_DEFAULTS.get(status, (phrase, "api_error", None, None))
+        body = {"message": message.replace("{model}", model), "type": type_, "param": param,
+                "code": code}
+    headers = dict(RATE_LIMIT_HEADERS_429) if status == 429 and item.get(
+        "rate_limit_headers", True) else {}
+    headers.update({str(k): str(v) for k, v in (item.get("headers") or {}).items()})
+    return status, body, headers
+
+
+def sse_events_of(data: bytes) -> list[bytes]:
+    """Split raw SSE bytes into events, each keeping its "\n\n" delimiter."""
+    parts = data.split(b"\n\n")
+    events = [part + b"\n\n" for part in parts[:-1]]
+    if parts[-1]:
+        events.append(parts[-1])
+    return events
 
 
 # --------------------------------------------------------------------------
@@ -728,6 +1038,7 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
     sys_version = ""
     config: Config
     request_log: RequestLog
+    queue: ResponseQueue
 
     def setup(self) -> None:
         super().setup()
@@ -743,12 +1054,15 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
 
-    def _send_json(self, status: int, obj: Any, log_body: Any) -> None:
+    def _send_json(self, status: int, obj: Any, log_body: Any,
+                   headers: dict[str, str] | None = None) -> None:
         payload = _dumps(obj)
         self._log(status, log_body)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
 
@@ -771,8 +1085,45 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
         return None
 
     # -- routes ---------------------------------------------------------------
+    def _queue_route(self, path: str) -> bool:
+        """/_fake/queue (GET, POST, DELETE; no auth): True when handled."""
+        if path != "/_fake/queue":
+            return False
+        raw = self._read_body()
+        if self.command == "GET":
+            self._send_json(200, {"queued": len(self.queue)}, None)
+        elif self.command == "DELETE":
+            self.queue.clear()
+            self._send_json(200, {"queued": 0}, None)
+        else:
+            try:
+                body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                self._send_json(400, bad_request("Invalid JSON in request body").body,
+                                raw.decode("utf-8", "replace"))
+                return True
+            try:
+                items = body.get("responses") if isinstance(body, dict) else None
+                if not isinstance(items, list):
+                    raise bad_request("responses: field required (a list)", "responses")
+                checked = [check_queued(item, f"responses[{i}]") for i, item in enumerate(items)]
+            except RequestError as exc:
+                self._send_json(exc.status, exc.body, body)
+                return True
+            self._send_json(200, {"queued": self.queue.extend(checked)}, body)
+        return True
+
+    def do_DELETE(self) -> None:  # noqa: N802 - stdlib naming
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if not self._queue_route(path):
+            self._read_body()
+            self._send_json(404, {"message": f"Not found: {path}", "type": "not_found_error",
+                                  "param": None, "code": "not_found"}, None)
+
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         path = self.path.split("?", 1)[0].rstrip("/")
+        if self._queue_route(path):
+            return
         if path in ("/health", "/v1/health"):
             self._send_json(200, {"status": "ok"}, None)
             return
@@ -799,8 +1150,10 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         started = time.time()
-        raw = self._read_body()
         path = self.path.split("?", 1)[0].rstrip("/")
+        if self._queue_route(path):
+            return
+        raw = self._read_body()
         try:
             body: Any = json.loads(raw) if raw else None
         except (ValueError, UnicodeDecodeError):
@@ -820,7 +1173,7 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
             if self.config.strict:
                 if not isinstance(body, dict):
                     raise bad_request("request body must be a JSON object", None)
-                validate_strict(body)
+                validate_strict(body, self.config.vision_models)
             else:
                 validate_lenient(body)
             if body["model"] not in self.config.models:
@@ -828,7 +1181,20 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
         except RequestError as exc:
             self._send_json(exc.status, exc.body, body)
             return
-        answer = make_answer(body, self.config)
+        queued = self.queue.pop()
+        arg_chunks = None
+        if queued is None:
+            answer = make_answer(body, self.config)
+        elif queued["kind"] == "error":
+            status, payload, headers = error_response(queued, body["model"])
+            self._send_json(status, payload, body, headers)
+            return
+        elif queued["kind"] == "sse":
+            self._log(200, body)
+            self._replay(queued, body["model"])
+            return
+        else:
+            answer, arg_chunks = queued_answer(queued), 1
         prompt_tokens = max(1, len(raw) // 4)
         if not body.get("stream"):
             self._send_json(200, completion_body(answer, body["model"], self.config,
@@ -837,7 +1203,34 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         self._log(200, body)
         self._stream(stream_frames(answer, body["model"], self.config, prompt_tokens,
-                                   started, include_usage), len(answer.tokens))
+                                   started, include_usage, arg_chunks), len(answer.tokens))
+
+    def _replay(self, item: dict[str, Any], model: str) -> None:
+        """Send a queued raw SSE body verbatim, one event per chunk, maybe broken.
+
+        "rst": SO_LINGER {1, 0} then close, so the kernel sends a reset
+        instead of a FIN.  "fin": shut the socket down where the terminating
+        zero-length chunk should have come (a chunked body cut short).
+        """
+        events = sse_events_of(item["body"].replace("{model}", model).encode())
+        mode = item.get("break")
+        after = item.get("break_after_events")
+        frames = [_frame(e) for e in (events[:after] if mode and after is not None else events)]
+        if not mode:
+            frames.append(b"0\r\n\r\n")
+        self._stream(iter(frames), len(frames))
+        if not mode:
+            return
+        self.close_connection = True
+        try:
+            if mode == "rst":
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 0, 0))
+                os.close(self.connection.detach())
+            else:
+                self.connection.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
     def _stream(self, frames: Iterator[bytes], text_chunks: int) -> None:
         """Send every frame with its own send(), paced when asked.
@@ -900,10 +1293,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="pace streamed chunks at R per second (0 = as fast as possible)")
     p.add_argument("--empty-content-shape", choices=("null", "empty"), default="null",
                    help='delta.content beside tool-call deltas: null (default) or ""')
-    p.add_argument("--tool-arg-chunks", type=int, default=3,
-                   help="stream tool-call arguments in N pieces (default 3)")
+    p.add_argument("--tool-arg-chunks", type=int, default=1,
+                   help="1 (default): each streamed tool call whole in one delta, as Cerebras "
+                        "sends it; N > 1: OpenAI's incremental shape, arguments in N pieces")
     p.add_argument("--strict", action="store_true",
                    help="reject with 400 what a strict OpenAI-compatible server rejects")
+    p.add_argument("--vision-models", default="",
+                   help="comma-separated models whose user messages may carry image_url parts "
+                        "with a base64 data URL (--strict; default none)")
     p.add_argument("--no-auth-status", type=int, choices=(401, 403), default=401,
                    help="status for a request without a bearer token (default 401; the live "
                         'API was seen answering 403 {"detail":"Not authenticated"})')
@@ -928,6 +1325,7 @@ def build_config(args: argparse.Namespace) -> Config:
         empty_content_shape=args.empty_content_shape,
         tool_arg_chunks=max(1, args.tool_arg_chunks),
         strict=args.strict,
+        vision_models=tuple(m.strip() for m in args.vision_models.split(",") if m.strip()),
         no_auth_status=args.no_auth_status,
     )
 
@@ -935,7 +1333,8 @@ def build_config(args: argparse.Namespace) -> Config:
 def make_server(config: Config, host: str, port: int, request_log: str | None) -> FakeCerebrasServer:
     """A bound server (port 0 = pick one) ready for serve_forever()."""
     handler = type("Handler", (FakeCerebrasHandler,),
-                   {"config": config, "request_log": RequestLog(request_log)})
+                   {"config": config, "request_log": RequestLog(request_log),
+                    "queue": ResponseQueue()})
     return FakeCerebrasServer((host, port), handler)
 
 

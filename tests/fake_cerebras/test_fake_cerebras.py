@@ -5,8 +5,11 @@ Fast: each test runs the server in-process on a free loopback port.
 
 from __future__ import annotations
 
+import base64
+import http.client
 import importlib.util
 import json
+import socket
 import sys
 import threading
 import time
@@ -339,3 +342,416 @@ def test_cli_parses_every_option(tmp_path: Path) -> None:
     assert config.tool_preference == ("Read",)
     assert (config.stream_tokens, config.tokens_per_second) == (7, 2000.0)
     assert config.empty_content_shape == "empty" and config.strict
+    assert config.tool_arg_chunks == 1 and config.vision_models == ()
+    config = fc.build_config(fc.parse_args(["--tool-arg-chunks", "4", "--vision-models", "v1, v2"]))
+    assert config.tool_arg_chunks == 4 and config.vision_models == ("v1", "v2")
+
+
+
+# ---------------------------------------------------------------- streamed tool-call shapes
+def _tool_deltas(raw: bytes) -> list[dict[str, Any]]:
+    return [tc for c in _chunks(raw)[:-1] if c["choices"]
+            for tc in c["choices"][0]["delta"].get("tool_calls") or []]
+
+
+def test_default_streamed_tool_call_is_whole_in_one_delta_as_cerebras_sends_it(serve: Any) -> None:
+    assert fc.Config().tool_arg_chunks == 1
+    resp = serve().chat(body(stream=True, tools=[AGENT_TOOL]))
+    deltas = _tool_deltas(resp.body)
+    assert len(deltas) == 1
+    call = deltas[0]
+    assert set(call) == {"index", "id", "type", "function"}
+    assert (call["index"], call["type"], call["function"]["name"]) == (0, "function", "Agent")
+    assert call["id"].startswith("call_")
+    assert json.loads(call["function"]["arguments"]) == fc.tool_arguments(
+        "Agent", AGENT_TOOL["function"]["parameters"])
+    last = _chunks(resp.body)[-2]
+    assert last["choices"][0]["finish_reason"] == "tool_calls"
+    assert {"usage", "time_info"} <= set(last)
+
+
+def test_tool_arg_chunks_above_one_keeps_openai_incremental_shape(serve: Any) -> None:
+    resp = serve(tool_arg_chunks=3).chat(body(stream=True, tools=[AGENT_TOOL]))
+    deltas = _tool_deltas(resp.body)
+    assert len(deltas) == 4
+    assert deltas[0]["function"] == {"name": "Agent", "arguments": ""} and "id" in deltas[0]
+    assert all(set(d) == {"index", "function"} and set(d["function"]) == {"arguments"}
+               for d in deltas[1:])
+    assert json.loads("".join(d["function"]["arguments"] for d in deltas[1:]))["subagent_type"] \
+        == "general-purpose"
+
+
+# ---------------------------------------------------------------- the response queue
+STREAMS = HERE.parent / "fixtures" / "upstream_streams"
+
+
+def enqueue(srv: Any, *responses: dict[str, Any]) -> Any:
+    return request("POST", srv.url + "/_fake/queue", {"responses": list(responses)},
+                   {"content-type": "application/json"})
+
+
+def queued(srv: Any) -> int:
+    return request("GET", srv.url + "/_fake/queue").json()["queued"]
+
+
+def raw_chat(srv: Any, req: dict[str, Any]) -> tuple[bytes, OSError | None]:
+    """One request on a raw socket: every byte received, and the error that ended it."""
+    payload = json.dumps(req).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: fake\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+            "Connection: close\r\n\r\n").encode()
+    data, error = b"", None
+    with socket.create_connection(("127.0.0.1", srv.httpd.server_address[1]), timeout=5) as sock:
+        sock.sendall(head + payload)
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except OSError as exc:
+            error = exc
+    return data, error
+
+
+def dechunk(raw: bytes) -> tuple[list[bytes], bool]:
+    """The chunks of a chunked HTTP response, and whether the 0-length end chunk came."""
+    rest = raw.partition(b"\r\n\r\n")[2]
+    chunks = []
+    while rest:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return chunks, True
+        chunks.append(rest[:size])
+        assert rest[size:size + 2] == b"\r\n"
+        rest = rest[size + 2:]
+    return chunks, False
+
+
+def test_queue_answers_in_order_then_scripted_answers_resume(serve: Any) -> None:
+    srv = serve()
+    assert enqueue(srv, {"kind": "error", "status": 500},
+                   {"kind": "completion", "message": {"role": "assistant", "content": "first"},
+                    "finish_reason": "stop"}).json() == {"queued": 2}
+    assert enqueue(srv, {"kind": "tool_calls", "calls": [{"name": "Read", "arguments": {}}]}).json() \
+        == {"queued": 3}
+    assert queued(srv) == 3
+    assert srv.chat(body()).status == 500
+    assert srv.chat(body()).json()["choices"][0]["message"]["content"] == "first"
+    assert srv.chat(body()).json()["choices"][0]["message"]["tool_calls"][0]["function"]["name"] \
+        == "Read"
+    assert queued(srv) == 0
+    assert srv.chat(body()).json()["choices"][0]["message"]["content"] == fc.TEXT_ANSWER
+    chat_statuses = [r["status"] for r in srv.records() if r["path"] == "/v1/chat/completions"]
+    assert chat_statuses == [500, 200, 200, 200]
+
+
+def test_queue_delete_clears_it(serve: Any) -> None:
+    srv = serve()
+    enqueue(srv, {"kind": "error", "status": 429}, {"kind": "error", "status": 503})
+    resp = request("DELETE", srv.url + "/_fake/queue")
+    assert (resp.status, resp.json()) == (200, {"queued": 0})
+    assert queued(srv) == 0
+    assert srv.chat(body()).status == 200
+
+
+def test_invalid_queue_entry_rejects_the_whole_post(serve: Any) -> None:
+    srv = serve()
+    for bad in ({"kind": "nope"}, {"kind": "error", "status": 200}, {"kind": "sse"},
+                {"kind": "sse", "file": "no-such-file.sse"}, {"kind": "tool_calls", "calls": []},
+                {"kind": "sse", "body": "data: x\n\n", "break": "boom"}):
+        resp = enqueue(srv, {"kind": "error", "status": 429}, bad)
+        assert resp.status == 400, bad
+        assert resp.json()["type"] == "invalid_request_error"
+    assert queued(srv) == 0
+
+
+def test_rejected_requests_do_not_consume_the_queue(serve: Any) -> None:
+    srv = serve(strict=True)
+    enqueue(srv, {"kind": "error", "status": 429})
+    assert srv.chat(body(), token="csk-wrong").status == 401
+    assert srv.chat(body(thinking={"type": "adaptive"})).status == 400
+    assert srv.chat(body()).status == 429
+    assert [r["status"] for r in srv.records() if r["path"] == "/v1/chat/completions"] == [401, 400, 429]
+
+
+def test_queued_429_has_cerebras_body_and_rate_limit_headers(serve: Any) -> None:
+    srv = serve()
+    enqueue(srv, {"kind": "error", "status": 429},
+            {"kind": "error", "status": 429, "headers": {"retry-after": "7",
+                                                         "x-ratelimit-reset-tokens-minute": "2"}},
+            {"kind": "error", "status": 429, "rate_limit_headers": False})
+    first, second, third = srv.chat(body()), srv.chat(body()), srv.chat(body())
+    assert first.status == 429
+    assert first.json() == {"message": "Tokens per minute limit exceeded - too many tokens processed.",
+                            "type": "too_many_requests_error", "param": "quota",
+                            "code": "token_quota_exceeded"}
+    assert first.headers["x-ratelimit-reset-tokens-minute"] == "33.5"
+    assert float(first.headers["x-ratelimit-reset-tokens-minute"]) > 0
+    assert first.headers["x-ratelimit-remaining-tokens-minute"] == "0"
+    for name in ("x-ratelimit-limit-tokens-minute", "x-ratelimit-limit-requests-day",
+                 "x-ratelimit-remaining-requests-day", "x-ratelimit-reset-requests-day"):
+        assert int(float(first.headers[name])) > 0, name
+    assert "retry-after" not in first.headers
+    assert second.headers["retry-after"] == "7"
+    assert second.headers["x-ratelimit-reset-tokens-minute"] == "2"
+    assert third.status == 429
+    assert not any(h.startswith("x-ratelimit") for h in third.headers)
+
+
+def test_queued_errors_default_per_status_and_take_a_custom_body(serve: Any) -> None:
+    srv = serve()
+    enqueue(srv, {"kind": "error", "status": 503}, {"kind": "error", "status": 404},
+            {"kind": "error", "status": 400, "body": {"error": {"message": "custom"}}},
+            {"kind": "error", "status": 401})
+    unavailable, missing, custom, auth = (srv.chat(body()) for _ in range(4))
+    assert unavailable.status == 503
+    assert unavailable.json() == {"message": "We're experiencing high traffic right now! Please try "
+                                             "again soon.", "type": "service_unavailable",
+                                  "param": None, "code": "service_unavailable"}
+    assert "x-ratelimit-limit-tokens-minute" not in unavailable.headers
+    assert missing.status == 404 and missing.json()["code"] == "model_not_found"
+    assert "qwen-3-coder-480b" in missing.json()["message"]
+    assert (custom.status, custom.json()) == (400, {"error": {"message": "custom"}})
+    assert (auth.status, auth.json()["code"]) == (401, "wrong_api_key")
+
+
+FIXTURES = sorted(path.name for path in STREAMS.glob("*.sse"))
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_sse_file_is_replayed_byte_for_byte_one_event_per_chunk(serve: Any, name: str) -> None:
+    srv = serve()
+    enqueue(srv, {"kind": "sse", "file": name})
+    expected = (STREAMS / name).read_bytes().replace(b"{model}", b"gpt-oss-120b")
+    raw, error = raw_chat(srv, body(model="gpt-oss-120b", stream=True))
+    assert error is None
+    assert raw.startswith(b"HTTP/1.1 200 ")
+    assert b"content-type: text/event-stream" in raw.partition(b"\r\n\r\n")[0].lower()
+    chunks, ended = dechunk(raw)
+    assert ended
+    assert b"".join(chunks) == expected
+    assert chunks == fc.sse_events_of(expected)
+    assert all(chunk.endswith(b"\n\n") and chunk.count(b"\n\n") == 1 for chunk in chunks)
+
+
+def test_sse_body_and_absolute_file_replay_and_only_model_is_substituted(serve: Any,
+                                                                         tmp_path: Path) -> None:
+    srv = serve()
+    text = 'data: {"model":"{model}","x":"{other}"}\n\ndata: [DONE]\n\n'
+    (tmp_path / "s.sse").write_text(text)
+    enqueue(srv, {"kind": "sse", "body": text}, {"kind": "sse", "file": str(tmp_path / "s.sse")})
+    want = text.replace("{model}", "llama3.1-8b").encode()
+    assert srv.chat(body(model="llama3.1-8b", stream=True)).body == want
+    resp = srv.chat(body(model="llama3.1-8b"))  # replayed whatever the request's stream flag
+    assert (resp.body, resp.headers["content-type"]) == (want, "text/event-stream")
+
+
+def test_sse_break_rst_resets_the_connection(serve: Any) -> None:
+    srv = serve()
+    enqueue(srv, {"kind": "sse", "file": "cerebras_text.sse", "break": "rst", "break_after_events": 2})
+    raw, error = raw_chat(srv, body(stream=True))
+    assert isinstance(error, ConnectionResetError)
+    enqueue(srv, {"kind": "sse", "file": "cerebras_text.sse", "break": "rst", "break_after_events": 2})
+    conn = http.client.HTTPConnection("127.0.0.1", srv.httpd.server_address[1], timeout=5)
+    conn.request("POST", "/v1/chat/completions", json.dumps(body(stream=True)),
+                 {"authorization": f"Bearer {KEY}", "content-type": "application/json"})
+    with pytest.raises(ConnectionResetError):
+        conn.getresponse().read()
+    conn.close()
+    assert srv.chat(body()).status == 200  # the server lives on
+
+
+def test_sse_break_fin_ends_the_chunked_body_early(serve: Any) -> None:
+    srv = serve()
+    events = fc.sse_events_of((STREAMS / "cerebras_text.sse").read_bytes()
+                              .replace(b"{model}", b"qwen-3-coder-480b"))
+    enqueue(srv, {"kind": "sse", "file": "cerebras_text.sse", "break": "fin", "break_after_events": 3},
+            {"kind": "sse", "file": "cerebras_text.sse", "break": "fin"})
+    raw, error = raw_chat(srv, body(stream=True))
+    assert error is None
+    chunks, ended = dechunk(raw)
+    assert (chunks, ended) == (events[:3], False)
+    assert not raw.endswith(b"0\r\n\r\n")
+    conn = http.client.HTTPConnection("127.0.0.1", srv.httpd.server_address[1], timeout=5)
+    conn.request("POST", "/v1/chat/completions", json.dumps(body(stream=True)),
+                 {"authorization": f"Bearer {KEY}", "content-type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    with pytest.raises(http.client.IncompleteRead) as caught:
+        resp.read()
+    assert caught.value.partial == b"".join(events)  # every event, only the end chunk missing
+    conn.close()
+
+
+def test_queued_completion_non_streamed_is_cerebras_shaped(serve: Any) -> None:
+    srv = serve()
+    message = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_x1", "type": "function", "function": {"name": "Bash", "arguments": "{}"}}]}
+    enqueue(srv, {"kind": "completion", "message": message, "finish_reason": "tool_calls"})
+    out = srv.chat(body()).json()
+    assert set(out) == {"id", "choices", "created", "model", "system_fingerprint", "object",
+                        "usage", "time_info"}
+    assert out["object"] == "chat.completion" and out["model"] == "qwen-3-coder-480b"
+    assert out["choices"] == [{"finish_reason": "tool_calls", "index": 0, "message": message}]
+    assert out["usage"]["total_tokens"] == out["usage"]["prompt_tokens"] + out["usage"]["completion_tokens"]
+
+
+def test_queued_completion_streamed_text_then_whole_tool_calls(serve: Any) -> None:
+    srv = serve(tool_arg_chunks=5)  # queued answers keep Cerebras' one-delta shape regardless
+    message = {"role": "assistant", "content": "Let me look at that file now.", "tool_calls": [
+        {"id": "call_x1", "type": "function",
+         "function": {"name": "Read", "arguments": '{"file_path": "/x"}'}}]}
+    enqueue(srv, {"kind": "completion", "message": message, "finish_reason": "tool_calls"})
+    chunks = _chunks(srv.chat(body(stream=True)).body)
+    assert chunks[-1] == "[DONE]"
+    deltas = [c["choices"][0]["delta"] for c in chunks[:-1]]
+    texts = [d["content"] for d in deltas if d.get("content")]
+    assert len(texts) > 2 and "".join(texts) == message["content"]
+    # ... while the scripted answers after it still follow --tool-arg-chunks.
+    assert len(_tool_deltas(srv.chat(body(stream=True, tools=[AGENT_TOOL])).body)) == 6
+    tool = [d for d in deltas if d.get("tool_calls")]
+    assert len(tool) == 1 and tool[0]["tool_calls"] == [dict(message["tool_calls"][0], index=0)]
+    assert deltas.index(tool[0]) > max(i for i, d in enumerate(deltas) if d.get("content"))
+    last = chunks[-2]
+    assert last["choices"][0]["finish_reason"] == "tool_calls"
+    assert {"usage", "time_info"} <= set(last)
+
+
+def test_queued_tool_calls_are_parallel_calls_with_call_ids(serve: Any) -> None:
+    srv = serve()
+    calls = [{"name": "Read", "arguments": {"file_path": "/a"}},
+             {"name": "Grep", "arguments": {"pattern": "TODO"}}]
+    enqueue(srv, {"kind": "tool_calls", "calls": calls, "text": "Two at once."},
+            {"kind": "tool_calls", "calls": calls})
+    out = srv.chat(body()).json()["choices"][0]
+    assert out["finish_reason"] == "tool_calls"
+    assert out["message"]["content"] == "Two at once."
+    got = out["message"]["tool_calls"]
+    assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in got] == \
+        [(c["name"], c["arguments"]) for c in calls]
+    assert all(c["id"].startswith("call_") and c["type"] == "function" for c in got)
+    assert len({c["id"] for c in got}) == 2
+    deltas = _tool_deltas(srv.chat(body(stream=True)).body)
+    assert [(d["index"], d["function"]["name"]) for d in deltas] == [(0, "Read"), (1, "Grep")]
+    assert all(d["id"].startswith("call_") and json.loads(d["function"]["arguments"]) for d in deltas)
+
+
+# ---------------------------------------------------------------- images
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
+VISION = "llama-4-scout-17b-16e-instruct"
+
+
+def image_part(url: str) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def image_body(url: str, model: str = VISION) -> dict[str, Any]:
+    return body(model=model, messages=[{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"}, image_part(url)]}])
+
+
+@pytest.fixture
+def vision_server(serve: Any) -> Any:
+    return serve(strict=True, models=(VISION, "gpt-oss-120b"), vision_models=(VISION,))
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg", "gif", "webp"])
+def test_vision_model_accepts_a_base64_data_url(vision_server: Any, kind: str) -> None:
+    resp = vision_server.chat(image_body(f"data:image/{kind};base64,{PNG}"))
+    assert resp.status == 200, resp.body
+
+
+BAD_IMAGE_URLS = {
+    "litellm_174_dict_repr": "data:image;base64,{'type': 'base64', 'media_type': 'image/png', "
+                             f"'data': '{PNG}'}}",
+    "no_subtype": f"data:image;base64,{PNG}",
+    "svg": f"data:image/svg+xml;base64,{PNG}",
+    "not_base64": "data:image/png;base64,@@@@",
+    "bad_padding": "data:image/png;base64,abc",
+    "remote_url": "https://example.com/cat.png",
+    "empty": "data:image/png;base64,",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_IMAGE_URLS))
+def test_vision_model_rejects_a_broken_image_url(vision_server: Any, name: str) -> None:
+    resp = vision_server.chat(image_body(BAD_IMAGE_URLS[name]))
+    assert resp.status == 400, resp.body
+    err = resp.json()
+    assert (err["type"], err["code"]) == ("invalid_request_error", "wrong_api_format")
+    assert "image_url.url" in err["message"] and "data URL" in err["message"]
+
+
+def test_images_are_refused_for_text_models_and_outside_user_messages(vision_server: Any) -> None:
+    url = f"data:image/png;base64,{PNG}"
+    text_model = vision_server.chat(image_body(url, model="gpt-oss-120b"))
+    assert text_model.status == 400 and "'image_url' is not supported" in text_model.json()["message"]
+    in_tool = vision_server.chat(body(model=VISION, messages=tool_turn() + [
+        {"role": "tool", "tool_call_id": "call_1", "content": [image_part(url)]}]))
+    assert in_tool.status == 400 and "must be a string" in in_tool.json()["message"]
+    in_assistant = vision_server.chat(body(model=VISION, messages=[
+        user(), {"role": "assistant", "content": [image_part(url)]}, user()]))
+    assert in_assistant.status == 400
+    assert vision_server.chat(image_body(url)).status == 200
+
+
+# ---------------------------------------------------------------- the recorded streams
+def reassemble(events: list[Any]) -> dict[str, Any]:
+    """A reference OpenAI-stream reader: what the expected.json files must agree with."""
+    text, calls, finish, usage = "", {}, None, None
+    for event in events:
+        if event == "[DONE]":
+            continue
+        usage = event.get("usage") or usage
+        for choice in event["choices"]:
+            delta = choice["delta"]
+            text += delta.get("content") or ""
+            for tc in delta.get("tool_calls") or []:
+                call = calls.setdefault(tc["index"], {"id": None, "name": None, "arguments": ""})
+                call["id"] = tc.get("id") or call["id"]
+                fn = tc.get("function") or {}
+                call["name"] = fn.get("name") or call["name"]
+                call["arguments"] += fn.get("arguments") or ""
+            finish = choice.get("finish_reason") or finish
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    content += [{"type": "tool_use", "id": c["id"], "name": c["name"],
+                 "input": json.loads(c["arguments"]) if c["arguments"] else {}}
+                for _, c in sorted(calls.items())]
+    return {"content": content, "stop_reason": {"stop": "end_turn", "tool_calls": "tool_use"}[finish],
+            "usage": {"input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"]}}
+
+
+def test_every_fixture_has_an_expected_file_and_the_readme_lists_it() -> None:
+    assert len(FIXTURES) == 10
+    readme = (STREAMS / "README.md").read_text()
+    for name in FIXTURES:
+        assert (STREAMS / name.replace(".sse", ".expected.json")).is_file(), name
+        assert f"`{name}`" in readme, name
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_fixture_is_valid_sse_and_agrees_with_its_expected_file(name: str) -> None:
+    raw = (STREAMS / name).read_bytes()
+    expected = json.loads((STREAMS / name.replace(".sse", ".expected.json")).read_text())
+    blocks = raw.decode("utf-8").split("\n\n")
+    assert blocks[-1] == ""  # every event complete, even in the truncated files
+    events = []
+    for block in blocks[:-1]:
+        assert block.startswith("data: ") and "\n" not in block, block
+        data = block[len("data: "):]
+        events.append(data if data == "[DONE]" else json.loads(data))
+    objs = [e for e in events if e != "[DONE]"]
+    assert all(e["object"] == "chat.completion.chunk" and e["model"] == "{model}" for e in objs)
+    assert len({e["id"] for e in objs}) == 1
+    assert all(json.dumps(e, separators=(",", ":"), ensure_ascii=False) in raw.decode() for e in objs)
+    if expected.get("truncated"):
+        assert expected == {"truncated": True}
+        assert "[DONE]" not in events
+        assert not any(c.get("finish_reason") for e in objs for c in e["choices"])
+        return
+    assert events[-1] == "[DONE]" and events.count("[DONE]") == 1
+    assert reassemble(events) == expected
+    if name.startswith("cerebras_") or name.startswith("one_delta"):
+        finish = objs[-1]
+        assert {"usage", "time_info"} <= set(finish) and finish["choices"][0]["finish_reason"]
+        assert set(finish["time_info"]) == {"queue_time", "prompt_time", "completion_time",
+                                            "total_time", "created"}

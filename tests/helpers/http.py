@@ -77,6 +77,7 @@ class AnthropicResult:
     stop_reason: str | None
     blocks: list[dict[str, Any]]
     events: list[str]
+    usage: dict[str, Any] | None = None
 
     @property
     def text(self) -> str:
@@ -96,6 +97,7 @@ def assemble_stream(raw: bytes) -> AnthropicResult:
     blocks: dict[int, dict[str, Any]] = {}
     partial: dict[int, str] = {}
     stop_reason = None
+    usage = None
     names = []
     for name, data in sse_events(raw):
         names.append(name)
@@ -113,14 +115,15 @@ def assemble_stream(raw: bytes) -> AnthropicResult:
                 partial[data["index"]] = partial.get(data["index"], "") + delta.get("partial_json", "")
         elif kind == "message_delta":
             stop_reason = data.get("delta", {}).get("stop_reason") or stop_reason
+            usage = data.get("usage") or usage
     for index, text in partial.items():
         blocks[index]["input"] = json.loads(text) if text else {}
-    return AnthropicResult(stop_reason, [blocks[i] for i in sorted(blocks)], names)
+    return AnthropicResult(stop_reason, [blocks[i] for i in sorted(blocks)], names, usage)
 
 
 def from_message(body: dict[str, Any]) -> AnthropicResult:
     """The same view of a non-streaming Anthropic message."""
-    return AnthropicResult(body.get("stop_reason"), list(body.get("content") or []), [])
+    return AnthropicResult(body.get("stop_reason"), list(body.get("content") or []), [], body.get("usage"))
 
 
 def wait_http_ok(url: str, timeout: float, proc: Any = None) -> None:

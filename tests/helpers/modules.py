@@ -16,6 +16,7 @@ from types import ModuleType
 REPO = Path(__file__).resolve().parents[2]
 CALLBACK_FILE = REPO / "roles/litellm_proxy/files/custom_callbacks.py"
 FASTPATH_FILE = REPO / "roles/litellm_proxy/files/ccq_stream_fastpath.py"
+WIRE_FILE = REPO / "roles/litellm_proxy/files/ccq_anthropic_wire.py"
 DOCTOR_FILE = REPO / "roles/ccq_doctor/files/ccq_doctor.py"
 
 

@@ -61,57 +61,7 @@ def test_module_exposes_the_instance_config_yaml_names():
     assert "async_pre_call_hook" in vars(cc.CcqAnthropicNormalizer)
 
 
-# ---------------------------------------------------------------- j. streamed tool calls
-def _choice(content, tool_calls):
-    return SimpleNamespace(delta=SimpleNamespace(content=content, tool_calls=tool_calls))
-
-
-def _original_1_74(_self, choices):
-    """LiteLLM 1.74.0.post2's check order: content before tool_calls."""
-    for choice in choices:
-        if choice.delta.content is not None:
-            return "text_delta", choice.delta.content
-        if choice.delta.tool_calls is not None:
-            return "input_json_delta", "".join(t.function.arguments for t in choice.delta.tool_calls)
-    return "text_delta", ""
-
-
-def _call(arguments):
-    return SimpleNamespace(function=SimpleNamespace(arguments=arguments, name=None), id=None)
-
-
-def test_empty_content_beside_tool_call_keeps_the_arguments():
-    fixed = cc._fix_empty_content_beside_tool_calls(_original_1_74)
-    assert _original_1_74(None, [_choice("", [_call('{"a": 1}')])]) == ("text_delta", "")  # the 1.74 bug
-    assert fixed(None, [_choice("", [_call('{"a": 1}')])]) == ("input_json_delta", '{"a": 1}')
-
-
-@pytest.mark.parametrize("content, tool_calls, expected", [
-    ("hello", None, ("text_delta", "hello")),
-    ("", None, ("text_delta", "")),
-    (None, [_call("{}")], ("input_json_delta", "{}")),
-])
-def test_other_chunks_translate_as_before(content, tool_calls, expected):
-    fixed = cc._fix_empty_content_beside_tool_calls(_original_1_74)
-    assert fixed(None, [_choice(content, tool_calls)]) == expected
-
-
-def test_each_stream_wrapper_gets_its_own_event_queue():
-    class Wrapper:
-        chunk_queue = []  # 1.74 declares a shared mutable queue on the class
-
-        def __init__(self, stream):
-            self.stream = stream
-
-    init = cc._own_chunk_queue(Wrapper.__init__)
-    first, second = Wrapper(1), Wrapper(2)
-    init(first, 1)
-    init(second, 2)
-    first.chunk_queue.append("event")
-    assert list(second.chunk_queue) == [] and Wrapper.chunk_queue == []
-
-
-# ---------------------------------------------------------------- k. upstream 4xx
+# ---------------------------------------------------------------- k. upstream errors
 class UpstreamError(Exception):
     def __init__(self, status_code):
         super().__init__(f"upstream {status_code}")
@@ -126,40 +76,33 @@ def _adapter_error(status_code):
         raise ValueError(f"Error calling litellm.acompletion for non-Anthropic model: {exc}")
 
 
-@pytest.mark.parametrize("status", [400, 401, 404, 413, 422, 429])
-def test_upstream_client_error_is_found_behind_the_adapter_value_error(status):
+@pytest.mark.parametrize("status", [400, 401, 404, 413, 422, 429, 500, 503, 529])
+def test_the_upstream_error_is_found_behind_the_adapter_value_error(status):
     with pytest.raises(ValueError) as info:
         _adapter_error(status)
-    assert cc.upstream_client_error(info.value).status_code == status
-
-
-@pytest.mark.parametrize("status", [500, 502, 503])
-def test_upstream_server_errors_are_left_as_they_are(status):
-    with pytest.raises(ValueError) as info:
-        _adapter_error(status)
-    assert cc.upstream_client_error(info.value) is None
+    assert cc.upstream_error(info.value).status_code == status
 
 
 def test_errors_without_an_upstream_status_are_left_as_they_are():
-    assert cc.upstream_client_error(ValueError("Bad Request: messages is required")) is None
-    assert cc.upstream_client_error(KeyError("x")) is None
+    assert cc.upstream_error(ValueError("Bad Request: messages is required")) is None
+    assert cc.upstream_error(KeyError("x")) is None
 
 
-def test_wrapped_handler_reraises_the_upstream_4xx_itself():
+def test_wrapped_handler_reraises_the_upstream_error_itself():
     async def handler(**_kwargs):
-        _adapter_error(400)
+        _adapter_error(429)
 
-    wrapped = cc._pass_through_client_errors(handler)
+    wrapped = cc._pass_through_upstream_errors(handler)
     with pytest.raises(UpstreamError) as info:
         asyncio.run(wrapped(model="m"))
-    assert info.value.status_code == 400
+    assert info.value.status_code == 429
 
 
 def test_wrapped_handler_returns_what_the_handler_returns():
     async def handler(**kwargs):
         return kwargs["model"]
 
-    assert asyncio.run(cc._pass_through_client_errors(handler)(model="m")) == "m"
+    assert asyncio.run(cc._pass_through_upstream_errors(handler)(model="m")) == "m"
 
 
 # ---------------------------------------------------------------- version guard

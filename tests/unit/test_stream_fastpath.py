@@ -1,9 +1,10 @@
 """The stream fast path's pure parts (item l of custom_callbacks.py).
 
 ccq_stream_fastpath.py is loaded from the very file the role deploys; its
-translator, encoders and grammar checks need no LiteLLM, so these run in the
-host venv.  The equivalence with LiteLLM's own stream path is proven end to
-end in tests/integration/test_stream_fastpath_relay.py.
+grammar checks need no LiteLLM, so these run in the host venv, feeding the
+shared translator (ccq_anthropic_wire, tested in test_anthropic_wire.py).  The
+equivalence with LiteLLM's own stream path is proven end to end in
+tests/integration/test_stream_fastpath_relay.py and test_relay_contract.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from callback_support import load_callbacks
-from helpers.modules import FASTPATH_FILE, load_file
+from helpers.modules import FASTPATH_FILE, WIRE_FILE, load_file
 
 MODEL = "qwen-3-coder-480b"
 ODD_TEXT = ["ä", 'naïve "quoted" ', "back\\slash ", "new\nline ", "tab\t", "emoji 😀 ",
@@ -23,6 +24,7 @@ ODD_TEXT = ["ä", 'naïve "quoted" ', "back\\slash ", "new\nline ", "tab\t", "em
 
 
 fp = load_file(FASTPATH_FILE, "ccq_stream_fastpath_under_test")
+wire = load_file(WIRE_FILE, "ccq_anthropic_wire_under_test")
 
 
 # ------------------------------------------------------------ upstream chunk builders
@@ -64,13 +66,13 @@ def tool_stream(content: str | None, pieces: list[str]) -> list[bytes]:
 
 def translate(payloads: list[bytes]) -> list[dict[str, Any]]:
     """Feed payloads through the translator; the decoded Anthropic events."""
-    tr = fp._Translator(MODEL, 100)
-    out = tr.start_events()
+    stream = wire.AnthropicStream(MODEL)
+    grammar = fp._Grammar(stream, 100)
+    out = stream.take()
     for payload in payloads:
-        tr.feed_data(payload)
-        out += tr.take()
-    tr.end()
-    out += tr.take()
+        grammar.feed_data(payload)
+        out += stream.take()
+    out += stream.finish()
     return [json.loads(ev.split(b"\ndata: ", 1)[1]) for ev in out]
 
 
@@ -104,26 +106,25 @@ def test_text_deltas_carry_the_upstream_text_in_order() -> None:
 
 def test_upstream_usage_reaches_message_delta() -> None:
     delta = [e for e in translate(text_stream(["a", "b", "c"])) if e["type"] == "message_delta"]
-    assert delta == [{"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+    assert delta == [{"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
                       "usage": {"input_tokens": 12, "output_tokens": 3}}]
 
 
 def test_tool_call_arguments_become_the_tool_use_input() -> None:
     events = translate(tool_stream(None, ['{"descr', 'iption": "x", ', '"prompt": "y"}']))
-    start = [e for e in events if e["type"] == "content_block_start" and e["index"] == 1]
-    assert start[0]["content_block"] == {"type": "tool_use", "id": "call_1", "name": "Agent", "input": {}}
-    assert tool_inputs(events) == {1: {"description": "x", "prompt": "y"}}
+    start = [e for e in events if e["type"] == "content_block_start"]
+    assert [s["content_block"] for s in start] == [{"type": "tool_use", "id": "call_1", "name": "Agent", "input": {}}]
+    assert tool_inputs(events) == {0: {"description": "x", "prompt": "y"}}
     assert [e["delta"]["stop_reason"] for e in events if e["type"] == "message_delta"] == ["tool_use"]
 
 
 def test_empty_content_beside_tool_calls_keeps_the_arguments() -> None:
-    # Stock 1.74 turns content "" beside a tool delta into text_delta "" and loses the
-    # arguments; ccq's callback fixes that (item j) and the fast path must match the fix.
+    # Stock 1.74 turned content "" beside a tool delta into text_delta "" and lost the arguments.
     pieces = ['{"description": ', '"x", "prompt"', ': "y"}']
     assert without_ids(translate(tool_stream("", pieces))) == without_ids(translate(tool_stream(None, pieces)))
 
 
-def test_two_tool_calls_keep_all_arguments() -> None:
+def test_two_tool_calls_become_two_tool_use_blocks() -> None:
     frames = [chunk({"role": "assistant"}),
               chunk({"tool_calls": [tool_delta(0, '{"a": ', call_id="call_a", name="Read")]}),
               chunk({"tool_calls": [tool_delta(0, "1}")]}),
@@ -131,33 +132,12 @@ def test_two_tool_calls_keep_all_arguments() -> None:
               chunk({"tool_calls": [tool_delta(1, "2}")]}),
               chunk({}, "tool_calls", USAGE), b"[DONE]"]
     events = translate(frames)
-    joined = "".join(e["delta"]["partial_json"] for e in events
-                     if e["type"] == "content_block_delta" and e["delta"]["type"] == "input_json_delta")
-    assert joined == '{"a": 1}{"b": 2}'  # 1.74 relays both calls' pieces, in order
-
-
-@pytest.mark.parametrize("text", ODD_TEXT)
-def test_hand_encoded_events_equal_json_dumps(text: str) -> None:
-    assert fp._text_delta(3, text) == fp._ev({"type": "content_block_delta", "index": 3,
-                                              "delta": {"type": "text_delta", "text": text}})
-    assert fp._json_delta(1, text) == fp._ev({"type": "content_block_delta", "index": 1,
-                                              "delta": {"type": "input_json_delta", "partial_json": text}})
-
-
-@pytest.mark.parametrize("content, tools, expected", [
-    ("", [{"index": 0}], None),
-    ("", None, ""),
-    ("", [], ""),
-    ("x", [{"index": 0}], "x"),
-    (None, [{"index": 0}], None),
-])
-def test_only_empty_text_beside_tool_calls_counts_as_absent(content: str | None, tools: list[Any] | None,
-                                                            expected: str | None) -> None:
-    assert fp._without_empty_text_beside_tools(content, tools) == expected
+    starts = [e["content_block"] for e in events if e["type"] == "content_block_start"]
+    assert [(s["id"], s["name"]) for s in starts] == [("call_a", "Read"), ("call_b", "Bash")]
+    assert tool_inputs(events) == {0: {"a": 1}, 1: {"b": 2}}
 
 
 OFF_GRAMMAR = {
-    "missing_usage": [chunk({"role": "assistant"}), chunk({"content": "a"}), chunk({}, "stop"), b"[DONE]"],
     "reasoning": [chunk({"role": "assistant", "reasoning": "hmm"})],
     "logprobs": [json.dumps({"choices": [{"index": 0, "delta": {"content": "a"}, "logprobs": {"x": 1}}]}).encode()],
     "two_choices": [json.dumps({"choices": [{"index": 0, "delta": {}}, {"index": 1, "delta": {}}]}).encode()],
@@ -174,10 +154,10 @@ def test_shapes_outside_the_grammar_hand_the_stream_back_to_litellm(name: str) -
 
 
 def test_a_repeating_chunk_loop_is_left_to_litellms_guard() -> None:
-    tr = fp._Translator(MODEL, 5)
+    grammar = fp._Grammar(wire.AnthropicStream(MODEL), 5)
     with pytest.raises(fp._Bail, match="repeated"):
         for payload in [chunk({"role": "assistant"})] + [chunk({"content": "same"})] * 6:
-            tr.feed_data(payload)
+            grammar.feed_data(payload)
 
 
 # ------------------------------------------------------------ the callback's knob and loader
@@ -191,13 +171,15 @@ def test_stream_fastpath_is_on_by_default() -> None:
     assert load_callbacks().stream_fastpath_mode({}) == "on"
 
 
-def test_missing_fastpath_file_stops_the_proxy_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("companion", ["ccq_stream_fastpath.py", "ccq_anthropic_wire.py"])
+def test_a_missing_companion_file_stops_the_proxy_loudly(companion: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    monkeypatch.delitem(sys.modules, "ccq_stream_fastpath", raising=False)
-    with pytest.raises(RuntimeError, match="CCQ_STREAM_FASTPATH=0"):
-        load_callbacks().load_stream_fastpath(tmp_path)
+    monkeypatch.delitem(sys.modules, companion.removesuffix(".py"), raising=False)
+    with pytest.raises(RuntimeError, match=f"{companion} is missing"):
+        load_callbacks().load_sibling(companion, tmp_path)
 
 
 def test_fastpath_off_installs_nothing() -> None:
-    assert load_callbacks().install_stream_fastpath({"CCQ_STREAM_FASTPATH": "0"}) is None
+    assert load_callbacks().install_stream_fastpath(wire, {"CCQ_STREAM_FASTPATH": "0"}) is None

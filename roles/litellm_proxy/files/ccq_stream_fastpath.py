@@ -1,30 +1,26 @@
 """Fast relay of OpenAI-compatible streams to Anthropic /v1/messages SSE for LiteLLM 1.74.0.post2.
 
 Part of ccq: deployed beside custom_callbacks.py, which loads this file by path
-and calls install() from apply_litellm_patches() after its own patches (the
-per-stream chunk_queue and the content-"" fix live there, once).
+and calls install() from apply_litellm_patches() after its own patches.
 Turned off with CCQ_STREAM_FASTPATH=0.
 
 WHY: on LiteLLM 1.74.0.post2 every upstream chunk of a /v1/messages stream goes
-through the openai SDK (pydantic ChatCompletionChunk), CustomStreamWrapper
+through the openai SDK (pydantic ChatCompletionChunk) and CustomStreamWrapper
 (ModelResponseStream + Delta + StreamingChoices objects, a 100-chunk list
-comprehension in safety_checker, eagerly formatted debug f-strings) and the
-Anthropic adapter's AnthropicStreamWrapper, then once more through the proxy's
-per-item generator and Starlette's middleware stream.  That costs ~200-600 us of
-CPU per one-token chunk, so the proxy tops out near 1,500 chunks/s, slower than
-Cerebras itself.
+comprehension in safety_checker, eagerly formatted debug f-strings), then once more
+through the proxy's per-item generator and Starlette's middleware stream.  That
+costs ~200-600 us of CPU per one-token chunk, so the proxy tops out near 1,500
+chunks/s, slower than Cerebras itself.
 
-WHAT: install() replaces AnthropicAdapter.translate_completion_output_params_streaming
-(the single function that turns the CustomStreamWrapper into Anthropic SSE bytes)
-with a version that, for the openai-compatible path only (cerebras & co.), reads the
-upstream SSE bytes directly from the not-yet-started openai AsyncStream and runs a
-small state machine that reproduces, event for event and byte for byte, what
-CustomStreamWrapper + AnthropicStreamWrapper emit -- with ccq's item-j fix
-applied (custom_callbacks.py: content "" beside a tool-call delta counts as
-absent, so the arguments become input_json_delta) -- for the chunk shapes
-OpenAI-compatible servers send (text deltas, tool-call deltas, finish, usage).
-Events that arrive in the same upstream read are written in one send (no waiting,
-so no added latency).
+WHAT: install() wraps AnthropicAdapter.translate_completion_output_params_streaming
+(the single function that turns the CustomStreamWrapper into Anthropic SSE bytes,
+already ccq's own: custom_callbacks item m) so that, for the openai-compatible path
+only (cerebras & co.), the upstream SSE bytes are read directly from the
+not-yet-started openai AsyncStream, checked against the grammar OpenAI-compatible
+servers send (text deltas, tool-call deltas, finish, usage) and fed as dicts to the
+same translator LiteLLM's path uses (ccq_anthropic_wire.AnthropicStream).  Events
+that arrive in the same upstream read are written in one send (no waiting, so no
+added latency).
 
 SAFETY:
 * Exact version guard: LiteLLM must be 1.74.0.post2 and openai 1.99.x, and the
@@ -33,9 +29,10 @@ SAFETY:
 * Anything outside the modelled grammar (reasoning fields, logprobs, several
   choices, error events, a missing usage block, repeated-chunk loop detection,
   CR line endings, ...) makes the fast path bail out: it hands every byte read so
-  far plus the rest of the upstream stream to LiteLLM's original pipeline and
-  skips the events it already sent, so the client sees exactly what stock
-  LiteLLM would have sent.
+  far plus the rest of the upstream stream to LiteLLM's pipeline and skips the
+  events it already sent, so the client sees what LiteLLM's path would have sent.
+* A stream that breaks off or ends without a finish_reason ends in an Anthropic
+  error event, never in message_stop: the partial answer is not taken as final.
 * End-of-stream logging (success callbacks, router accounting, cache) is still
   called once per stream with a complete response built by litellm.stream_chunk_builder.
 """
@@ -47,9 +44,6 @@ import hashlib
 import inspect
 import json
 import logging
-import os
-import uuid
-from json.encoder import encode_basestring_ascii as _jstr
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
 try:  # orjson ships with litellm[proxy]; it parses JSON exactly like json.loads for valid input
@@ -65,17 +59,6 @@ EXPECTED_OPENAI_PREFIX = "1.99."
 # sha256 (first 16 hex) of inspect.getsource() of every function whose behaviour
 # the fast path reproduces.  Recorded from litellm 1.74.0.post2 + openai 1.99.9.
 FINGERPRINTS: Dict[str, str] = {
-    "class AnthropicStreamWrapper": "464954a2bc443ae3",
-    "AnthropicStreamWrapper.__init__": "888c50e7fce12ef0",
-    "AdapterCompletionStreamWrapper.__init__": "7b85350c81417762",
-    "AnthropicAdapter.translate_completion_output_params_streaming": "1e981576b2163246",
-    "AnthropicStreamWrapper.__anext__": "e0438513b402ceb3",
-    "AnthropicStreamWrapper.async_anthropic_sse_wrapper": "758505167f00e272",
-    "AnthropicStreamWrapper._should_start_new_content_block": "516ef85588fc6e81",
-    "Adapter.translate_streaming_openai_response_to_anthropic": "097c10994e71d932",
-    "Adapter._translate_streaming_openai_chunk_to_anthropic": "b2e07f0a0c208a65",
-    "Adapter._translate_streaming_openai_chunk_to_anthropic_content_block": "1d211be30910a4c6",
-    "Adapter._translate_openai_finish_reason_to_anthropic": "0f33dabd1151f6aa",
     "CustomStreamWrapper.__anext__": "e6b1d213913f5b44",
     "CustomStreamWrapper.chunk_creator": "105178844115164f",
     "CustomStreamWrapper.handle_openai_chat_completion_chunk": "87a20f36f418be20",
@@ -97,9 +80,10 @@ FINGERPRINTS: Dict[str, str] = {
 _log = logging.getLogger("ccq.stream_fastpath")
 
 _installed: Optional[str] = None
+_wire: Any = None  # ccq_anthropic_wire, given by install()
 _orig_translate: Optional[Callable[..., Any]] = None
 _opts: Dict[str, Any] = {"coalesce": True, "debug": False}
-# custom_callbacks.py marks its wrappers with this attribute (item j must be in place).
+# custom_callbacks.py marks its patches with this attribute (item m must be in place).
 _CCQ_PATCH_MARK = "_ccq_patched"
 STATS: Dict[str, int] = {"fast": 0, "fallback_ineligible": 0, "bailout": 0, "bailout_mismatch": 0}
 
@@ -108,34 +92,6 @@ class _Bail(Exception):
     """The upstream sent something outside the modelled grammar."""
 
 
-# ---------------------------------------------------------------------------
-# Anthropic SSE event encoders.  Formats are json.dumps() defaults
-# (", " and ": " separators, ensure_ascii=True), as AnthropicStreamWrapper uses.
-# ---------------------------------------------------------------------------
-
-def _ev(obj: dict) -> bytes:
-    return f"event: {obj['type']}\ndata: {json.dumps(obj)}\n\n".encode()
-
-
-def _text_delta(idx: int, text: str) -> bytes:
-    return (
-        'event: content_block_delta\ndata: {"type": "content_block_delta", "index": %d, '
-        '"delta": {"type": "text_delta", "text": %s}}\n\n' % (idx, _jstr(text))
-    ).encode()
-
-
-def _json_delta(idx: int, partial: str) -> bytes:
-    return (
-        'event: content_block_delta\ndata: {"type": "content_block_delta", "index": %d, '
-        '"delta": {"type": "input_json_delta", "partial_json": %s}}\n\n' % (idx, _jstr(partial))
-    ).encode()
-
-
-def _block_stop(idx: int) -> bytes:
-    return ('event: content_block_stop\ndata: {"type": "content_block_stop", "index": %d}\n\n' % idx).encode()
-
-
-_ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 _FINISH_OK = frozenset({"stop", "length", "tool_calls"})
 _CHOICE_KEYS = frozenset({"index", "delta", "finish_reason", "logprobs"})
 _DELTA_KEYS = frozenset({"role", "content", "tool_calls", "refusal", "function_call"})
@@ -143,82 +99,21 @@ _TOOL_KEYS = frozenset({"index", "id", "type", "function"})
 _FN_KEYS = frozenset({"name", "arguments"})
 
 
-def _without_empty_text_beside_tools(content: Optional[str], tcs: Optional[list]) -> Optional[str]:
-    """ccq's item-j fix, as custom_callbacks.py applies it to the stock path.
+class _Grammar:
+    """Checks each upstream chunk against what the fast path models, then hands it to the
+    shared translator (ccq_anthropic_wire.AnthropicStream), exactly as LiteLLM's own path
+    hands it the chunks of its CustomStreamWrapper.  Raises _Bail for anything else, so
+    LiteLLM's pipeline decides it (reasoning deltas, logprobs, several choices, error
+    events, a loop of identical chunks that LiteLLM stops, ...)."""
 
-    Stock 1.74 checks ``delta.content is not None`` before ``delta.tool_calls``,
-    so ``content: ""`` beside a tool-call delta became an empty text_delta and
-    the arguments were lost.  The callback sets such a delta's content to None
-    on the very chunk object CustomStreamWrapper also keeps in ``self.chunks``,
-    so the logged response sees None too.  The routing decisions taken before
-    that (is_chunk_non_empty, safety_checker) treat "" and None alike.
-    """
-    if content == "" and tcs:
-        return None
-    return content
-
-
-def _map_finish_litellm(fr: str) -> str:
-    """litellm.litellm_core_utils.core_helpers.map_finish_reason restricted to the grammar (identity)."""
-    return fr
-
-
-class _Translator:
-    """Reproduces CustomStreamWrapper (openai branch, include_usage=True) feeding
-    AnthropicStreamWrapper.__anext__ + async_anthropic_sse_wrapper, for the grammar
-    checked in feed().  Raises _Bail for anything else."""
-
-    def __init__(self, model: str, repeat_limit: int):
-        self.model = model
+    def __init__(self, stream: Any, repeat_limit: int):
+        self.stream = stream
         self.repeat_limit = repeat_limit
-        # CustomStreamWrapper state
-        self.received: Optional[str] = None
-        self.intermittent: Optional[str] = None
-        self.sent_last_chunk = False
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.run_value: Any = object()  # safety_checker: trailing run of identical delta.content
+        self.run_value: Any = None  # CustomStreamWrapper.safety_checker: run of identical content
         self.run_len = 0
-        self.first_p = True
-        # AnthropicStreamWrapper state
-        self.idx = 0
-        self.btype = "text"
-        self.bstart: dict = {"type": "text", "text": ""}
-        self.sent_cb_finish = False
-        self.holding: Optional[dict] = None
-        # what the logging callbacks get at the end
-        self.resp_id: Optional[str] = None
         self.fingerprint: Optional[str] = None
-        self.content_parts: List[str] = []
-        self.tools: Dict[int, dict] = {}
-        self.last_chunk_finish: Optional[str] = None
         self.done = False
-        self.out: List[bytes] = []
 
-    # -- start --------------------------------------------------------------
-    def start_events(self) -> List[bytes]:
-        return [
-            _ev({"type": "message_start", "message": {
-                "id": "msg_{}".format(uuid.uuid4()), "type": "message", "role": "assistant",
-                "content": [], "model": self.model, "stop_reason": None, "stop_sequence": None,
-                "usage": {"input_tokens": 0, "output_tokens": 0}}}),
-            _ev({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ]
-
-    # -- CustomStreamWrapper.chunks bookkeeping (safety_checker + usage) -----
-    def _appended(self, content: Any) -> None:
-        if content == self.run_value and type(content) is type(self.run_value):
-            self.run_len += 1
-        else:
-            self.run_value, self.run_len = content, 1
-
-    def _safety_check(self) -> None:
-        # safety_checker(): the last REPEATED_STREAMING_CHUNK_LIMIT chunks all carry the
-        # same str content longer than 2 chars -> LiteLLM raises; let it do so itself.
-        if self.run_len >= self.repeat_limit and isinstance(self.run_value, str) and len(self.run_value) > 2:
-            raise _Bail("repeated chunk")
-
-    # -- one upstream SSE event ------------------------------------------------
     def feed_data(self, data: bytes) -> None:
         if data.startswith(b"[DONE]"):
             self.done = True
@@ -230,7 +125,7 @@ class _Translator:
         if type(obj) is not dict or obj.get("error") or "provider_specific_fields" in obj:
             raise _Bail("top-level shape")
         choices = obj.get("choices")
-        if type(choices) is not list:
+        if type(choices) is not list or len(choices) > 1:
             raise _Bail("choices")
         usage = obj.get("usage")
         if usage is not None:
@@ -239,24 +134,13 @@ class _Translator:
             pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
             if (pt is not None and type(pt) is not int) or (ct is not None and type(ct) is not int):
                 raise _Bail("usage types")
-            if pt:
-                self.prompt_tokens = pt
-            if ct:
-                self.completion_tokens = ct
-        cid = obj.get("id")
-        if self.resp_id is None and isinstance(cid, str) and cid.strip():
-            self.resp_id = cid
         if "system_fingerprint" in obj:
             self.fingerprint = obj.get("system_fingerprint")
+        if choices:
+            self._check_choice(choices[0])
+        self.stream.feed(obj)
 
-        if not choices:
-            # chunk_creator: no choices + include_usage -> returned as an empty chunk
-            self.intermittent = None
-            self._emit(None, None, None, usage is not None)
-            return
-        if len(choices) != 1:
-            raise _Bail("n>1")
-        ch = choices[0]
+    def _check_choice(self, ch: Any) -> None:
         if type(ch) is not dict or not ch.keys() <= _CHOICE_KEYS or ch.get("logprobs") is not None:
             raise _Bail("choice")
         d = ch.get("delta")
@@ -276,30 +160,15 @@ class _Translator:
         fr = ch.get("finish_reason")
         if fr is not None and fr not in _FINISH_OK:
             raise _Bail("finish_reason")
-
-        # CustomStreamWrapper.chunk_creator / return_processed_chunk_logic
-        self.intermittent = fr
-        if fr:
-            self.received = fr
-        if content:  # is_chunk_non_empty
-            self._safety_check()
-            self._emit(content, tcs, None, usage is not None)
-        elif self.received is not None:
-            if self.sent_last_chunk:
-                raise _Bail("chunk after final chunk")  # LiteLLM would end the stream here
-            if tcs is None:  # is_delta_empty
-                self.sent_last_chunk = True
-                self._emit(None, None, _map_finish_litellm(self.received), usage is not None)
+        if self.stream.finish_reason is not None and (content or tcs):
+            raise _Bail("content after finish")  # LiteLLM ends its stream at the finish
+        if content:
+            if content == self.run_value:
+                self.run_len += 1
+                if self.run_len >= self.repeat_limit and len(content) > 2:
+                    raise _Bail("repeated chunk")  # LiteLLM raises; let it
             else:
-                self._emit(content, tcs, None, usage is not None)
-        elif tcs is not None:
-            self._emit(content, tcs, None, usage is not None)
-        else:
-            # dropped: nothing reaches the Anthropic wrapper; only a usage-bearing
-            # chunk is remembered in CustomStreamWrapper.chunks
-            if usage is not None:
-                self._appended(content)
-                self.last_chunk_finish = None
+                self.run_value, self.run_len = content, 1
 
     @staticmethod
     def _check_tools(tcs: Any) -> None:
@@ -319,113 +188,6 @@ class _Translator:
             i = tc.get("index")
             if i is not None and type(i) is not int:
                 raise _Bail("tool index")
-
-    # -- a chunk CustomStreamWrapper hands to AnthropicStreamWrapper ------------
-    def _emit(self, content: Optional[str], tcs: Optional[list], finish: Optional[str], had_usage: bool) -> None:
-        self.first_p = False
-        content = _without_empty_text_beside_tools(content, tcs)
-        self._appended(content)
-        self.last_chunk_finish = finish
-        # bookkeeping for the logged complete response (stream_chunk_builder)
-        if content is not None:
-            self.content_parts.append(content)
-        if tcs is not None:
-            for tc in tcs:
-                i = tc.get("index")
-                i = 0 if i is None else i
-                t = self.tools.get(i)
-                if t is None:
-                    t = self.tools[i] = {"id": None, "name": None, "type": None, "args": []}
-                if tc.get("id"):
-                    t["id"] = tc["id"]
-                if tc.get("type"):
-                    t["type"] = tc["type"]
-                fn = tc["function"]
-                if fn.get("name"):
-                    t["name"] = fn["name"]
-                if fn.get("arguments"):
-                    t["args"].append(fn["arguments"])
-        self._anthropic(content, tcs, finish)
-
-    def _anthropic(self, content: Optional[str], tcs: Optional[list], finish: Optional[str]) -> None:
-        out = self.out
-        new_block = False
-        if finish is None:  # AnthropicStreamWrapper._should_start_new_content_block
-            if content:
-                bt = "text"
-            elif tcs:
-                bt = "tool_use"
-            else:
-                bt = "text"
-            if bt != self.btype:
-                self.btype = bt
-                if bt == "text":
-                    self.bstart = {"type": "text", "text": ""}
-                else:
-                    tc0 = tcs[0]  # type: ignore[index]
-                    self.bstart = {"type": "tool_use", "id": tc0.get("id") or str(uuid.uuid4()),
-                                   "name": tc0["function"].get("name") or "", "input": {}}
-                self.idx += 1
-                new_block = True
-            # LiteLLMAnthropicMessagesAdapter.translate_streaming_openai_response_to_anthropic
-            if content is not None:
-                ev = _text_delta(self.idx, content)
-            elif tcs is not None:
-                ev = _json_delta(self.idx, "".join(
-                    tc["function"]["arguments"] for tc in tcs if tc["function"].get("arguments") is not None))
-            else:
-                ev = _text_delta(self.idx, "")
-            if new_block and not self.sent_cb_finish:
-                out.append(_block_stop(max(self.idx - 1, 0)))
-                out.append(_ev({"type": "content_block_start", "index": self.idx, "content_block": self.bstart}))
-                out.append(ev)
-                self.sent_cb_finish = False
-            else:
-                out.append(ev)
-            return
-        md = {"type": "message_delta", "delta": {"stop_reason": _ANTHROPIC_STOP.get(finish, "end_turn")},
-              "usage": {"input_tokens": 0, "output_tokens": 0}}
-        if not self.sent_cb_finish:
-            out.append(_block_stop(self.idx))
-            self.sent_cb_finish = True
-            self.holding = md
-        else:
-            out.append(_ev(md))
-
-    # -- upstream finished ------------------------------------------------------
-    def end(self) -> None:
-        if not self.sent_last_chunk:  # CustomStreamWrapper.finish_reason_handler
-            self.sent_last_chunk = True
-            self._anthropic_final(self.received or self.intermittent or "stop")
-        if not self.prompt_tokens or not self.completion_tokens:
-            # stream_chunk_builder would fall back to token_counter(); leave that to LiteLLM
-            raise _Bail("usage missing")
-        # the usage chunk CustomStreamWrapper returns after stream_chunk_builder()
-        if self.btype != "text":
-            self.btype, self.bstart = "text", {"type": "text", "text": ""}
-            self.idx += 1
-            new_block = True
-        else:
-            new_block = False
-        usage = {"input_tokens": self.prompt_tokens, "output_tokens": self.completion_tokens}
-        if self.holding is not None:
-            merged = dict(self.holding)
-            merged["usage"] = usage
-            self.out.append(_ev(merged))
-            self.holding = None
-        elif new_block and not self.sent_cb_finish:
-            raise _Bail("unmodelled end state")
-        else:
-            self.out.append(_text_delta(self.idx, ""))
-        self.out.append(_ev({"type": "message_stop"}))
-
-    def _anthropic_final(self, finish: str) -> None:
-        # finish_reason_handler() output is not appended to CustomStreamWrapper.chunks
-        self._anthropic(None, None, finish)
-
-    def take(self) -> List[bytes]:
-        out, self.out = self.out, []
-        return out
 
 
 # ---------------------------------------------------------------------------
@@ -474,78 +236,99 @@ def _trace(message: str) -> None:
         _log.info("ccq fastpath: %s", message)
 
 
-_NORMALISE = None
+# Random per response: the message id, and the tool ids made up for calls that came without one.
+_RANDOM_IDS = None
 
 
 def _normalise(ev: bytes) -> bytes:
     """Blank out the random parts (message id, generated tool ids) for the replay self-check."""
     import re
-    global _NORMALISE
-    if _NORMALISE is None:
-        _NORMALISE = re.compile(rb'"(msg_)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"')
-    return _NORMALISE.sub(b'"<uuid>"', ev)
+    global _RANDOM_IDS
+    if _RANDOM_IDS is None:
+        _RANDOM_IDS = re.compile(rb'"msg_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"'
+                                 rb'|"toolu_[0-9a-f]{24}"')
+    return _RANDOM_IDS.sub(b'"<random id>"', ev)
+
+
+def _events(blob: bytes) -> List[bytes]:
+    """The SSE events in ``blob`` (JSON data lines hold no raw newline)."""
+    return [e + b"\n\n" for e in blob.split(b"\n\n") if e]
 
 
 async def _fast_stream(adapter: Any, cs: Any, model: str) -> AsyncIterator[bytes]:
     import litellm
 
-    stream = cs.completion_stream
-    resp = stream.response
+    resp = cs.completion_stream.response
     byte_iter = resp.aiter_bytes()
     consumed: List[bytes] = []
-    tr = _Translator(model, int(litellm.REPEATED_STREAMING_CHUNK_LIMIT))
+    stream = _wire.AnthropicStream(model)
+    grammar = _Grammar(stream, int(litellm.REPEATED_STREAMING_CHUNK_LIMIT))
     coalesce = _opts["coalesce"]
     sent: List[bytes] = []  # events already given to the client (kept only for the bail-out self-check)
     finished = False
     try:
-        for ev in tr.start_events():
-            sent.append(ev)
-            yield ev
+        out = stream.take()
+        sent.extend(out)
+        yield b"".join(out)
         buf = b""
         try:
-            async for data in byte_iter:
-                consumed.append(data)
-                if tr.done:
-                    continue  # the openai SDK drains whatever follows [DONE]
-                if b"\r" in data:
-                    raise _Bail("CR line endings")
-                buf += data
-                *events, buf = buf.split(b"\n\n")
-                for raw in events:
-                    if tr.done:
-                        break
-                    if not raw:
-                        continue
-                    if raw.startswith(b"data: "):
-                        payload = raw[6:]
-                    elif raw.startswith(b"data:"):
-                        payload = raw[5:]
-                    else:
-                        raise _Bail("non-data SSE field")
-                    if b"\n" in payload:
-                        raise _Bail("multi-line SSE event")
-                    tr.feed_data(payload)
-                out = tr.take()
-                if out:
-                    if tr.first_p is False and cs.logging_obj.completion_start_time is None:
-                        cs.logging_obj._update_completion_start_time(
-                            completion_start_time=datetime.datetime.now())
-                    sent.extend(out)
-                    if coalesce:
-                        yield b"".join(out)
-                    else:
-                        for ev in out:
-                            yield ev
-            if buf.strip() and not tr.done:
+            try:
+                async for data in byte_iter:
+                    consumed.append(data)
+                    if grammar.done:
+                        continue  # the openai SDK drains whatever follows [DONE]
+                    if b"\r" in data:
+                        raise _Bail("CR line endings")
+                    buf += data
+                    *events, buf = buf.split(b"\n\n")
+                    for raw in events:
+                        if grammar.done:
+                            break
+                        if not raw:
+                            continue
+                        if raw.startswith(b"data: "):
+                            payload = raw[6:]
+                        elif raw.startswith(b"data:"):
+                            payload = raw[5:]
+                        else:
+                            raise _Bail("non-data SSE field")
+                        if b"\n" in payload:
+                            raise _Bail("multi-line SSE event")
+                        grammar.feed_data(payload)
+                    out = stream.take()
+                    if out:
+                        if cs.logging_obj.completion_start_time is None:
+                            cs.logging_obj._update_completion_start_time(
+                                completion_start_time=datetime.datetime.now())
+                        sent.extend(out)
+                        if coalesce:
+                            yield b"".join(out)
+                        else:
+                            for ev in out:
+                                yield ev
+            except _Bail:
+                raise
+            except Exception as exc:  # the connection broke mid-answer
+                _log.warning("ccq fastpath: upstream stream broke off (%s)", type(exc).__name__)
+                finished = True
+                yield b"".join(stream.fail(_wire.TRUNCATED_STREAM_ERROR, _wire.TRUNCATED_STREAM_MESSAGE))
+                return
+            if buf.strip() and not grammar.done and stream.finish_reason is not None:
                 raise _Bail("trailing partial event")
-            tr.end()
-            out = tr.take()
-            _log_success(cs, tr)
+            if stream.finish_reason is not None and not (stream.prompt_tokens and stream.completion_tokens):
+                # LiteLLM counts the tokens itself (token_counter) when usage is missing
+                raise _Bail("usage missing")
+            out = stream.finish()
+            if stream.finish_reason is not None:
+                _log_success(cs, stream, grammar)
+            else:
+                _log.warning("ccq fastpath: upstream stream ended without a finish_reason")
             sent.extend(out)
             finished = True
-            yield b"".join(out) if coalesce else out[0]
-            if not coalesce:
-                for ev in out[1:]:
+            if coalesce:
+                yield b"".join(out)
+            else:
+                for ev in out:
                     yield ev
         except _Bail as why:
             STATS["bailout"] += 1
@@ -574,42 +357,43 @@ async def _replay(adapter: Any, cs: Any, model: str, resp: Any, consumed: List[b
 
     resp.aiter_bytes = replay_bytes  # AsyncStream._iter_events() calls response.aiter_bytes()
     k = 0
-    async for ev in _orig_translate(adapter, cs, model):  # type: ignore[misc]
-        if k < len(sent):
-            if _normalise(ev) != _normalise(sent[k]):
-                STATS["bailout_mismatch"] += 1
-                # Event index only: the events carry the user's generated code.
-                _log.error("ccq fastpath: replay diverged at event %d", k)
-            k += 1
-            continue
-        yield ev
+    async for blob in _orig_translate(adapter, cs, model):  # type: ignore[misc]
+        fresh = []
+        for ev in _events(blob):
+            if k < len(sent):
+                if _normalise(ev) != _normalise(sent[k]):
+                    STATS["bailout_mismatch"] += 1
+                    # Event index only: the events carry the user's generated code.
+                    _log.error("ccq fastpath: replay diverged at event %d", k)
+                k += 1
+                continue
+            fresh.append(ev)
+        if fresh:
+            yield b"".join(fresh)
 
 
-def _log_success(cs: Any, tr: _Translator) -> None:
+def _log_success(cs: Any, stream: Any, grammar: _Grammar) -> None:
     """What CustomStreamWrapper.__anext__ does once the stream is exhausted:
     stream_chunk_builder() + async/sync success callbacks + streaming cache."""
     try:
         import litellm
         from litellm.litellm_core_utils.thread_pool_executor import executor
 
-        if tr.resp_id is not None:
-            cs.response_id = tr.resp_id
-        if tr.fingerprint is not None:
-            cs.system_fingerprint = tr.fingerprint
+        if stream.response_id is not None:
+            cs.response_id = stream.response_id
+        if grammar.fingerprint is not None:
+            cs.system_fingerprint = grammar.fingerprint
         chunks = []
-        first = {"role": "assistant", "content": "".join(tr.content_parts) if tr.content_parts else None}
+        first = {"role": "assistant", "content": stream.text()}
         chunks.append(cs.model_response_creator(chunk={"choices": [{"index": 0, "delta": first}]}))
-        for i in sorted(tr.tools):
-            t = tr.tools[i]
-            tc = {"index": i, "id": t["id"], "type": t["type"],
-                  "function": {"name": t["name"], "arguments": "".join(t["args"])}}
-            chunks.append(cs.model_response_creator(
-                chunk={"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [tc]}}]}))
+        for i, tc in enumerate(stream.tool_calls()):
+            chunks.append(cs.model_response_creator(chunk={"choices": [{"index": 0, "delta": {
+                "role": "assistant", "tool_calls": [dict(tc, index=i)]}}]}))
         last = cs.model_response_creator()
-        last.choices[0].finish_reason = tr.last_chunk_finish
-        setattr(last, "usage", litellm.Usage(prompt_tokens=tr.prompt_tokens,
-                                             completion_tokens=tr.completion_tokens,
-                                             total_tokens=tr.prompt_tokens + tr.completion_tokens))
+        last.choices[0].finish_reason = stream.finish_reason
+        setattr(last, "usage", litellm.Usage(prompt_tokens=stream.prompt_tokens,
+                                             completion_tokens=stream.completion_tokens,
+                                             total_tokens=stream.prompt_tokens + stream.completion_tokens))
         chunks.append(last)
         for c in chunks:  # chunk_creator() sets model_response.model = self.model on every chunk
             c.model = cs.model
@@ -633,27 +417,9 @@ def _targets() -> Dict[str, Any]:
     import openai._streaming as osm
     from litellm.litellm_core_utils import streaming_chunk_builder_utils as scb
     from litellm.litellm_core_utils.streaming_handler import CustomStreamWrapper as C
-    from litellm.llms.anthropic.experimental_pass_through.adapters import streaming_iterator as si
-    from litellm.llms.anthropic.experimental_pass_through.adapters import transformation as tf
     from litellm.proxy import common_request_processing as crp
 
-    A = si.AnthropicStreamWrapper
-    L = tf.LiteLLMAnthropicMessagesAdapter
     return {
-        "class AnthropicStreamWrapper": A,
-        "AnthropicStreamWrapper.__init__": A.__init__,
-        "AdapterCompletionStreamWrapper.__init__": A.__mro__[1].__init__,
-        # once installed, the class attribute is ours: fingerprint what we replaced
-        "AnthropicAdapter.translate_completion_output_params_streaming":
-            _orig_translate or tf.AnthropicAdapter.translate_completion_output_params_streaming,
-        "AnthropicStreamWrapper.__anext__": A.__anext__,
-        "AnthropicStreamWrapper.async_anthropic_sse_wrapper": A.async_anthropic_sse_wrapper,
-        "AnthropicStreamWrapper._should_start_new_content_block": A._should_start_new_content_block,
-        "Adapter.translate_streaming_openai_response_to_anthropic": L.translate_streaming_openai_response_to_anthropic,
-        "Adapter._translate_streaming_openai_chunk_to_anthropic": L._translate_streaming_openai_chunk_to_anthropic,
-        "Adapter._translate_streaming_openai_chunk_to_anthropic_content_block":
-            L._translate_streaming_openai_chunk_to_anthropic_content_block,
-        "Adapter._translate_openai_finish_reason_to_anthropic": L._translate_openai_finish_reason_to_anthropic,
         "CustomStreamWrapper.__anext__": C.__anext__,
         "CustomStreamWrapper.chunk_creator": C.chunk_creator,
         "CustomStreamWrapper.handle_openai_chat_completion_chunk": C.handle_openai_chat_completion_chunk,
@@ -701,18 +467,16 @@ def check_versions() -> None:
                            f"{bad + missing}")
 
 
-def _require_item_j_fix() -> None:
-    """The fast path reproduces the stock path *with* custom_callbacks' item-j fix.
-
-    Without that fix the two paths would differ on content "" beside tool calls,
-    and a bail-out replay would disagree with what the client already got.
-    """
+def _require_ccq_stream_translation() -> None:
+    """LiteLLM's own path must already translate with ccq_anthropic_wire (custom_callbacks
+    item m): a bail-out hands the stream to it, and the client must not see two dialects
+    in one answer."""
     from litellm.llms.anthropic.experimental_pass_through.adapters import transformation as tf
 
-    fn = tf.LiteLLMAnthropicMessagesAdapter._translate_streaming_openai_chunk_to_anthropic
+    fn = tf.AnthropicAdapter.translate_completion_output_params_streaming
     if not getattr(fn, _CCQ_PATCH_MARK, False):
         raise RuntimeError("ccq_stream_fastpath: apply custom_callbacks.py's LiteLLM patches first "
-                           "(the fast path reproduces their content-\"\" fix)")
+                           "(the fast path hands unmodelled streams to their stream translation)")
 
 
 def _enable_debug_log() -> None:
@@ -722,20 +486,22 @@ def _enable_debug_log() -> None:
     _log.setLevel(logging.INFO)
 
 
-def install(*, coalesce: bool = True, debug: bool = False) -> str:
+def install(wire: Any, *, coalesce: bool = True, debug: bool = False) -> str:
     """Replace the adapter's streaming translation (idempotent); return a one-line description.
 
+    wire: the loaded ccq_anthropic_wire module (the translator both paths share).
     coalesce: write the events of one upstream read in one send (False: one send
     per event; Starlette's per-item middleware stream then caps the relay at 4-9k/s).
     debug: log one line per stream (fast, stock or bail-out) to stderr.
     Raises RuntimeError on any LiteLLM/openai version or source mismatch, or when
-    custom_callbacks' item-j fix is not in place.
+    custom_callbacks' stream translation is not in place.
     """
-    global _installed, _orig_translate
+    global _installed, _orig_translate, _wire
     if _installed is not None:
         return _installed
     check_versions()
-    _require_item_j_fix()
+    _require_ccq_stream_translation()
+    _wire = wire
     from litellm.llms.anthropic.experimental_pass_through.adapters import transformation as tf
 
     _opts["coalesce"] = coalesce

@@ -39,28 +39,39 @@ h. ``max_tokens`` is clamped to a ceiling (Cerebras reserves max_tokens
    against the rate limit before running a request; Claude Code asks 32000).
 i. Only ``/v1/messages`` is touched: call_type ``"text_completion"`` in 1.74,
    ``"anthropic_messages"`` in later LiteLLM versions.
+j. Images: kept for a model that takes them (``model_info.supports_vision`` of
+   the alias in the proxy config), a tool result's images moved after the tool
+   results (a tool message is text only); for a text-only model each image, and
+   any PDF document, becomes a one-line note, so the request still succeeds.
 
 A malformed body (no messages, messages not a list, content neither string
 nor list, blocks without a type, ...) passes through unchanged so LiteLLM
 answers it as it would without ccq; the hook never raises.
 
-On the response side, three narrow patches of LiteLLM 1.74.0.post2 internals
-(``apply_litellm_patches``), keyed to that exact version:
+On the response side, patches of LiteLLM 1.74.0.post2 internals
+(``apply_litellm_patches``), keyed to that exact version and to the source hash
+of every function they replace.  What Claude Code receives is written by
+``ccq_anthropic_wire.py`` (deployed beside this file), on both relay paths:
 
-j. A streamed chunk with ``content: ""`` beside a tool-call delta lost the
-   tool arguments (Claude Code then ran the tool with ``input: {}``); the
-   adapter's stream wrapper also kept its event queue in a class attribute
-   shared by all concurrent streams.  Both fixed upstream later (1.75.8+).
-k. An upstream 4xx reached Claude Code as HTTP 500 (the adapter re-raises
-   every error as a bare ValueError), so Claude Code retried it for minutes;
-   the original status now passes through.
-l. Speed: 1.74 spends ~0.2-0.6 ms of CPU per streamed chunk on /v1/messages
-   (pydantic objects per chunk, an O(100) repeat check, eagerly formatted debug
-   strings, one middleware write per event), so it relays ~1,500 chunks/s,
-   slower than Cerebras.  ``ccq_stream_fastpath.py`` (deployed beside this file)
-   replaces the adapter's stream translation for OpenAI-compatible upstreams
-   with a byte-level translator that emits the same events as the patched stock
-   path (j included), and hands any unmodelled stream back to LiteLLM.
+k. An upstream error reached Claude Code as HTTP 500 (the adapter re-raises
+   every error as a bare ValueError); the upstream's own error and status pass.
+l. Speed: 1.74 spends ~0.2-0.6 ms of CPU per streamed chunk on /v1/messages,
+   so it relays ~1,500 chunks/s, slower than Cerebras.  ``ccq_stream_fastpath.py``
+   reads OpenAI-compatible upstream streams at the byte level and feeds m's
+   translator, handing any unmodelled stream back to LiteLLM's own path.
+m. Streams: LiteLLM's AnthropicStreamWrapper is replaced by
+   ccq_anthropic_wire.AnthropicStream: one tool_use block per parallel tool call
+   (1.74 merged them into one), and an Anthropic error event instead of
+   message_stop when the upstream stream broke off before its finish.
+n. Non-streamed answers keep their text beside their tool calls; arguments ""
+   are input {} (1.74 dropped the text and answered "" with a 500).
+o. Images reach the model as ``data:<media_type>;base64,<data>`` (1.74 wrote the
+   source dict as text).
+p. Errors of /v1/messages reach Claude Code in Anthropic's envelope with the
+   upstream's own message, its Anthropic type and, for 429/503, a Retry-After
+   (the upstream's, or Cerebras' x-ratelimit-reset-*): 1.74 wrote OpenAI's shape
+   and dropped the upstream's headers.  The proxy itself retries nothing
+   (``router_settings.num_retries: 0`` in the config): Claude Code does.
 
 Authentication
 --------------
@@ -355,13 +366,34 @@ def _text_of_blocks(blocks: Iterable[dict[str, Any]]) -> list[str]:
     return [b["text"] for b in blocks if b.get("type") == "text" and isinstance(b.get("text"), str)]
 
 
-def tool_result_text(content: Any) -> str:
+def omitted_note(block: dict[str, Any]) -> str:
+    """The text that stands in for a block the model cannot read (an image for a
+    text-only model, a PDF document), so the request still succeeds and the model
+    knows something was left out."""
+    kind = block.get("type")
+    source = block.get("source")
+    media = source.get("media_type") if isinstance(source, dict) else None
+    what = f"{kind} ({media})" if isinstance(media, str) else str(kind)
+    return f"[{what} omitted: the model behind ccq takes text only]"
+
+
+def is_image_block(block: Any) -> bool:
+    """An Anthropic image block whose source a data URL can carry (base64 or url)."""
+    source = block.get("source") if isinstance(block, dict) and block.get("type") == "image" else None
+    if not isinstance(source, dict):
+        return False
+    if source.get("type") == "base64":
+        return isinstance(source.get("media_type"), str) and isinstance(source.get("data"), str)
+    return source.get("type") == "url" and isinstance(source.get("url"), str)
+
+
+def tool_result_text(content: Any, takes_images: bool = False) -> str:
     """One string for a tool_result's content.
 
     LiteLLM 1.74 turns each block of a list into its own ``tool`` message with
-    the same tool_call_id (OpenAI rejects duplicates), and images become a
-    broken ``data:image;base64,{...}`` string.  Non-text blocks are therefore
-    named in a short note; the Cerebras models ccq targets read text only.
+    the same tool_call_id (OpenAI rejects duplicates), and a tool message holds
+    text only.  Other blocks are named in a short note: for a model that takes
+    images, the images themselves follow the tool results (see _emit).
     """
     if isinstance(content, str):
         text = content
@@ -370,8 +402,10 @@ def tool_result_text(content: Any) -> str:
         for block in content:
             if block.get("type") == "text":
                 parts.append(block.get("text", ""))
+            elif takes_images and is_image_block(block):
+                parts.append("[image: attached after the tool results]")
             else:
-                parts.append(f"[{block.get('type')} content omitted: the model takes text only]")
+                parts.append(omitted_note(block))
         text = "\n".join(parts)
     else:
         text = ""
@@ -387,8 +421,9 @@ def tool_result_text(content: Any) -> str:
 _DROPPED_BLOCK_TYPES = frozenset({"thinking", "redacted_thinking"})
 
 
-def _clean_block(block: dict[str, Any]) -> dict[str, Any]:
-    """A block without cache_control (Anthropic-only) and with a flat tool_result."""
+def _clean_block(block: dict[str, Any], takes_images: bool) -> dict[str, Any]:
+    """A block without cache_control (Anthropic-only), with a flat tool_result, and
+    a note in place of what the model cannot read."""
     kind = block["type"]
     if kind == "text":
         return block if len(block) == 2 else {"type": "text", "text": block["text"]}
@@ -397,13 +432,24 @@ def _clean_block(block: dict[str, Any]) -> dict[str, Any]:
                 "input": block.get("input", {})}
     if kind == "tool_result":
         out = {"type": "tool_result", "tool_use_id": block["tool_use_id"],
-               "content": tool_result_text(block.get("content"))}
+               "content": tool_result_text(block.get("content"), takes_images)}
         if "is_error" in block:
             out["is_error"] = block["is_error"]
         return out
+    if kind == "image" and takes_images and is_image_block(block):
+        return {"type": "image", "source": block["source"]}
+    if kind == "image" or kind == "document":
+        return {"type": "text", "text": omitted_note(block)}
     if "cache_control" in block:
         return {k: v for k, v in block.items() if k != "cache_control"}
     return block
+
+
+def _tool_result_images(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The images inside tool results, as user image blocks (a tool message is text only)."""
+    return [{"type": "image", "source": b["source"]}
+            for block in blocks if block.get("type") == "tool_result" and isinstance(block.get("content"), list)
+            for b in block["content"] if is_image_block(b)]
 
 
 def _collapse(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
@@ -435,21 +481,25 @@ def _merge_same_role(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return merged
 
 
-def _emit(role: str, content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _emit(role: str, content: str | list[dict[str, Any]], takes_images: bool) -> list[dict[str, Any]]:
     """The message(s) for one turn: tool results first, in their own message.
 
     LiteLLM 1.74 emits a user turn's text *before* its tool messages; OpenAI
     requires tool messages directly after the assistant's tool_calls.  So a
     user turn holding tool_result blocks and anything else becomes two user
-    messages: the tool results, then the rest.
+    messages: the tool results, then the rest (with a tool result's images, for
+    a model that takes images).
     """
     if isinstance(content, str):
         return [{"role": role, "content": content}]
-    blocks = [_clean_block(b) for b in content if b["type"] not in _DROPPED_BLOCK_TYPES]
+    kept = [b for b in content if b["type"] not in _DROPPED_BLOCK_TYPES]
+    blocks = [_clean_block(b, takes_images) for b in kept]
     if role == "user":
         results = [b for b in blocks if b["type"] == "tool_result"]
-        if results and len(results) != len(blocks):
-            rest = [b for b in blocks if b["type"] != "tool_result"]
+        rest = [b for b in blocks if b["type"] != "tool_result"]
+        if takes_images:
+            rest += _tool_result_images(kept)
+        if results and rest:
             return [{"role": "user", "content": results}, {"role": "user", "content": _collapse(rest)}]
     return [{"role": role, "content": _collapse(blocks)}]
 
@@ -461,7 +511,8 @@ def _system_parts(system: Any) -> list[str]:
     return [t for t in map(strip_billing_header, texts) if t]
 
 
-def normalize_messages(system: Any, messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+def normalize_messages(system: Any, messages: list[dict[str, Any]],
+                       takes_images: bool = False) -> tuple[str, list[dict[str, Any]]]:
     """Fold system messages into one system string; normalize the turns.
 
     Returns (system text, messages).  LiteLLM 1.74's adapter drops role
@@ -480,7 +531,7 @@ def normalize_messages(system: Any, messages: list[dict[str, Any]]) -> tuple[str
             turns.append({"role": msg["role"], "content": content})
     out: list[dict[str, Any]] = []
     for turn in _merge_same_role(turns):
-        out.extend(_emit(turn["role"], turn["content"]))
+        out.extend(_emit(turn["role"], turn["content"], takes_images))
     return "\n\n".join(parts), out
 
 
@@ -530,15 +581,19 @@ def normalize_tool_choice(choice: dict[str, Any], tool_names: set[str]) -> dict[
 # The whole request
 # --------------------------------------------------------------------------
 
-def normalize_request(data: Any, policy: ParamPolicy, max_tokens_ceiling: int) -> Any:
+def normalize_request(data: Any, policy: ParamPolicy, max_tokens_ceiling: int,
+                      takes_images: bool = False) -> Any:
     """The request LiteLLM 1.74 should see for ``data`` (an Anthropic body).
+
+    ``takes_images``: whether the model behind the alias reads images (else each
+    image becomes a short note, item n).
 
     Returns a new dict; ``data`` and everything in it are left untouched.
     A malformed body is returned as is (the same object).
     """
     if not is_well_formed(data):
         return data
-    system, messages = normalize_messages(data.get("system"), data["messages"])
+    system, messages = normalize_messages(data.get("system"), data["messages"], takes_images)
     if not messages:  # only system messages: nothing valid to send
         return data
     out: dict[str, Any] = {}
@@ -580,10 +635,21 @@ def normalize_request(data: Any, policy: ParamPolicy, max_tokens_ceiling: int) -
 
 
 # --------------------------------------------------------------------------
-# Response side: patches of LiteLLM 1.74.0.post2 internals (items j and k)
+# Response side: patches of LiteLLM 1.74.0.post2 internals (items k to p)
 # --------------------------------------------------------------------------
 
 _PATCH_MARK = "_ccq_patched"
+WIRE_FILE = "ccq_anthropic_wire.py"
+
+# sha256 (first 16 hex) of inspect.getsource() of each LiteLLM function a patch below
+# replaces or wraps, recorded from litellm 1.74.0.post2: a different source refuses to start.
+PATCHED_SOURCES: Mapping[str, str] = {
+    "AnthropicAdapter.translate_completion_output_params_streaming": "1e981576b2163246",
+    "Adapter._translate_openai_content_to_anthropic": "add7e1d9ee52e533",
+    "Adapter.translate_anthropic_messages_to_openai": "f133be4213925aed",
+    "Handler.async_anthropic_messages_handler": "ad4fe2ddb8717c57",
+    "anthropic_endpoints.anthropic_response": "3f09785cf59ddd38",
+}
 
 
 def _installed_litellm_version() -> str:
@@ -592,78 +658,215 @@ def _installed_litellm_version() -> str:
     return version("litellm")
 
 
-def _fix_empty_content_beside_tool_calls(original: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap the adapter's per-chunk delta translation (item j).
+def load_sibling(file_name: str, directory: Path | None = None) -> ModuleType:
+    """Import one of ccq's files that sit beside this one (ccq_anthropic_wire.py,
+    ccq_stream_fastpath.py).
 
-    1.74 checks ``delta.content is not None`` before ``delta.tool_calls``, so
-    a chunk carrying ``content: ""`` and a tool-call delta becomes an empty
-    text_delta and the arguments are lost: Claude Code runs the tool with
-    ``input: {}``.  An empty string beside tool calls carries no text, so it
-    is treated as absent, which is LiteLLM's own later fix (1.75.8).
+    LiteLLM loads this callback by file path (spec_from_file_location) and only
+    appends its working directory to sys.path, so a plain ``import`` would
+    depend on where the service was started.  The module is registered in
+    sys.modules so that a second load of this callback reuses the first.
+    """
+    name = file_name.removesuffix(".py")
+    if name in sys.modules:
+        return sys.modules[name]
+    path = (directory or Path(__file__).resolve().parent) / file_name
+    if not path.is_file():
+        raise RuntimeError(f"ccq: {path} is missing (deploy it beside custom_callbacks.py)")
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _mark(patch: Callable[..., Any], original: Callable[..., Any]) -> Callable[..., Any]:
+    setattr(patch, _PATCH_MARK, True)
+    patch.__wrapped__ = original  # type: ignore[attr-defined]  # source fingerprints see the original
+    return patch
+
+
+def _chunk_as_dict(chunk: Any) -> dict[str, Any]:
+    """A ModelResponseStream as the OpenAI chunk dict ccq_anthropic_wire reads."""
+    choices = []
+    for choice in getattr(chunk, "choices", None) or ():
+        delta = getattr(choice, "delta", None)
+        calls = []
+        for call in getattr(delta, "tool_calls", None) or ():
+            fn = getattr(call, "function", None)
+            calls.append({"index": getattr(call, "index", None), "id": getattr(call, "id", None),
+                          "function": {"name": getattr(fn, "name", None),
+                                       "arguments": getattr(fn, "arguments", None)}})
+        choices.append({"delta": {"content": getattr(delta, "content", None), "tool_calls": calls},
+                        "finish_reason": getattr(choice, "finish_reason", None)})
+    usage = getattr(chunk, "usage", None)
+    return {"id": getattr(chunk, "id", None), "choices": choices,
+            "usage": {"prompt_tokens": getattr(usage, "prompt_tokens", 0),
+                      "completion_tokens": getattr(usage, "completion_tokens", 0)} if usage else None}
+
+
+def _stream_error(wire: ModuleType, exc: BaseException) -> tuple[str, str]:
+    """(Anthropic error type, message) for an exception that ended a stream."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 500:
+        return wire.anthropic_error_type(status), wire.upstream_error_message(str(getattr(exc, "message", exc)))
+    return wire.TRUNCATED_STREAM_ERROR, wire.TRUNCATED_STREAM_MESSAGE
+
+
+def _translate_stream_with_ccq(wire: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
+    """Item m: LiteLLM's own stream path translates with ccq_anthropic_wire.AnthropicStream.
+
+    1.74's AnthropicStreamWrapper starts a new block only when the block *type* changes,
+    so parallel tool calls became one tool_use block with the first call's id and the
+    calls' arguments back to back; and a stream that broke off ended in message_stop
+    (CustomStreamWrapper invents finish_reason "stop"; its aiohttp transport swallows
+    ClientPayloadError).  The upstream's own finish is read from CustomStreamWrapper's
+    ``received_finish_reason``.
     """
 
-    def translate(self: Any, choices: list[Any]) -> Any:
+    def translate_completion_output_params_streaming(self: Any, completion_stream: Any, model: str) -> Any:
+        async def relay() -> Any:
+            stream = wire.AnthropicStream(model)
+            yield b"".join(stream.take())
+            try:
+                async for chunk in completion_stream:
+                    stream.feed(_chunk_as_dict(chunk))
+                    out = stream.take()
+                    if out:
+                        yield b"".join(out)
+            except Exception as exc:  # an upstream error or a broken connection mid-answer
+                LOG.warning("ccq: upstream stream failed with %s", type(exc).__name__)
+                yield b"".join(stream.fail(*_stream_error(wire, exc)))
+                return
+            received = getattr(completion_stream, "received_finish_reason", None)
+            yield b"".join(stream.finish(upstream_finished=received is not None))
+
+        return relay()
+
+    return _mark(translate_completion_output_params_streaming, original)
+
+
+def _content_with_text_and_tools(wire: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
+    """Item n: a non-streamed answer keeps its text beside its tool calls, and a call
+    with arguments "" (a tool without parameters) has input {} (1.74 kept only the
+    tool calls, and json.loads("") was an HTTP 500)."""
+
+    def _translate_openai_content_to_anthropic(self: Any, choices: list[Any]) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = []
         for choice in choices:
-            delta = getattr(choice, "delta", None)
-            if delta is not None and getattr(delta, "content", None) == "" and getattr(delta, "tool_calls", None):
-                delta.content = None
-        return original(self, choices)
+            message = choice.message
+            calls = [{"id": c.id, "function": {"name": c.function.name, "arguments": c.function.arguments}}
+                     for c in message.tool_calls or ()]
+            blocks.extend(wire.anthropic_content(message.content, calls))
+        return blocks
 
-    setattr(translate, _PATCH_MARK, True)
-    translate.__wrapped__ = original  # type: ignore[attr-defined]  # source fingerprints see the original
-    return translate
+    return _mark(_translate_openai_content_to_anthropic, original)
 
 
-def _own_chunk_queue(original_init: Callable[..., Any]) -> Callable[..., Any]:
-    """Give every AnthropicStreamWrapper its own event queue (item j).
+def _image_data_urls(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Item o: an image reaches the model as ``data:<media_type>;base64,<data>``.
 
-    1.74 declares ``chunk_queue = deque()`` on the class, so concurrent
-    streams (Claude Code runs subagents in parallel) pop each other's
-    content_block_start/stop and delta events.
+    1.74 writes ``data:image;base64,{'type': 'base64', ...}`` (the source dict as text).
+    The normalizer (item n of the request side) leaves image blocks only for a model
+    that takes images, and only at the top level of user turns, so the k-th image_url
+    the adapter writes is the k-th image block of the request.
     """
-    from collections import deque
 
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        original_init(self, *args, **kwargs)
-        self.chunk_queue = deque()
+    def translate_anthropic_messages_to_openai(self: Any, messages: list[Any]) -> list[Any]:
+        out = original(self, messages)
+        sources = [b["source"] for m in messages if m.get("role") == "user" and isinstance(m.get("content"), list)
+                   for b in m["content"] if is_image_block(b)]
+        urls = iter(s["url"] if s["type"] == "url" else f"data:{s['media_type']};base64,{s['data']}"
+                    for s in sources)
+        for message in out:
+            content = message.get("content") if message.get("role") == "user" else None
+            for part in content if isinstance(content, list) else ():
+                if isinstance(part, dict) and part.get("type") == "image_url":
+                    part["image_url"] = {"url": next(urls, part["image_url"].get("url"))}
+        return out
 
-    setattr(__init__, _PATCH_MARK, True)
-    __init__.__wrapped__ = original_init  # type: ignore[attr-defined]  # source fingerprints see the original
-    return __init__
+    return _mark(translate_anthropic_messages_to_openai, original)
 
 
-def upstream_client_error(exc: BaseException) -> BaseException | None:
-    """The upstream 4xx hidden inside the 1.74 adapter's ValueError, if any.
+def upstream_error(exc: BaseException) -> BaseException | None:
+    """The upstream error hidden inside the 1.74 adapter's ValueError, if any.
 
     The adapter catches every error of ``litellm.acompletion`` and raises
     ``ValueError("Error calling litellm.acompletion ...")`` inside its except
     block, so the original exception survives as ``__context__``.  The proxy
-    takes the HTTP status from ``status_code`` and falls back to 500, which
-    Claude Code retries for minutes.
+    takes the HTTP status from ``status_code`` and falls back to 500.
     """
     if not isinstance(exc, ValueError):
         return None
     cause = exc.__context__
     status = getattr(cause, "status_code", None)
-    if isinstance(status, int) and 400 <= status < 500:
+    if isinstance(status, int) and 400 <= status < 600:
         return cause
     return None
 
 
-def _pass_through_client_errors(original: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap the adapter's async handler so an upstream 4xx keeps its status (item k)."""
+def _pass_through_upstream_errors(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Item k: the adapter's async handler re-raises the upstream's own error (and status)."""
 
     async def async_anthropic_messages_handler(*args: Any, **kwargs: Any) -> Any:
         try:
             return await original(*args, **kwargs)
         except ValueError as exc:
-            cause = upstream_client_error(exc)
+            cause = upstream_error(exc)
             if cause is None:
                 raise
             raise cause from None
 
-    setattr(async_anthropic_messages_handler, _PATCH_MARK, True)
-    return async_anthropic_messages_handler
+    return _mark(async_anthropic_messages_handler, original)
+
+
+def _response_headers(exc: BaseException | None) -> Mapping[str, Any]:
+    """The upstream response's headers that LiteLLM kept on its exception."""
+    for candidate in (getattr(exc, "litellm_response_headers", None),
+                      getattr(getattr(exc, "response", None), "headers", None)):
+        if candidate:
+            return candidate
+    return {}
+
+
+def _anthropic_error_responses(wire: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
+    """Item p: /v1/messages errors in Anthropic's envelope, with Retry-After.
+
+    1.74's endpoint turns every exception into ProxyException, which the proxy writes
+    as OpenAI's ``{"error": {...}}`` and without the upstream's headers, so Claude Code
+    saw no error type it knows and no Retry-After for a 429.  The ProxyException is
+    raised inside the endpoint's except block: the upstream's exception is its
+    ``__context__``.
+    """
+    from fastapi.responses import JSONResponse
+    from litellm.proxy._types import ProxyException
+
+    async def anthropic_response(**kwargs: Any) -> Any:
+        try:
+            return await original(**kwargs)
+        except ProxyException as exc:
+            try:
+                status = int(exc.code)
+            except (TypeError, ValueError):
+                status = 500
+            status = status if 400 <= status < 600 else 500
+            body, headers = wire.anthropic_error(status, exc.message, _response_headers(exc.__context__))
+            return JSONResponse(status_code=status, content=body, headers=headers)
+
+    return _mark(anthropic_response, original)
+
+
+def _messages_routes() -> list[Any]:
+    """The proxy's /v1/messages routes (FastAPI calls ``route.dependant.call``)."""
+    from litellm.proxy.proxy_server import app
+
+    return [r for r in app.routes if getattr(r, "path", "").endswith("/v1/messages")
+            and getattr(getattr(r, "dependant", None), "call", None) is not None]
 
 
 def litellm_patches_enabled(environ: Mapping[str, str] = os.environ) -> bool:
@@ -679,35 +882,8 @@ def stream_fastpath_mode(environ: Mapping[str, str] = os.environ) -> str:
     return "debug" if raw == "debug" else "on"
 
 
-def load_stream_fastpath(directory: Path | None = None) -> ModuleType:
-    """Import ccq_stream_fastpath.py from this file's own directory.
-
-    LiteLLM loads this callback by file path (spec_from_file_location) and only
-    appends its working directory to sys.path, so a plain ``import`` would
-    depend on where the service was started.  The module is registered in
-    sys.modules so that a second load of this callback reuses the installed one.
-    """
-    name = "ccq_stream_fastpath"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = (directory or Path(__file__).resolve().parent) / STREAM_FASTPATH_FILE
-    if not path.is_file():
-        raise RuntimeError(f"ccq: {path} is missing (deploy it beside custom_callbacks.py, "
-                           f"or set {STREAM_FASTPATH_ENV}=0)")
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
-
-
-def install_stream_fastpath(environ: Mapping[str, str] = os.environ) -> str | None:
-    """Item l, after j and k: returns the fast path's description, or None when off.
+def install_stream_fastpath(wire: ModuleType, environ: Mapping[str, str] = os.environ) -> str | None:
+    """Item l, after m: returns the fast path's description, or None when off.
 
     Raises RuntimeError (the proxy does not start) on a LiteLLM/openai source
     mismatch, like the other patches: a silent mismatch could corrupt streams.
@@ -715,17 +891,49 @@ def install_stream_fastpath(environ: Mapping[str, str] = os.environ) -> str | No
     mode = stream_fastpath_mode(environ)
     if mode == "off":
         return None
-    description = load_stream_fastpath().install(debug=mode == "debug")
+    description = load_sibling(STREAM_FASTPATH_FILE).install(wire, debug=mode == "debug")
     LOG.info("ccq: %s", description)
     return str(description)
 
 
-def apply_litellm_patches(installed_version: str | None = None) -> bool:
-    """Patch LiteLLM 1.74.0.post2 for items j, k and l; idempotent.
+def _source_hash(fn: Callable[..., Any]) -> str:
+    import hashlib
+    import inspect
 
-    Refuses (RuntimeError) on any other version: these wrap private adapter
-    functions whose behaviour was verified on 1.74.0.post2 only, and a silent
-    mismatch would quietly bring back lost tool arguments or 500s.
+    return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:16]
+
+
+def _patch_targets() -> dict[str, tuple[Any, str]]:
+    """Each patched LiteLLM function: (owner, attribute)."""
+    from litellm.llms.anthropic.experimental_pass_through.adapters import handler, transformation
+
+    return {
+        "AnthropicAdapter.translate_completion_output_params_streaming":
+            (transformation.AnthropicAdapter, "translate_completion_output_params_streaming"),
+        "Adapter._translate_openai_content_to_anthropic":
+            (transformation.LiteLLMAnthropicMessagesAdapter, "_translate_openai_content_to_anthropic"),
+        "Adapter.translate_anthropic_messages_to_openai":
+            (transformation.LiteLLMAnthropicMessagesAdapter, "translate_anthropic_messages_to_openai"),
+        "Handler.async_anthropic_messages_handler":
+            (handler.LiteLLMMessagesToCompletionTransformationHandler, "async_anthropic_messages_handler"),
+    }
+
+
+def patched_source_hashes() -> dict[str, str]:
+    """Source hashes of the LiteLLM functions the patches replace (to (re)record PATCHED_SOURCES)."""
+    hashes = {name: _source_hash(getattr(owner, attr)) for name, (owner, attr) in _patch_targets().items()}
+    for route in _messages_routes()[:1]:
+        hashes["anthropic_endpoints.anthropic_response"] = _source_hash(route.dependant.call)
+    return hashes
+
+
+def apply_litellm_patches(installed_version: str | None = None) -> bool:
+    """Patch LiteLLM 1.74.0.post2 for items k to p; idempotent.
+
+    Refuses (RuntimeError) on any other version or source: these replace private
+    adapter functions whose behaviour was verified on 1.74.0.post2 only, and a
+    silent mismatch would quietly bring back merged tool calls or truncated answers
+    taken as final.
     """
     found = installed_version or _installed_litellm_version()
     if found != PATCHED_LITELLM_VERSION:
@@ -734,22 +942,29 @@ def apply_litellm_patches(installed_version: str | None = None) -> bool:
             f"but LiteLLM {found} is installed. Install litellm[proxy]=={PATCHED_LITELLM_VERSION}, "
             f"or set {LITELLM_PATCHES_ENV}=0 to run without the response-side fixes."
         )
-    from litellm.llms.anthropic.experimental_pass_through.adapters import handler, streaming_iterator, transformation
-
-    adapter = transformation.LiteLLMAnthropicMessagesAdapter
-    wrapper = streaming_iterator.AnthropicStreamWrapper
-    messages_handler = handler.LiteLLMMessagesToCompletionTransformationHandler
-    if getattr(adapter._translate_streaming_openai_chunk_to_anthropic, _PATCH_MARK, False):
-        install_stream_fastpath()  # idempotent; j and k are already in place
-        return False
-    adapter._translate_streaming_openai_chunk_to_anthropic = _fix_empty_content_beside_tool_calls(
-        adapter._translate_streaming_openai_chunk_to_anthropic
-    )
-    wrapper.__init__ = _own_chunk_queue(wrapper.__init__)
-    messages_handler.async_anthropic_messages_handler = staticmethod(
-        _pass_through_client_errors(messages_handler.async_anthropic_messages_handler)
-    )
-    install_stream_fastpath()  # after j: the fast path reproduces the fixed stock path
+    wire = load_sibling(WIRE_FILE)
+    targets = _patch_targets()
+    owner, attr = targets["AnthropicAdapter.translate_completion_output_params_streaming"]
+    if getattr(getattr(owner, attr), _PATCH_MARK, False):
+        return False  # a second load of this file: everything is in place
+    now = patched_source_hashes()
+    changed = sorted(k for k, h in PATCHED_SOURCES.items() if now.get(k) != h)
+    if changed:
+        raise RuntimeError(f"ccq custom_callbacks.py: LiteLLM's source differs from {PATCHED_LITELLM_VERSION} "
+                           f"in {changed}; set {LITELLM_PATCHES_ENV}=0 to run without ccq's fixes")
+    patches = {
+        "AnthropicAdapter.translate_completion_output_params_streaming":
+            lambda f: _translate_stream_with_ccq(wire, f),
+        "Adapter._translate_openai_content_to_anthropic": lambda f: _content_with_text_and_tools(wire, f),
+        "Adapter.translate_anthropic_messages_to_openai": _image_data_urls,
+        "Handler.async_anthropic_messages_handler": lambda f: staticmethod(_pass_through_upstream_errors(f)),
+    }
+    for name, patch in patches.items():
+        owner, attr = targets[name]
+        setattr(owner, attr, patch(getattr(owner, attr)))
+    for route in _messages_routes():
+        route.dependant.call = _anthropic_error_responses(wire, route.dependant.call)
+    install_stream_fastpath(wire)  # after m: the fast path hands unmodelled streams to it
     return True
 
 
@@ -757,13 +972,29 @@ def apply_litellm_patches(installed_version: str | None = None) -> bool:
 # The LiteLLM hook
 # --------------------------------------------------------------------------
 
+def router_takes_images(alias: Any) -> bool:
+    """Whether the proxy's model ``alias`` takes images: its ``model_info.supports_vision``
+    in the proxy config, which the role writes from ccq's model table (the one place that
+    says which Cerebras models read images).  Unknown: text only."""
+    try:
+        from litellm.proxy.proxy_server import llm_router
+    except ImportError:  # plain-Python unit tests
+        return False
+    if llm_router is None or not isinstance(alias, str):
+        return False
+    return any((d.get("model_info") or {}).get("supports_vision") is True
+               for d in llm_router.get_model_list(model_name=alias) or ())
+
+
 class CcqAnthropicNormalizer(_HookBase):  # type: ignore[misc,valid-type]
     """LiteLLM CustomLogger whose pre-call hook runs normalize_request."""
 
-    def __init__(self, policy: ParamPolicy | None = None, max_tokens_ceiling: int | None = None) -> None:
+    def __init__(self, policy: ParamPolicy | None = None, max_tokens_ceiling: int | None = None,
+                 takes_images: Callable[[Any], bool] = router_takes_images) -> None:
         if _HookBase is not object:
             super().__init__()
         self._policy = policy
+        self.takes_images = takes_images
         self.max_tokens_ceiling = (
             max_tokens_ceiling if max_tokens_ceiling is not None else max_tokens_ceiling_from_env()
         )
@@ -782,7 +1013,8 @@ class CcqAnthropicNormalizer(_HookBase):  # type: ignore[misc,valid-type]
         if call_type not in ANTHROPIC_MESSAGES_CALL_TYPES:
             return data
         try:
-            return normalize_request(data, self.policy, self.max_tokens_ceiling)
+            return normalize_request(data, self.policy, self.max_tokens_ceiling,
+                                     self.takes_images(data.get("model")))
         except Exception as exc:  # never turn a request into a 500 of our own
             # Log the error type only: the body is the user's code.
             LOG.warning("ccq: request left as is; normalization failed with %s", type(exc).__name__)

@@ -1,0 +1,380 @@
+"""What Claude Code receives: OpenAI chat results written as Anthropic /v1/messages.
+
+Part of ccq, deployed beside custom_callbacks.py (which loads it by path).  Plain
+Python, no LiteLLM import: both relay paths use it, so they cannot disagree.
+
+* ``AnthropicStream`` turns OpenAI chat-completion chunks (dicts) into Anthropic SSE
+  events.  The stream fast path feeds it the upstream's parsed bytes; LiteLLM's own
+  path feeds it the chunks of its CustomStreamWrapper.  It replaces LiteLLM 1.74's
+  AnthropicStreamWrapper, which opened one tool_use block for a whole turn
+  (``_should_start_new_content_block`` compares block *types*, so a second tool call
+  is "the same block"; ``_translate_streaming_openai_chunk_to_anthropic`` joins every
+  call's arguments into one input_json_delta) and called a stream that broke off
+  a finished answer (``end_turn``).
+* ``anthropic_content`` is the non-streaming counterpart (1.74 dropped a text preamble
+  beside tool calls, and ``json.loads("")`` of an argument-less call was an HTTP 500).
+* ``anthropic_error`` and friends: an upstream error in Anthropic's envelope with the
+  upstream's own words and a Retry-After that Claude Code's backoff honours.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from json.encoder import encode_basestring_ascii as _jstr
+from typing import Any, Dict, List, Mapping, Optional
+
+# OpenAI finish_reason -> Anthropic stop_reason.
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                "function_call": "tool_use", "content_filter": "refusal"}
+
+# What Claude Code reads when a stream breaks off: its client retries an error event of
+# this type (as it retries Anthropic's own mid-stream overloads) and drops the partial
+# answer, where a message_stop would make the partial answer final.
+TRUNCATED_STREAM_ERROR = "overloaded_error"
+TRUNCATED_STREAM_MESSAGE = ("ccq: the upstream stream ended before the model finished "
+                            "(no finish_reason); the answer is incomplete, retry the request")
+
+# HTTP status of an upstream error -> Anthropic error type
+# (https://docs.anthropic.com/en/api/errors).
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+               503: "overloaded_error", 529: "overloaded_error"}
+
+
+def _event(obj: Dict[str, Any]) -> bytes:
+    return f"event: {obj['type']}\ndata: {json.dumps(obj)}\n\n".encode()
+
+
+def _text_delta(index: int, text: str) -> bytes:
+    return ('event: content_block_delta\ndata: {"type": "content_block_delta", "index": %d, '
+            '"delta": {"type": "text_delta", "text": %s}}\n\n' % (index, _jstr(text))).encode()
+
+
+def _json_delta(index: int, partial: str) -> bytes:
+    return ('event: content_block_delta\ndata: {"type": "content_block_delta", "index": %d, '
+            '"delta": {"type": "input_json_delta", "partial_json": %s}}\n\n'
+            % (index, _jstr(partial))).encode()
+
+
+def _block_stop(index: int) -> bytes:
+    return ('event: content_block_stop\ndata: {"type": "content_block_stop", "index": %d}\n\n'
+            % index).encode()
+
+
+def error_event(error_type: str, message: str) -> bytes:
+    """An Anthropic SSE ``error`` event."""
+    return _event({"type": "error", "error": {"type": error_type, "message": message}})
+
+
+def new_tool_id() -> str:
+    return "toolu_" + uuid.uuid4().hex[:24]
+
+
+class _Block:
+    """One content block: text, or one tool call (by its upstream index)."""
+
+    __slots__ = ("kind", "key", "id", "name", "parts", "sent_args")
+
+    def __init__(self, kind: str, key: Any) -> None:
+        self.kind = kind
+        self.key = key
+        self.id: Optional[str] = None
+        self.name: Optional[str] = None
+        self.parts: List[str] = []
+        self.sent_args = False
+
+
+class AnthropicStream:
+    """OpenAI chat chunks in, Anthropic /v1/messages SSE events out.
+
+    Blocks appear in the order their first delta arrived.  The block that is open streams
+    live; a tool call that starts while another tool call is open is held and sent whole
+    after it, because a closed Anthropic block cannot be reopened and OpenAI-compatible
+    servers may interleave the argument pieces of parallel calls (Cerebras sends each call
+    whole in one delta, so nothing waits there).  Text that follows a tool call likewise
+    becomes its own block.
+
+    ``take`` returns the events ``feed`` produced; ``finish`` the closing events, or an
+    error event when the upstream never sent a finish_reason (a truncated answer must not
+    look finished); ``fail`` an error event for an exception mid-stream.
+    """
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.index = -1  # index of the open block
+        self.open: Optional[_Block] = None
+        self.held: List[_Block] = []
+        self.blocks: List[_Block] = []  # every block, in order (for logging the response)
+        self.tool_blocks: Dict[Any, _Block] = {}
+        self.finish_reason: Optional[str] = None
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.response_id: Optional[str] = None
+        self.ended = False
+        self.out: List[bytes] = [_event({"type": "message_start", "message": {
+            "id": "msg_{}".format(uuid.uuid4()), "type": "message", "role": "assistant",
+            "content": [], "model": model, "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0}}})]
+
+    # -- blocks -----------------------------------------------------------------
+    def _start(self, block: _Block) -> None:
+        self.index += 1
+        self.open = block
+        if block.kind == "text":
+            start = {"type": "text", "text": ""}
+        else:
+            block.id = block.id or new_tool_id()
+            start = {"type": "tool_use", "id": block.id, "name": block.name or "", "input": {}}
+        self.out.append(_event({"type": "content_block_start", "index": self.index,
+                                "content_block": start}))
+
+    def _close(self) -> None:
+        block = self.open
+        if block is None:
+            return
+        if block.kind == "tool_use" and not block.sent_args:
+            # An argument-less call streams "" (or nothing): its input is {} either way.
+            self.out.append(_json_delta(self.index, "{}"))
+        self.out.append(_block_stop(self.index))
+        self.open = None
+
+    def _send_whole(self, block: _Block) -> None:
+        self._start(block)
+        args = "".join(block.parts)
+        if block.kind == "text":
+            self.out.append(_text_delta(self.index, args))
+        elif args:
+            block.sent_args = True
+            self.out.append(_json_delta(self.index, args))
+        self._close()
+
+    def _text(self, text: str) -> None:
+        open_ = self.open
+        if open_ is not None and open_.kind == "text":
+            open_.parts.append(text)
+            self.out.append(_text_delta(self.index, text))
+            return
+        if open_ is None:
+            block = _Block("text", None)
+            self.blocks.append(block)
+            block.parts.append(text)
+            self._start(block)
+            self.out.append(_text_delta(self.index, text))
+            return
+        # a tool call is open: this text is a later block
+        last = self.held[-1] if self.held else None
+        if last is None or last.kind != "text":
+            last = _Block("text", None)
+            self.blocks.append(last)
+            self.held.append(last)
+        last.parts.append(text)
+
+    def _tool(self, position: int, call: Mapping[str, Any]) -> None:
+        key = call.get("index")
+        if key is None:
+            key = position
+        fn = call.get("function") or {}
+        args = fn.get("arguments") or ""
+        block = self.tool_blocks.get(key)
+        if block is None:
+            block = self.tool_blocks[key] = _Block("tool_use", key)
+            self.blocks.append(block)
+            if self.open is not None and self.open.kind == "text":
+                self._close()  # text before a tool call never resumes in the same block
+            if self.open is None:
+                block.id, block.name = call.get("id") or None, fn.get("name") or None
+                self._start(block)
+            else:
+                self.held.append(block)
+        if call.get("id") and block.id is None:
+            block.id = call["id"]
+        if fn.get("name") and block.name is None:
+            block.name = fn["name"]
+        if not args:
+            return
+        block.parts.append(args)
+        if block is self.open:
+            block.sent_args = True
+            self.out.append(_json_delta(self.index, args))
+
+    # -- input ------------------------------------------------------------------
+    def feed(self, chunk: Mapping[str, Any]) -> None:
+        """Translate one chunk (OpenAI chat.completion.chunk as a dict); ``take`` the events."""
+        if self.response_id is None and chunk.get("id"):
+            self.response_id = chunk["id"]
+        usage = chunk.get("usage")
+        if usage:
+            self.prompt_tokens = usage.get("prompt_tokens") or self.prompt_tokens
+            self.completion_tokens = usage.get("completion_tokens") or self.completion_tokens
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                self._text(content)
+            for position, call in enumerate(delta.get("tool_calls") or ()):
+                self._tool(position, call)
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+
+    def finish(self, upstream_finished: Optional[bool] = None) -> List[bytes]:
+        """The closing events; an error event if the upstream never finished the answer.
+
+        ``upstream_finished`` overrides what the chunks said (LiteLLM's own wrapper
+        invents a finish_reason "stop" for a stream that simply ended).
+        """
+        finished = self.finish_reason is not None if upstream_finished is None else upstream_finished
+        if not finished:
+            return self.fail(TRUNCATED_STREAM_ERROR, TRUNCATED_STREAM_MESSAGE)
+        if self.ended:
+            return self.take()
+        self.ended = True
+        self._close()
+        for block in self.held:
+            self._send_whole(block)
+        self.held = []
+        if self.index < 0:  # an empty answer is still one (empty) text block
+            self._send_whole(_Block("text", None))
+        stop = STOP_REASONS.get(self.finish_reason or "stop", "end_turn")
+        if self.tool_blocks and stop == "end_turn":
+            stop = "tool_use"  # some servers say "stop" beside tool calls; Claude Code must run them
+        self.out.append(_event({
+            "type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+            "usage": {"input_tokens": self.prompt_tokens, "output_tokens": self.completion_tokens}}))
+        self.out.append(_event({"type": "message_stop"}))
+        return self.take()
+
+    def fail(self, error_type: str, message: str) -> List[bytes]:
+        """An error event (no message_stop): Claude Code discards the partial answer."""
+        if self.ended:
+            return self.take()
+        self.ended = True
+        self.out.append(error_event(error_type, message))
+        return self.take()
+
+    def take(self) -> List[bytes]:
+        out, self.out = self.out, []
+        return out
+
+    # -- what the logging callbacks get ------------------------------------------
+    def text(self) -> Optional[str]:
+        parts = [p for b in self.blocks if b.kind == "text" for p in b.parts]
+        return "".join(parts) if parts else None
+
+    def tool_calls(self) -> List[Dict[str, Any]]:
+        return [{"id": b.id or "", "type": "function",
+                 "function": {"name": b.name or "", "arguments": "".join(b.parts)}}
+                for b in self.blocks if b.kind == "tool_use"]
+
+
+# --------------------------------------------------------------------------
+# Non-streaming
+# --------------------------------------------------------------------------
+
+def tool_input(arguments: Any) -> Any:
+    """A tool call's input: "" (a tool without parameters) is {}.
+
+    Anything else that is not JSON raises ValueError: Claude Code gets an error
+    rather than a tool run with made-up input.
+    """
+    if isinstance(arguments, dict):
+        return arguments
+    if arguments is None or not str(arguments).strip():
+        return {}
+    return json.loads(arguments)
+
+
+def anthropic_content(text: Optional[str], tool_calls: Any) -> List[Dict[str, Any]]:
+    """Anthropic content blocks of one OpenAI message: its text first, then each call."""
+    blocks: List[Dict[str, Any]] = []
+    if text:
+        blocks.append({"type": "text", "text": text})
+    for call in tool_calls or ():
+        fn = call["function"]
+        blocks.append({"type": "tool_use", "id": call.get("id") or new_tool_id(),
+                       "name": fn.get("name") or "", "input": tool_input(fn.get("arguments"))})
+    return blocks
+
+
+# --------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------
+
+def anthropic_error_type(status: int) -> str:
+    if status in ERROR_TYPES:
+        return ERROR_TYPES[status]
+    return "api_error" if status >= 500 or status < 400 else "invalid_request_error"
+
+
+# LiteLLM wraps the upstream's words: "litellm.RateLimitError: RateLimitError:
+# CerebrasException - {body}".
+_LITELLM_PREFIX = re.compile(r"^(?:litellm\.\w+: )?(?:\w+Error: )?(?:\w+Exception - )?")
+
+
+def upstream_error_message(raw: str) -> str:
+    """The upstream's own message out of LiteLLM's exception text.
+
+    Cerebras answers a flat ``{"message", "type", "param", "code"}``, OpenAI-compatible
+    servers a nested ``{"error": {"message", ...}}``; anything else is kept as written.
+    """
+    text = _LITELLM_PREFIX.sub("", (raw or "").strip(), count=1).strip()
+    start = text.find("{")
+    if start >= 0:
+        try:
+            body, _ = json.JSONDecoder().raw_decode(text[start:])
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            inner = body.get("error") if isinstance(body.get("error"), dict) else body
+            for key in ("message", "detail"):
+                if isinstance(inner.get(key), str) and inner[key].strip():
+                    return inner[key].strip()
+    return text or "upstream error"
+
+
+def _seconds(value: Any) -> Optional[float]:
+    """Seconds from a header value: "7", "33.5", "1m2s", "250ms" (Cerebras and OpenAI styles)."""
+    text = str(value).strip().lower()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?"
+                         r"(?:(\d+(?:\.\d+)?)ms)?", text)
+    if not text or parts is None:
+        return None
+    h, m, s, ms = (float(p) if p else 0.0 for p in parts.groups())
+    return h * 3600 + m * 60 + s + ms / 1000
+
+
+# Where a 429's wait comes from, first found wins: the upstream's own Retry-After, then
+# Cerebras' per-minute token and request windows (the per-day ones would mean hours).
+RETRY_AFTER_HEADERS = ("retry-after", "x-ratelimit-reset-tokens-minute",
+                       "x-ratelimit-reset-requests-minute", "x-ratelimit-reset-tokens",
+                       "x-ratelimit-reset-requests")
+
+
+def retry_after(headers: Optional[Mapping[str, Any]]) -> Optional[str]:
+    """The Retry-After (whole seconds, at least 1) for an upstream 429, or None."""
+    if not headers:
+        return None
+    lower = {str(k).lower(): v for k, v in dict(headers).items()}
+    for name in RETRY_AFTER_HEADERS:
+        if name in lower:
+            seconds = _seconds(lower[name])
+            if seconds is not None and seconds >= 0:
+                return str(max(1, int(-(-seconds // 1))))
+    return None
+
+
+def anthropic_error(status: int, raw_message: str,
+                    headers: Optional[Mapping[str, Any]] = None) -> tuple[Dict[str, Any], Dict[str, str]]:
+    """(body, headers) of the HTTP error response Claude Code gets for an upstream error."""
+    body = {"type": "error", "error": {"type": anthropic_error_type(status),
+                                       "message": upstream_error_message(raw_message)}}
+    out_headers: Dict[str, str] = {}
+    wait = retry_after(headers) if status in (429, 503, 529) else None
+    if wait is not None:
+        out_headers["retry-after"] = wait
+    return body, out_headers
