@@ -1225,7 +1225,7 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
         try:
             if mode == "rst":
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                           struct.pack("ii", 0, 0))
+                                           struct.pack("ii", 1, 0))
                 os.close(self.connection.detach())
             else:
                 self.connection.shutdown(socket.SHUT_WR)

@@ -254,10 +254,11 @@ class LiteLLMProxy:
             # The deployed file itself, copied beside config.yaml as the role
             # deploys it: LiteLLM imports callbacks relative to the config.
             shutil.copy2(self.callback, self.workdir / "custom_callbacks.py")
-            # Its companion module (the role copies both; the seed has none).
-            companion = self.callback.with_name("ccq_stream_fastpath.py")
-            if companion.is_file():
-                shutil.copy2(companion, self.workdir / companion.name)
+            # Its companion modules (the role copies them all; the seed has none).
+            for name in ("ccq_anthropic_wire.py", "ccq_stream_fastpath.py"):
+                companion = self.callback.with_name(name)
+                if companion.is_file():
+                    shutil.copy2(companion, self.workdir / name)
         else:
             config.get("litellm_settings", {}).pop("callbacks", None)
         path = self.workdir / "config.yaml"

@@ -96,23 +96,25 @@ def test_fast_path_refuses_other_litellm_or_openai_sources(installed: dict[str, 
     assert message and REFUSALS[name][1] in message
 
 
-def test_fast_path_off_keeps_litellms_stream_translation(litellm_python: str, tmp_path: Path) -> None:
+def test_fast_path_off_keeps_litellms_own_path_with_ccqs_translator(litellm_python: str, tmp_path: Path) -> None:
     code, out, err = run(litellm_python, """
         cc = load_callbacks()
         fn = tf.AnthropicAdapter.translate_completion_output_params_streaming
-        print(json.dumps({"patched": fn.__name__, "loaded": "ccq_stream_fastpath" in sys.modules}))
+        print(json.dumps({"ccq": getattr(fn, "_ccq_patched", False), "module": fn.__module__,
+                          "loaded": "ccq_stream_fastpath" in sys.modules}))
     """, tmp_path, CCQ_STREAM_FASTPATH="0")
     assert code == 0, err
-    assert out == {"patched": "translate_completion_output_params_streaming", "loaded": False}
+    assert out["ccq"] is True and out["loaded"] is False
+    assert out["module"] != "ccq_stream_fastpath"
 
 
-def test_fast_path_refuses_to_run_without_the_empty_content_fix(litellm_python: str, tmp_path: Path) -> None:
+def test_fast_path_refuses_to_run_without_ccqs_stream_translation(litellm_python: str, tmp_path: Path) -> None:
     code, out, err = run(litellm_python, """
         spec = importlib.util.spec_from_file_location("fp", %r)
         fp = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(fp)
         try:
-            fp.install()
+            fp.install(None)
             print(json.dumps({"raised": None}))
         except RuntimeError as exc:
             print(json.dumps({"raised": str(exc)}))

@@ -509,6 +509,9 @@ def install(wire: Any, *, coalesce: bool = True, debug: bool = False) -> str:
     if debug:
         _enable_debug_log()
     _orig_translate = tf.AnthropicAdapter.translate_completion_output_params_streaming
+    # Marked like custom_callbacks' patches, so a second load of the callback sees them in place.
+    setattr(_patched_translate, _CCQ_PATCH_MARK, True)
+    _patched_translate.__wrapped__ = _orig_translate  # type: ignore[attr-defined]
     tf.AnthropicAdapter.translate_completion_output_params_streaming = _patched_translate  # type: ignore
     writes = "coalesced" if coalesce else "per-event"
     _installed = f"ccq stream fast path on litellm {EXPECTED_LITELLM} ({writes} writes)"
