@@ -72,6 +72,8 @@ p. Errors of /v1/messages reach Claude Code in Anthropic's envelope with the
    (the upstream's, or Cerebras' x-ratelimit-reset-*): 1.74 wrote OpenAI's shape
    and dropped the upstream's headers.  The proxy itself retries nothing
    (``router_settings.num_retries: 0`` in the config): Claude Code does.
+q. ``max_retries`` from the config reaches the openai SDK for Cerebras (1.74
+   dropped it on that provider's branch, so the SDK retried each 429/5xx twice).
 
 Authentication
 --------------
@@ -649,6 +651,7 @@ PATCHED_SOURCES: Mapping[str, str] = {
     "Adapter.translate_anthropic_messages_to_openai": "f133be4213925aed",
     "Handler.async_anthropic_messages_handler": "ad4fe2ddb8717c57",
     "anthropic_endpoints.anthropic_response": "3f09785cf59ddd38",
+    "OpenAIChatCompletion.completion": "403b77f0949debdd",
 }
 
 
@@ -825,6 +828,25 @@ def _pass_through_upstream_errors(original: Callable[..., Any]) -> Callable[...,
     return _mark(async_anthropic_messages_handler, original)
 
 
+def _honour_max_retries(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Item q: ``max_retries`` reaches the openai SDK client for Cerebras too.
+
+    1.74's completion() copies max_retries into optional_params only on its openai/azure
+    branch; on the branch of cerebras and the other OpenAI-compatible providers the
+    handler then pops its default of 2, so the SDK retried every 429 and 5xx twice
+    (with backoff, each retry reserving max_tokens against Cerebras' quota again)
+    whatever the config said.  The value asked for is in litellm_params.
+    """
+
+    def completion(self: Any, *args: Any, **kwargs: Any) -> Any:
+        optional, asked = kwargs.get("optional_params"), (kwargs.get("litellm_params") or {}).get("max_retries")
+        if isinstance(optional, dict) and "max_retries" not in optional and isinstance(asked, int):
+            optional["max_retries"] = asked
+        return original(self, *args, **kwargs)
+
+    return _mark(completion, original)
+
+
 def _response_headers(exc: BaseException | None) -> Mapping[str, Any]:
     """The upstream response's headers that LiteLLM kept on its exception."""
     for candidate in (getattr(exc, "litellm_response_headers", None),
@@ -906,8 +928,10 @@ def _source_hash(fn: Callable[..., Any]) -> str:
 def _patch_targets() -> dict[str, tuple[Any, str]]:
     """Each patched LiteLLM function: (owner, attribute)."""
     from litellm.llms.anthropic.experimental_pass_through.adapters import handler, transformation
+    from litellm.llms.openai.openai import OpenAIChatCompletion
 
     return {
+        "OpenAIChatCompletion.completion": (OpenAIChatCompletion, "completion"),
         "AnthropicAdapter.translate_completion_output_params_streaming":
             (transformation.AnthropicAdapter, "translate_completion_output_params_streaming"),
         "Adapter._translate_openai_content_to_anthropic":
@@ -958,6 +982,7 @@ def apply_litellm_patches(installed_version: str | None = None) -> bool:
         "Adapter._translate_openai_content_to_anthropic": lambda f: _content_with_text_and_tools(wire, f),
         "Adapter.translate_anthropic_messages_to_openai": _image_data_urls,
         "Handler.async_anthropic_messages_handler": lambda f: staticmethod(_pass_through_upstream_errors(f)),
+        "OpenAIChatCompletion.completion": _honour_max_retries,
     }
     for name, patch in patches.items():
         owner, attr = targets[name]

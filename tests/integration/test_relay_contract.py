@@ -1,0 +1,237 @@
+"""Contract: Claude Code gets exactly what the model said, or an honest error, on both relay paths.
+
+The real LiteLLM 1.74.0.post2 with the role's config and callback, twice: with
+the stream fast path (CCQ_STREAM_FASTPATH=debug) and with LiteLLM's own stream
+path (CCQ_STREAM_FASTPATH=0), in front of one strict fake Cerebras whose next
+answers are queued per test (tests/fake_cerebras: recorded streams replayed byte
+for byte from tests/fixtures/upstream_streams, broken connections, error bodies
+and headers, non-streamed completions).  Each case must give the same, correct
+result on both paths.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers.http import assemble_stream, from_message, messages, request, sse_events
+from helpers.stack import MODEL_ALIAS, FakeUpstream, LiteLLMProxy
+
+pytestmark = pytest.mark.integration
+
+STREAMS = Path(__file__).resolve().parents[1] / "fixtures/upstream_streams"
+VISION_ALIAS = "ccq-test-vision"
+VISION_MODEL = "ccq-vision-model"
+PATHS = ("fast", "litellm")
+TOOLS = [{"name": name, "description": f"{name} tool", "input_schema": {
+             "type": "object", "properties": {prop: {"type": "string"}}}}
+         for name, prop in (("Read", "file_path"), ("Bash", "command"), ("Grep", "pattern"))]
+TOOLS.append({"name": "ListTodos", "description": "no parameters", "input_schema": {"type": "object", "properties": {}}})
+PNG = base64.b64encode(bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+                                     "0000000d4944415478da63f8cfc0f01f0005000201a1e7d6ca0000000049454e44ae426082")).decode()
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory: pytest.TempPathFactory, litellm_venv: Path,
+          callback_path: Path) -> Iterator[tuple[FakeUpstream, dict[str, LiteLLMProxy]]]:
+    """One fake upstream, and the proxy twice: {"fast": fast path, "litellm": LiteLLM's own}."""
+    if not callback_path.with_name("ccq_anthropic_wire.py").is_file():
+        pytest.skip(f"{callback_path} has no ccq_anthropic_wire.py beside it")
+    root = tmp_path_factory.mktemp("contract")
+    fake = FakeUpstream(root / "fake", ["--strict", "--vision-models", VISION_MODEL,
+                                        "--models", f"{MODEL_ALIAS},{VISION_MODEL}"])
+    started: dict[str, LiteLLMProxy] = {}
+    try:
+        fake.start()
+        extra = [{"model_name": VISION_ALIAS, "litellm_params": {
+                      "model": f"cerebras/{VISION_MODEL}", "api_base": fake.api_base,
+                      "api_key": "os.environ/CEREBRAS_API_KEY", "max_retries": 0},
+                  "model_info": {"supports_vision": True}}]
+        for name, mode in (("fast", "debug"), ("litellm", "0")):
+            started[name] = LiteLLMProxy(litellm_venv, root / name, fake, callback=callback_path,
+                                         extra_models=extra, extra_env={"CCQ_STREAM_FASTPATH": mode}).start()
+        yield fake, started
+    finally:
+        for proxy in started.values():
+            proxy.stop()
+        fake.stop()
+
+
+def queue(fake: FakeUpstream, *responses: dict[str, Any]) -> None:
+    request("DELETE", fake.url + "/_fake/queue")
+    resp = request("POST", fake.url + "/_fake/queue", {"responses": list(responses)},
+                   {"content-type": "application/json"})
+    assert resp.status == 200, resp.body
+
+
+def ask(proxy: LiteLLMProxy, stream: bool, content: Any = "Read both files.", model: str = MODEL_ALIAS):
+    body = {"model": model, "max_tokens": 1024, "stream": stream, "tools": TOOLS,
+            "messages": [{"role": "user", "content": content}]}
+    return messages(proxy.url, body, proxy.master_key)
+
+
+def expected(name: str) -> dict[str, Any]:
+    return json.loads((STREAMS / f"{name}.expected.json").read_text())
+
+
+RECORDED = sorted(p.name.removesuffix(".sse") for p in STREAMS.glob("*.sse"))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("name", RECORDED)
+def test_recorded_stream_reaches_claude_code_as_the_model_said_it(relay, name: str, path: str) -> None:
+    fake, proxies = relay
+    want = expected(name)
+    queue(fake, {"kind": "sse", "file": f"{name}.sse"})
+    resp = ask(proxies[path], stream=True)
+    assert resp.status == 200, resp.body[:300]
+    names = [n for n, _ in sse_events(resp.body)]
+    if want.get("truncated"):
+        assert names[-1] == "error" and "message_stop" not in names, names
+        error = sse_events(resp.body)[-1][1]["error"]
+        assert error["type"] in ("overloaded_error", "api_error")
+        return
+    result = assemble_stream(resp.body)
+    assert names[-1] == "message_stop"
+    assert result.blocks == want["content"]
+    assert result.stop_reason == want["stop_reason"]
+    assert result.usage == want["usage"]
+
+
+def test_the_fast_path_relayed_the_recorded_streams_itself(relay) -> None:
+    fake, proxies = relay
+    queue(fake, {"kind": "sse", "file": "cerebras_three_tools.sse"})
+    assert ask(proxies["fast"], stream=True).status == 200
+    log = proxies["fast"].log_path.read_text(errors="replace")
+    assert "ccq fastpath: fast path: stream relayed" in log and "handing stream to LiteLLM" not in log
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("how", ["rst", "fin"])
+def test_a_broken_stream_is_an_error_event_never_a_finished_answer(relay, how: str, path: str) -> None:
+    fake, proxies = relay
+    queue(fake, {"kind": "sse", "file": "cerebras_text.sse", "break": how, "break_after_events": 3})
+    resp = ask(proxies[path], stream=True)
+    names = [n for n, _ in sse_events(resp.body)]
+    assert "message_stop" not in names and "message_delta" not in names, names
+    assert names[-1] == "error", names
+
+
+COMPLETION = {"kind": "completion", "finish_reason": "tool_calls", "message": {
+    "role": "assistant", "content": "I'll read it and list the todos.",
+    "tool_calls": [{"id": "call_r", "type": "function", "function": {"name": "Read", "arguments": '{"file_path": "/tmp/x"}'}},
+                   {"id": "call_t", "type": "function", "function": {"name": "ListTodos", "arguments": ""}}]}}
+COMPLETION_BLOCKS = [{"type": "text", "text": "I'll read it and list the todos."},
+                     {"type": "tool_use", "id": "call_r", "name": "Read", "input": {"file_path": "/tmp/x"}},
+                     {"type": "tool_use", "id": "call_t", "name": "ListTodos", "input": {}}]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("stream", [False, True], ids=["non_streaming", "streaming"])
+def test_text_beside_tool_calls_and_empty_arguments_survive(relay, stream: bool, path: str) -> None:
+    fake, proxies = relay
+    queue(fake, COMPLETION)
+    resp = ask(proxies[path], stream=stream)
+    assert resp.status == 200, resp.body[:300]
+    result = assemble_stream(resp.body) if stream else from_message(resp.json())
+    assert result.blocks == COMPLETION_BLOCKS
+    assert result.stop_reason == "tool_use"
+
+
+ERRORS = [(400, "invalid_request_error"), (401, "authentication_error"), (403, "permission_error"),
+          (404, "not_found_error"), (413, "request_too_large"), (429, "rate_limit_error"),
+          (500, "api_error"), (503, "overloaded_error")]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("stream", [False, True], ids=["non_streaming", "streaming"])
+@pytest.mark.parametrize("status, kind", ERRORS)
+def test_upstream_errors_arrive_at_once_in_anthropics_envelope(relay, status: int, kind: str,
+                                                               stream: bool, path: str) -> None:
+    fake, proxies = relay
+    message = f"ccq contract: upstream said {status}"
+    queue(fake, {"kind": "error", "status": status, "headers": {"retry-after": "7"},
+                 "body": {"message": message, "type": "some_type", "param": None, "code": "some_code"}})
+    mark = fake.mark()
+    resp = ask(proxies[path], stream=stream)
+    assert [r["status"] for r in fake.records_since(mark)] == [status], "the proxy retried the upstream by itself"
+    assert resp.status == status, resp.body[:300]
+    assert resp.json() == {"type": "error", "error": {"type": kind, "message": message}}
+    if status in (429, 503):
+        assert resp.headers.get("retry-after") == "7"
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_429_without_retry_after_gets_one_from_cerebras_reset_headers(relay, path: str) -> None:
+    fake, proxies = relay
+    queue(fake, {"kind": "error", "status": 429, "headers": {"x-ratelimit-reset-tokens-minute": "21.4"}})
+    resp = ask(proxies[path], stream=True)
+    assert resp.status == 429
+    assert resp.headers.get("retry-after") == "22"
+    assert resp.json()["error"]["type"] == "rate_limit_error"
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_an_openai_shaped_error_body_keeps_its_message(relay, path: str) -> None:
+    fake, proxies = relay
+    text = "Please reduce the length of the messages or completion."
+    queue(fake, {"kind": "error", "status": 400,
+                 "body": {"error": {"message": text, "type": "invalid_request_error", "code": "context_length_exceeded"}}})
+    resp = ask(proxies[path], stream=False)
+    assert resp.status == 400
+    assert resp.json()["error"] == {"type": "invalid_request_error", "message": text}
+
+
+def image(media: str = "image/png") -> dict[str, Any]:
+    return {"type": "image", "source": {"type": "base64", "media_type": media, "data": PNG}}
+
+
+def upstream_user_parts(fake: FakeUpstream, mark: int) -> list[Any]:
+    (record,) = fake.records_since(mark)
+    assert record["status"] == 200, record
+    return [m for m in record["body"]["messages"] if m["role"] in ("user", "tool")]
+
+
+def test_an_image_reaches_a_vision_model_as_a_data_url(relay) -> None:
+    fake, proxies = relay
+    mark = fake.mark()
+    resp = ask(proxies["fast"], stream=False, model=VISION_ALIAS,
+               content=[{"type": "text", "text": "What is this?"}, image()])
+    assert resp.status == 200, resp.body[:300]
+    (user,) = upstream_user_parts(fake, mark)
+    assert {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}} in user["content"]
+
+
+def test_an_image_becomes_a_note_for_a_text_only_model(relay) -> None:
+    fake, proxies = relay
+    mark = fake.mark()
+    resp = ask(proxies["fast"], stream=False, content=[{"type": "text", "text": "What is this?"}, image("image/jpeg")])
+    assert resp.status == 200, resp.body[:300]
+    (user,) = upstream_user_parts(fake, mark)
+    assert "image/jpeg" in json.dumps(user) and "omitted" in json.dumps(user)
+    assert "image_url" not in json.dumps(user)
+
+
+@pytest.mark.parametrize("alias, expect_image", [(MODEL_ALIAS, False), (VISION_ALIAS, True)])
+def test_an_image_in_a_tool_result_reaches_the_model_it_can(relay, alias: str, expect_image: bool) -> None:
+    fake, proxies = relay
+    body = {"model": alias, "max_tokens": 256, "stream": False, "tools": TOOLS, "messages": [
+        {"role": "user", "content": "Read the screenshot."},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "Read",
+                                           "input": {"file_path": "/tmp/s.png"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                      "content": [{"type": "text", "text": "screenshot:"}, image()]}]}]}
+    mark = fake.mark()
+    resp = messages(proxies["litellm"].url, body, proxies["litellm"].master_key)
+    assert resp.status == 200, resp.body[:300]
+    parts = upstream_user_parts(fake, mark)
+    tool = [p for p in parts if p["role"] == "tool"]
+    assert len(tool) == 1 and isinstance(tool[0]["content"], str) and "screenshot:" in tool[0]["content"]
+    has_image = f"data:image/png;base64,{PNG}" in json.dumps(parts)
+    assert has_image is expect_image
+    if not expect_image:
+        assert "omitted" in tool[0]["content"]
