@@ -70,6 +70,8 @@ systemd service in a test VM and a test cannot restart it with other flags.
     as text deltas, each tool call in one delta, then the finish chunk.
   - ``{"kind": "tool_calls", "calls": [{"name", "arguments", "id"?}],
     "text": "..."}``: shorthand for a completion calling those tools at once.
+  - Any R may carry ``"match": "text"``: only a request whose last message
+    contains the text takes it (a real client's side requests pass it by).
 
 The request log (``--request-log``) gets one JSON line per request:
 ``{"ts", "method", "path", "status", "bearer", "body"}``.  ``bearer`` only
@@ -872,9 +874,14 @@ class ResponseQueue:
             self._items.extend(items)
             return len(self._items)
 
-    def pop(self) -> dict[str, Any] | None:
+    def pop(self, body: Any = None) -> dict[str, Any] | None:
+        """The first entry this request may take (see :func:`entry_matches`), removed."""
         with self._lock:
-            return self._items.popleft() if self._items else None
+            for item in self._items:
+                if entry_matches(item, body):
+                    self._items.remove(item)
+                    return item
+            return None
 
     def clear(self) -> None:
         with self._lock:
@@ -883,6 +890,20 @@ class ResponseQueue:
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)
+
+
+def entry_matches(item: dict[str, Any], body: Any) -> bool:
+    """Whether a request may take a queue entry.
+
+    ``"match": "text"`` reserves the entry for a request whose last message
+    contains that text: a real Claude Code also sends requests of its own
+    (titles, summaries) that must not take an answer meant for its main loop.
+    """
+    wanted = item.get("match")
+    if wanted is None:
+        return True
+    messages = body.get("messages") if isinstance(body, dict) else None
+    return bool(messages) and wanted in json.dumps(messages[-1], ensure_ascii=False)
 
 
 def _queued_calls(calls: Any, where: str) -> list[ToolCall]:
@@ -910,6 +931,8 @@ def check_queued(item: Any, where: str) -> dict[str, Any]:
         raise bad_request(f"{where}.kind: must be one of {', '.join(sorted(QUEUE_KINDS))}", where)
     item = dict(item)
     kind = item["kind"]
+    if item.get("match") is not None and not isinstance(item["match"], str):
+        raise bad_request(f"{where}.match: must be a string", f"{where}.match")
     if kind == "error":
         status = item.get("status")
         if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
@@ -1181,7 +1204,7 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
         except RequestError as exc:
             self._send_json(exc.status, exc.body, body)
             return
-        queued = self.queue.pop()
+        queued = self.queue.pop(body)
         arg_chunks = None
         if queued is None:
             answer = make_answer(body, self.config)

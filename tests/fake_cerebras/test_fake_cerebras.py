@@ -444,6 +444,17 @@ def test_queue_answers_in_order_then_scripted_answers_resume(serve: Any) -> None
     assert chat_statuses == [500, 200, 200, 200]
 
 
+def test_a_matched_entry_waits_for_the_request_it_names(serve: Any) -> None:
+    srv = serve()
+    enqueue(srv, {"kind": "error", "status": 429, "match": "ccq-main-loop"})
+    side = body(messages=[{"role": "user", "content": "write a title"}])
+    assert srv.chat(side).status == 200  # a side request passes the entry by
+    assert queued(srv) == 1
+    main = body(messages=[{"role": "user", "content": "ccq-main-loop: read the files"}])
+    assert srv.chat(main).status == 429
+    assert queued(srv) == 0
+
+
 def test_queue_delete_clears_it(serve: Any) -> None:
     srv = serve()
     enqueue(srv, {"kind": "error", "status": 429}, {"kind": "error", "status": 503})

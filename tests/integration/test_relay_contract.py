@@ -235,3 +235,54 @@ def test_an_image_in_a_tool_result_reaches_the_model_it_can(relay, alias: str, e
     assert has_image is expect_image
     if not expect_image:
         assert "omitted" in tool[0]["content"]
+
+
+# ------------------------------------------------------------------ the real Claude Code
+def claude(proxy: LiteLLMProxy, claude_code_bin: Path, tmp_path: Path, prompt: str):
+    from helpers.claude import run_claude_p, stream_json_events
+
+    proc = run_claude_p(claude_code_bin, tmp_path / "home", tmp_path / "project", proxy.url,
+                        proxy.master_key, prompt, timeout=180)
+    events = stream_json_events(proc.stdout)
+    assert proc.returncode == 0 and events and events[-1].get("type") == "result", (
+        f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+    return events[-1]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_claude_code_runs_two_parallel_reads_and_returns_both_results(relay, claude_code_bin: Path,
+                                                                      tmp_path: Path, path: str) -> None:
+    fake, proxies = relay
+    project = tmp_path / "project"
+    project.mkdir()
+    files = {name: project / f"{name}.txt" for name in ("alpha", "beta")}
+    for name, file in files.items():
+        file.write_text(f"ccq parallel {name} contents\n")
+    probe = f"ccq-parallel-probe-{path}"
+    queue(fake, {"kind": "tool_calls", "match": probe, "calls": [
+        {"id": f"call_{name}_{path}", "name": "Read", "arguments": {"file_path": str(file)}}
+        for name, file in files.items()]})
+    mark = fake.mark()
+    claude(proxies[path], claude_code_bin, tmp_path, f"{probe}: read alpha.txt and beta.txt")
+    followups = [r["body"] for r in fake.records_since(mark)
+                 if any(m["role"] == "tool" for m in r["body"].get("messages", []))]
+    assert followups, "no request carried the tool results"
+    tools = {m["tool_call_id"]: m["content"] for m in followups[0]["messages"] if m["role"] == "tool"}
+    assert sorted(tools) == sorted(f"call_{name}_{path}" for name in files)
+    for name in files:
+        assert f"ccq parallel {name} contents" in tools[f"call_{name}_{path}"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_claude_code_retries_a_broken_stream_and_prints_the_whole_answer(relay, claude_code_bin: Path,
+                                                                        tmp_path: Path, path: str) -> None:
+    fake, proxies = relay
+    probe = f"ccq-retry-probe-{path}"
+    full = expected("cerebras_text")["content"][0]["text"]
+    queue(fake, {"kind": "sse", "file": "cerebras_text.sse", "break": "fin", "break_after_events": 3, "match": probe},
+          {"kind": "sse", "file": "cerebras_text.sse", "match": probe})
+    mark = fake.mark()
+    result = claude(proxies[path], claude_code_bin, tmp_path, f"{probe}: say hello")
+    asked = [r for r in fake.records_since(mark) if probe in json.dumps(r["body"].get("messages", [])[-1:])]
+    assert len(asked) == 2, "Claude Code did not retry the broken stream"
+    assert result.get("is_error") is False and result.get("result") == full
