@@ -62,10 +62,10 @@ def cerebras_policy(**overrides: Any) -> Any:
     return cc.ParamPolicy(**fields)
 
 
-def normalize(data: Any, ceiling: int = 16384, policy: Any = None) -> Any:
-    """normalize_request with the 1.74 stand-in policy."""
+def normalize(data: Any, ceiling: int = 16384, policy: Any = None, takes_images: bool = False) -> Any:
+    """normalize_request with the 1.74 stand-in policy (a text-only model unless told)."""
     cc = load_callbacks()
-    return cc.normalize_request(data, policy or cerebras_policy(), ceiling)
+    return cc.normalize_request(data, policy or cerebras_policy(), ceiling, takes_images)
 
 
 # --------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def test_cache_control_is_removed_everywhere(name):
 def test_cache_control_is_removed_from_image_and_other_blocks():
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="},
              "cache_control": EPHEMERAL}
-    out = normalize(body([{"role": "user", "content": [text("look"), image]}]))
+    out = normalize(body([{"role": "user", "content": [text("look"), image]}]), takes_images=True)
     assert out["messages"][0]["content"][1] == {k: v for k, v in image.items() if k != "cache_control"}
 
 
@@ -172,7 +172,7 @@ def test_mixed_content_keeps_tool_use_and_image_blocks_as_blocks():
         {"role": "user", "content": [text("see"), image]},
         {"role": "assistant", "content": [text("reading"), tool_use("t1")]},
         {"role": "user", "content": [tool_result("t1")]},
-    ]))
+    ]), takes_images=True)
     assert out["messages"][0]["content"] == [text("see"), image]
     assert out["messages"][1]["content"] == [text("reading"), tool_use("t1")]
     assert out["messages"][2]["content"] == [tool_result("t1")]
@@ -210,14 +210,46 @@ def test_empty_tool_result_gets_a_placeholder(content):
     assert _result_content(normalize(data)) == cc.EMPTY_TOOL_RESULT_PLACEHOLDER
 
 
-def test_tool_result_image_is_named_in_a_note_not_lost_silently():
-    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}
+IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}
+
+
+def test_tool_result_image_is_named_in_a_note_for_a_text_only_model():
     data = body([
         {"role": "assistant", "content": [tool_use("t1")]},
-        {"role": "user", "content": [tool_result("t1", [text("screenshot:"), image])]},
+        {"role": "user", "content": [tool_result("t1", [text("screenshot:"), IMAGE])]},
     ])
-    content = _result_content(normalize(data))
-    assert content.startswith("screenshot:\n[image content omitted")
+    out = normalize(data)
+    assert _result_content(out) == "screenshot:\n[image (image/png) omitted: the model behind ccq takes text only]"
+    assert "AA==" not in json.dumps(out)
+
+
+def test_a_user_image_becomes_a_note_for_a_text_only_model():
+    out = normalize(body([{"role": "user", "content": [text("what is this?"), IMAGE]}]))
+    assert out["messages"] == [{"role": "user", "content":
+                                "what is this?\n[image (image/png) omitted: the model behind ccq takes text only]"}]
+
+
+def test_a_pdf_document_becomes_a_note_even_for_a_vision_model():
+    pdf = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"}}
+    out = normalize(body([{"role": "user", "content": [text("summarize"), pdf]}]), takes_images=True)
+    assert out["messages"][0]["content"] == "summarize\n[document (application/pdf) omitted: the model behind ccq takes text only]"
+
+
+def test_a_tool_results_image_follows_the_tool_results_for_a_vision_model():
+    data = body([
+        {"role": "assistant", "content": [tool_use("t1")]},
+        {"role": "user", "content": [tool_result("t1", [text("screenshot:"), IMAGE]), text("and?")]},
+    ])
+    out = normalize(data, takes_images=True)
+    results, rest = out["messages"][1], out["messages"][2]
+    assert results["content"][0]["content"] == "screenshot:\n[image: attached after the tool results]"
+    assert rest == {"role": "user", "content": [text("and?"), IMAGE]}
+
+
+def test_an_image_with_a_source_no_data_url_can_carry_becomes_a_note():
+    odd = {"type": "image", "source": {"type": "file", "file_id": "f_1"}}
+    out = normalize(body([{"role": "user", "content": [text("x"), odd]}]), takes_images=True)
+    assert out["messages"][0]["content"] == "x\n[image omitted: the model behind ccq takes text only]"
 
 
 def test_tool_result_is_error_flag_is_kept():

@@ -212,7 +212,7 @@ def test_the_deployed_unit_file_is_read_like_systemd_reads_it():
 
 def test_the_small_config_reader_agrees_with_yaml_on_the_role_template():
     yaml = pytest.importorskip("yaml")
-    text = _render(CONFIG_TEMPLATE, litellm_proxy_model_alias="my-alias", litellm_proxy_upstream_model="gpt-oss-120b",
+    text = _render(CONFIG_TEMPLATE, litellm_proxy_model_alias="my-alias", litellm_proxy_upstream_model="gpt-oss-120b", litellm_proxy_upstream_takes_images=False,
                    litellm_proxy_api_base="https://api.cerebras.ai/v1", litellm_proxy_debug=False)
     by_hand = doctor.parse_proxy_config(text)
     by_yaml = doctor.proxy_config_from_data(yaml.safe_load(text))

@@ -143,6 +143,7 @@ class Home:
                                                "LITELLM_LOCAL_MODEL_COST_MAP=True\nCCQ_MAX_TOKENS_CEILING=16384\n")
         write_private(paths["proxy_config"], render(
             CONFIG_TEMPLATE, litellm_proxy_model_alias=ALIAS, litellm_proxy_upstream_model=ALIAS,
+            litellm_proxy_upstream_takes_images=False,
             litellm_proxy_api_base=self.upstream_base, litellm_proxy_debug=False))
         write_private(paths["proxy_callbacks"], STUB_CALLBACK)
         shell_paths = {name: str(path) for name, path in paths.items()}

@@ -395,6 +395,10 @@ class ProxyConfig:
         return model.split("/", 1)[1] if "/" in model else model
 
 
+# The litellm_params doctor reads (both readers below read exactly these).
+MODEL_PARAMS_READ = ("model", "api_base", "api_key")
+
+
 def proxy_config_from_data(data: Any) -> ProxyConfig:
     """ProxyConfig from config.yaml already parsed into Python data."""
     config = ProxyConfig()
@@ -403,7 +407,8 @@ def proxy_config_from_data(data: Any) -> ProxyConfig:
     for entry in data.get("model_list") or []:
         if isinstance(entry, dict) and entry.get("model_name") is not None:
             params = entry.get("litellm_params") or {}
-            config.models[str(entry["model_name"])] = {k: str(v) for k, v in params.items()}
+            config.models[str(entry["model_name"])] = {k: str(v) for k, v in params.items()
+                                                       if k in MODEL_PARAMS_READ}
     callbacks = (data.get("litellm_settings") or {}).get("callbacks")
     if isinstance(callbacks, str):
         config.callbacks = [callbacks]
@@ -437,7 +442,7 @@ def parse_proxy_config(text: str) -> ProxyConfig:
                 current = _yaml_scalar(match.group(1))
                 config.models[current] = {}
                 continue
-            match = re.match(r"(model|api_base|api_key):\s*(.+)", line)
+            match = re.match(r"(%s):\s*(.+)" % "|".join(MODEL_PARAMS_READ), line)
             if match and current is not None:
                 config.models[current][match.group(1)] = _yaml_scalar(match.group(2))
         elif section == "litellm_settings":

@@ -94,7 +94,9 @@ class _Bail(Exception):
 
 _FINISH_OK = frozenset({"stop", "length", "tool_calls"})
 _CHOICE_KEYS = frozenset({"index", "delta", "finish_reason", "logprobs"})
-_DELTA_KEYS = frozenset({"role", "content", "tool_calls", "refusal", "function_call"})
+# "reasoning": Cerebras' reasoning models stream their thinking there; neither path relays
+# it (Claude Code would need signed thinking blocks), so it needs no hand-back.
+_DELTA_KEYS = frozenset({"role", "content", "tool_calls", "refusal", "function_call", "reasoning"})
 _TOOL_KEYS = frozenset({"index", "id", "type", "function"})
 _FN_KEYS = frozenset({"name", "arguments"})
 
@@ -154,6 +156,8 @@ class _Grammar:
         content = d.get("content")
         if content is not None and type(content) is not str:
             raise _Bail("content type")
+        if d.get("reasoning") is not None and type(d["reasoning"]) is not str:
+            raise _Bail("reasoning type")
         tcs = d.get("tool_calls")
         if tcs is not None:
             self._check_tools(tcs)

@@ -714,10 +714,15 @@ def _chunk_as_dict(chunk: Any) -> dict[str, Any]:
 
 
 def _stream_error(wire: ModuleType, exc: BaseException) -> tuple[str, str]:
-    """(Anthropic error type, message) for an exception that ended a stream."""
+    """(Anthropic error type, message) for an exception that ended a stream: a 4xx keeps
+    its type (Claude Code must not retry it); anything else is retryable, and says what
+    the upstream said, if it said anything."""
     status = getattr(exc, "status_code", None)
+    said = wire.upstream_error_message(str(getattr(exc, "message", "") or ""))
     if isinstance(status, int) and 400 <= status < 500:
-        return wire.anthropic_error_type(status), wire.upstream_error_message(str(getattr(exc, "message", exc)))
+        return wire.anthropic_error_type(status), said
+    if said and said != "upstream error":
+        return wire.TRUNCATED_STREAM_ERROR, f"{wire.TRUNCATED_STREAM_MESSAGE} (upstream: {said})"
     return wire.TRUNCATED_STREAM_ERROR, wire.TRUNCATED_STREAM_MESSAGE
 
 
