@@ -70,8 +70,10 @@ systemd service in a test VM and a test cannot restart it with other flags.
     as text deltas, each tool call in one delta, then the finish chunk.
   - ``{"kind": "tool_calls", "calls": [{"name", "arguments", "id"?}],
     "text": "..."}``: shorthand for a completion calling those tools at once.
-  - Any R may carry ``"match": "text"``: only a request whose last message
-    contains the text takes it (a real client's side requests pass it by).
+  - Any R may carry ``"match": "text"`` (only a request whose last message
+    contains the text takes it) and ``"tools": true`` (only one that offers
+    tools): a real client's side requests pass it by.  An ``sse`` R waits for
+    a streaming request.
 
 The request log (``--request-log``) gets one JSON line per request:
 ``{"ts", "method", "path", "status", "bearer", "body"}``.  ``bearer`` only
@@ -896,13 +898,20 @@ def entry_matches(item: dict[str, Any], body: Any) -> bool:
     """Whether a request may take a queue entry.
 
     ``"match": "text"`` reserves the entry for a request whose last message
-    contains that text: a real Claude Code also sends requests of its own
-    (titles, summaries) that must not take an answer meant for its main loop.
+    contains that text, ``"tools": true`` for one that offers tools: a real
+    Claude Code also sends requests of its own (titles, summaries) that must
+    not take an answer meant for its main loop.  An ``sse`` entry waits for a
+    streaming request.
     """
+    body = body if isinstance(body, dict) else {}
+    if item["kind"] == "sse" and not body.get("stream"):
+        return False  # a stream answers only a request that asked for one, as a real server does
+    if item.get("tools") and not body.get("tools"):
+        return False
     wanted = item.get("match")
     if wanted is None:
         return True
-    messages = body.get("messages") if isinstance(body, dict) else None
+    messages = body.get("messages")
     return bool(messages) and wanted in json.dumps(messages[-1], ensure_ascii=False)
 
 

@@ -119,6 +119,20 @@ def test_a_broken_stream_is_an_error_event_never_a_finished_answer(relay, how: s
     assert names[-1] == "error", names
 
 
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("how", ["rst", "fin"])
+def test_requests_after_a_broken_stream_are_answered_whole(relay, how: str, path: str) -> None:
+    # A connection the upstream broke must not be reused for the next request.
+    fake, proxies = relay
+    queue(fake, {"kind": "sse", "file": "cerebras_text.sse", "break": how, "break_after_events": 3})
+    ask(proxies[path], stream=True)
+    for stream in (False, True, False, True):
+        resp = ask(proxies[path], stream=stream, content="Say hello.")
+        assert resp.status == 200, resp.body[:500]
+        result = assemble_stream(resp.body) if stream else from_message(resp.json())
+        assert result.text == "ccq-fake: done"
+
+
 COMPLETION = {"kind": "completion", "finish_reason": "tool_calls", "message": {
     "role": "assistant", "content": "I'll read it and list the todos.",
     "tool_calls": [{"id": "call_r", "type": "function", "function": {"name": "Read", "arguments": '{"file_path": "/tmp/x"}'}},
@@ -257,7 +271,7 @@ def test_claude_code_runs_two_parallel_reads_and_returns_both_results(relay, cla
     for name, file in files.items():
         file.write_text(f"ccq parallel {name} contents\n")
     probe = f"ccq-parallel-probe-{path}"
-    queue(fake, {"kind": "tool_calls", "match": probe, "calls": [
+    queue(fake, {"kind": "tool_calls", "match": probe, "tools": True, "calls": [
         {"id": f"call_{name}_{path}", "name": "Read", "arguments": {"file_path": str(file)}}
         for name, file in files.items()]})
     mark = fake.mark()
@@ -277,8 +291,9 @@ def test_claude_code_retries_a_broken_stream_and_prints_the_whole_answer(relay, 
     fake, proxies = relay
     probe = f"ccq-retry-probe-{path}"
     full = expected("cerebras_text")["content"][0]["text"]
-    queue(fake, {"kind": "sse", "file": "cerebras_text.sse", "break": "fin", "break_after_events": 3, "match": probe},
-          {"kind": "sse", "file": "cerebras_text.sse", "match": probe})
+    queue(fake, {"kind": "sse", "file": "cerebras_text.sse", "break": "fin", "break_after_events": 3,
+                 "match": probe, "tools": True},
+          {"kind": "sse", "file": "cerebras_text.sse", "match": probe, "tools": True})
     mark = fake.mark()
     result = claude(proxies[path], claude_code_bin, tmp_path, f"{probe}: say hello")
     asked = [r for r in fake.records_since(mark) if probe in json.dumps(r["body"].get("messages", [])[-1:])]

@@ -138,7 +138,7 @@ def test_two_tool_calls_become_two_tool_use_blocks() -> None:
 
 
 OFF_GRAMMAR = {
-    "reasoning": [chunk({"role": "assistant", "reasoning": "hmm"})],
+    "reasoning_not_text": [chunk({"role": "assistant", "reasoning": {"steps": 1}})],
     "logprobs": [json.dumps({"choices": [{"index": 0, "delta": {"content": "a"}, "logprobs": {"x": 1}}]}).encode()],
     "two_choices": [json.dumps({"choices": [{"index": 0, "delta": {}}, {"index": 1, "delta": {}}]}).encode()],
     "error_event": [json.dumps({"error": {"message": "boom"}}).encode()],
