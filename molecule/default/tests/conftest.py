@@ -25,6 +25,9 @@ PROXY_PORT = 14000
 PROXY_URL = f"http://127.0.0.1:{PROXY_PORT}"
 MODEL_ALIAS = "qwen-3-coder-480b"
 UPSTREAM_LOG = "/var/log/fake-cerebras/requests.jsonl"
+# The fake Cerebras service of molecule.yml (fake_cerebras_port); the target shares the
+# host's network, so its scripted-response queue is reachable from here too.
+FAKE_URL = "http://127.0.0.1:18400"
 MASTER_KEY_FILE = f"{HOME}/.secrets/ccq_litellm_master_key"
 API_KEY_FILE = f"{HOME}/.secrets/cerebras_api_key"
 SENTINEL_KEY = "csk-sentinel-molecule-0000-not-a-real-key"
@@ -37,7 +40,7 @@ from helpers.http import assemble_stream  # noqa: E402,F401
 from helpers.playbook import play_output, run_playbook  # noqa: E402,F401
 
 # Runs inside the target: POST a body to the proxy with the chosen bearer, print
-# {"status": ..., "body": ...} as JSON.
+# {"status": ..., "body": ..., "headers": {...}} as JSON.
 _CLIENT = textwrap.dedent(
     """
     import json, sys, urllib.request, urllib.error
@@ -50,10 +53,11 @@ _CLIENT = textwrap.dedent(
     req = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=120) as resp:
-            status, raw = resp.status, resp.read()
+            status, raw, got = resp.status, resp.read(), resp.headers
     except urllib.error.HTTPError as err:
-        status, raw = err.code, err.read()
-    print(json.dumps({"status": status, "body": raw.decode()}))
+        status, raw, got = err.code, err.read(), err.headers
+    print(json.dumps({"status": status, "body": raw.decode(),
+                      "headers": {k.lower(): v for k, v in got.items()}}))
     """
     % MASTER_KEY_FILE
 )

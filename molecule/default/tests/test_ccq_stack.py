@@ -8,8 +8,9 @@ import re
 import time
 from typing import Any
 
-from conftest import (HOME, MODEL_ALIAS, PROXY_PORT,
+from conftest import (FAKE_URL, HOME, MODEL_ALIAS, PROXY_PORT,
                       as_user, assemble_stream, post, pins, upstream_requests)
+from helpers.http import request
 from helpers.installs import read_pins, versions_off_pin
 
 WEATHER_TOOL = {
@@ -206,3 +207,34 @@ def test_the_running_proxy_is_inside_its_sandbox(host):
         assert not host.file(f"{seen_by_proxy}/tmp/ccq-sandbox-probe").exists
     finally:
         host.run("rm -f /tmp/ccq-sandbox-probe")
+
+
+def test_an_upstream_429_reaches_claude_code_at_once_with_retry_after(host, upstream_mark):
+    # The deployed config and callback: no retry inside the proxy (LiteLLM's router and the
+    # openai SDK each retried twice), Anthropic's envelope, and a Retry-After derived from
+    # Cerebras' reset header.
+    for stream in (True, False):
+        queued = request("POST", FAKE_URL + "/_fake/queue", {"responses": [
+            {"kind": "error", "status": 429, "headers": {"x-ratelimit-reset-tokens-minute": "9.5"}}]},
+            {"content-type": "application/json"})
+        assert queued.status == 200, queued.body
+        reply = _tool_use_turn(host, stream=stream)
+        assert reply["status"] == 429, reply["body"]
+        assert json.loads(reply["body"])["error"]["type"] == "rate_limit_error"
+        assert reply["headers"].get("retry-after") == "10"
+    assert [r["status"] for r in upstream_requests(host)[upstream_mark:]
+            if r["path"] == "/v1/chat/completions"] == [429, 429]
+
+
+def test_parallel_tool_calls_reach_the_client_as_separate_tool_use_blocks(host):
+    calls = [{"id": f"call_{city}", "name": "get_weather", "arguments": {"city": city}}
+             for city in ("Paris", "Oslo", "Lima")]
+    for stream in (True, False):
+        request("POST", FAKE_URL + "/_fake/queue", {"responses": [{"kind": "tool_calls", "calls": calls}]},
+                {"content-type": "application/json"})
+        reply = _tool_use_turn(host, stream=stream)
+        assert reply["status"] == 200, reply["body"]
+        blocks = (assemble_stream(reply["body"].encode()).blocks if stream
+                  else json.loads(reply["body"])["content"])
+        assert [(b["id"], b["input"]) for b in blocks if b["type"] == "tool_use"] == [
+            (c["id"], c["arguments"]) for c in calls]

@@ -312,9 +312,8 @@ async def _fast_stream(adapter: Any, cs: Any, model: str) -> AsyncIterator[bytes
                                 yield ev
             except _Bail:
                 raise
-            except Exception as exc:  # the connection broke mid-answer
+            except Exception as exc:  # the connection broke mid-answer (closed below, never reused)
                 _log.warning("ccq fastpath: upstream stream broke off (%s)", type(exc).__name__)
-                finished = True
                 yield b"".join(stream.fail(_wire.TRUNCATED_STREAM_ERROR, _wire.TRUNCATED_STREAM_MESSAGE))
                 return
             if buf.strip() and not grammar.done and stream.finish_reason is not None:
