@@ -79,7 +79,8 @@ def posix_ccq_variables(ccq_sh: str) -> set[str]:
     """Every variable the POSIX ccq exports to claude, and every one it unsets."""
     body = function_body(ccq_sh, "ccq")
     joined = body.replace("\\\n", " ")
-    exported = {name for line in re.findall(r"^\s*export\s+([^\n;]+)", joined, re.M) for name in line.split()}
+    exported = {name.split("=", 1)[0] for line in re.findall(r"^\s*export\s+([^\n;]+)", joined, re.M)
+                for name in line.split()}
     unset = {name for line in re.findall(r"^\s*unset\s+([^\n;]+)", joined, re.M) for name in line.split()}
     return exported | unset
 
@@ -89,7 +90,21 @@ def powershell_ccq_variables(ps1: str) -> set[str]:
     body = function_body(ps1, "ccq")
     assigned = set(re.findall(r"\$env:(\w+)\s*=", body))
     removed = set(re.findall(r"Remove-Item\s+-Path\s+Env:(\w+)", body))
+    if "foreach ($name in $script:CcqLimits.Keys)" in body:
+        assigned |= set(ps_limits(ps1))
     return assigned | removed
+
+
+def ps_limits(ps1: str) -> dict[str, str]:
+    """The $script:CcqLimits table: what ccq tells Claude Code beyond the routing."""
+    table = re.search(r"\$script:CcqLimits\s*=\s*\[ordered\]@\{(.*?)\n\}", ps1, re.S)
+    assert table, "the profile has no CcqLimits table"
+    return dict(re.findall(r"^\s*(\w+)\s*=\s*'([^']*)'", table.group(1), re.M))
+
+
+def posix_exported_values(ccq_sh: str) -> dict[str, str]:
+    """NAME=value pairs the POSIX ccq exports with a literal value."""
+    return dict(re.findall(r"^\s*export (\w+)='?([^'\s]*)'?$", function_body(ccq_sh, "ccq"), re.M))
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +142,17 @@ def test_ccq_restores_every_variable_it_touches(ps1: str, ccq_sh: str):
     names_list = re.search(r"\$names\s*=\s*@\(([^)]*)\)", body)
     assert names_list, "ccq keeps no list of the variables it restores"
     restored = set(re.findall(r"'(\w+)'", names_list.group(1)))
+    if re.search(r"\$names\s*=\s*@\([^)]*\)\s*\+\s*@\(\$script:CcqLimits\.Keys\)", body):
+        restored |= set(ps_limits(ps1))
     assert restored == posix_ccq_variables(ccq_sh)
     assert re.search(r"finally\s*\{[^}]*SetEnvironmentVariable\(\$name, \$saved\[\$name\]\)", body)
+
+
+def test_ccq_tells_claude_the_same_limits_as_the_posix_ccq(ps1: str, ccq_sh: str):
+    limits = ps_limits(ps1)
+    assert limits["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "65536" and limits["DISABLE_AUTOUPDATER"] == "1"
+    assert limits == {name: value for name, value in posix_exported_values(ccq_sh).items() if name in limits}
+    assert set(limits) <= set(posix_exported_values(ccq_sh))
 
 
 def test_ccq_runs_claude_with_the_alias_and_the_callers_arguments(ps1: str, ccq_sh: str):
@@ -172,5 +196,6 @@ def test_the_windows_ci_job_checks_the_same_profile_ansible_renders(ps1: str, da
     render_profile = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(render_profile)
     variables = yaml.safe_load((render_profile.ROLE / "defaults" / "main.yml").read_text())
-    variables.update(ccq_shell_proxy_port=darwin.port, ansible_managed=ps1.splitlines()[0][2:])
+    variables.update(ccq_shell_proxy_port=darwin.port, ansible_managed=ps1.splitlines()[0][2:],
+                     ccq_shell_claude_code_environment=ps_limits(ps1))
     assert render_profile.render(render_profile.ROLE / "templates" / "ccq.ps1.j2", variables) == ps1

@@ -28,7 +28,10 @@ MODEL_ALIAS = "qwen-3-coder-480b"
 # What ccq hands to Claude Code (compared between bash and zsh).
 CCQ_VARIABLES = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL",
                  "ANTHROPIC_SMALL_FAST_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL",
-                 "ANTHROPIC_DEFAULT_OPUS_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL", "NO_PROXY", "no_proxy")
+                 "ANTHROPIC_DEFAULT_OPUS_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL", "NO_PROXY", "no_proxy",
+                 "CLAUDE_CODE_MAX_CONTEXT_TOKENS", "CLAUDE_CODE_MAX_OUTPUT_TOKENS",
+                 "CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS", "MAX_MCP_OUTPUT_TOKENS", "BASH_MAX_OUTPUT_LENGTH",
+                 "DISABLE_AUTOUPDATER", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC")
 
 
 def ccq_block(path: Path) -> str:
@@ -125,5 +128,12 @@ def test_ccq_gives_claude_the_same_environment_in_zsh_as_in_bash(zsh: str, darwi
     for name in CCQ_VARIABLES:
         if name.endswith("_MODEL"):
             assert zsh_seen[name] == MODEL_ALIAS, name
+    # The model's real window (the table's free tier), not Claude Code's 1M guess, and no
+    # traffic to Anthropic under ccq.
+    assert zsh_seen["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "65536"
+    assert zsh_seen["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "16384"
+    assert zsh_seen["CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS"] == zsh_seen["MAX_MCP_OUTPUT_TOKENS"] == "8192"
+    assert zsh_seen["BASH_MAX_OUTPUT_LENGTH"] == "24576"
+    assert zsh_seen["DISABLE_AUTOUPDATER"] == zsh_seen["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
     # The key lived only in the subshell that ran claude.
     assert zsh_seen["AFTER"] == "unset"

@@ -149,7 +149,8 @@ class Home:
         shell_paths = {name: str(path) for name, path in paths.items()}
         write_private(paths["shell_functions"], render(
             SHELL_TEMPLATE, ccq_shell_paths=shell_paths, ccq_shell_proxy_port=self.port, ccq_shell_model_alias=ALIAS,
-            ccq_shell_service_name="ccq-litellm", ccq_shell_start_timeout=5), 0o644)
+            ccq_shell_service_name="ccq-litellm", ccq_shell_start_timeout=5,
+            ccq_shell_claude_code_environment={"CLAUDE_CODE_MAX_CONTEXT_TOKENS": 65536}), 0o644)
         write_private(self.home / ".bashrc", "# the user's own line\n# BEGIN ccq: cc and ccq\n"
                       f'[ -r "{paths["shell_functions"]}" ] && . "{paths["shell_functions"]}"\n# END ccq: cc and ccq\n',
                       0o644)

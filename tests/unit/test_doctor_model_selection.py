@@ -20,6 +20,8 @@ from helpers.stack import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TASKS = REPO / "roles/ccq/tasks/select_model.yml"
+CCQ_DEFAULTS = REPO / "roles/ccq/defaults/main.yml"
+CCQ_VARS = REPO / "roles/ccq/vars/main.yml"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 PREFERENCE = ["qwen-3-coder-480b", "zai-glm-4.7", "gpt-oss-120b"]
 
@@ -27,19 +29,24 @@ pytestmark = pytest.mark.skipif(not ANSIBLE_PLAYBOOK.exists(), reason="ansible-p
 
 
 def select(tmp_path: Path, api_base: str, key: str, model: str = "", preference: list[str] | None = None,
-           *extra: str) -> subprocess.CompletedProcess[str]:
-    """Run select_model.yml; the chosen model is printed as SELECTED=<model>."""
+           *extra: str, settings: dict[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run select_model.yml with the role's defaults and vars; the chosen model is printed as
+    SELECTED=<model>, what ccq will tell Claude Code as CCQ_ENV=<json>."""
     playbook = tmp_path / "select.yml"
     playbook.write_text(f"""
 - hosts: localhost
   gather_facts: false
+  vars_files: [{CCQ_DEFAULTS}, {CCQ_VARS}]
   tasks:
     - ansible.builtin.include_tasks: {TASKS}
     - ansible.builtin.debug:
         msg: "SELECTED={{{{ ccq_cerebras_model_selected }}}}"
+    - ansible.builtin.debug:
+        msg: "CCQ_ENV={{{{ ccq_claude_code_environment | to_json | b64encode }}}}"
 """)
     variables = {"ccq_cerebras_api_base": api_base, "ccq_cerebras_model": model,
-                 "ccq_cerebras_model_preference": PREFERENCE if preference is None else preference}
+                 "ccq_cerebras_model_preference": PREFERENCE if preference is None else preference,
+                 **(settings or {})}
     (tmp_path / "vars.json").write_text(json.dumps(variables))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "CEREBRAS_"))}
     # The key as Ansible gets it from resolve_keys.yml: a variable, never argv.
@@ -109,3 +116,37 @@ def test_the_key_never_reaches_the_output_even_at_vvv(tmp_path, served):
     result = select(tmp_path, served.api_base, served.api_key, "", None, "-vvv")
     assert selected(result) == "zai-glm-4.7"
     assert served.api_key not in result.stdout + result.stderr
+
+
+def claude_code_environment(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    import base64
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    raw = json.loads(base64.b64decode(re.search(r"CCQ_ENV=([A-Za-z0-9+/=]+)", result.stdout).group(1)))
+    return {name: str(value) for name, value in raw.items()}  # as the shell exports them
+
+
+@pytest.mark.parametrize("settings, window, output", [
+    ({}, 65536, 16384),
+    ({"ccq_cerebras_tier": "paid"}, 131072, 16384),
+    ({"ccq_context_window": 100000}, 100000, 16384),
+    ({"ccq_cerebras_tier": "paid", "ccq_max_output_tokens": 8000}, 131072, 8000),
+    ({"ccq_max_output_tokens": 64000}, 65536, 16384),  # never above the proxy's clamp
+    ({"ccq_max_tokens_ceiling": 4096}, 65536, 4096),
+])
+def test_claude_code_is_told_the_models_window_and_output_limit(tmp_path, served, settings, window, output):
+    env = claude_code_environment(select(tmp_path, served.api_base, served.api_key, settings=settings))
+    tool = window // 8
+    assert env == {
+        "CLAUDE_CODE_MAX_CONTEXT_TOKENS": str(window), "CLAUDE_CODE_MAX_OUTPUT_TOKENS": str(output),
+        "CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS": str(tool), "MAX_MCP_OUTPUT_TOKENS": str(tool),
+        "BASH_MAX_OUTPUT_LENGTH": str(tool * 3),
+        "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+
+
+def test_a_model_the_table_does_not_list_gets_the_smallest_window_and_a_warning(tmp_path, served):
+    result = select(tmp_path, served.api_base, served.api_key, model="llama3.1-8b",
+                    settings={"ccq_cerebras_tier": "paid"})
+    assert selected(result) == "llama3.1-8b"
+    assert claude_code_environment(result)["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "65536"
+    assert "llama3.1-8b is not in ccq_cerebras_models" in " ".join(result.stdout.split())

@@ -98,8 +98,11 @@ def test_claude_code_agent_round_trip_through_ccq(host, upstream_mark):
     # ccq is a shell function: the timeout wraps the whole login shell.
     result = host.run("timeout 300 " + as_user(
         'cd /tmp && ccq -p "Use a subagent to say pong" --output-format stream-json --verbose',
-        login_shell=True) + " 2>/dev/null")
-    assert result.rc == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        login_shell=True) + " 2>/tmp/ccq-stderr")
+    stderr = host.file("/tmp/ccq-stderr").content_string
+    assert result.rc == 0, result.stdout[-2000:] + stderr[-2000:]
+    # ccq told Claude Code the model's window (Claude Code otherwise assumes 1M tokens and says so).
+    assert "doesn't recognize the model" not in stderr, stderr[-2000:]
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     tool_uses = [b for e in events if e.get("type") == "assistant"
                  for b in e["message"]["content"] if b.get("type") == "tool_use"]

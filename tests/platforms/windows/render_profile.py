@@ -18,7 +18,8 @@ ROLE = Path(__file__).resolve().parents[3] / "roles" / "ccq_shell"
 
 def render(template: Path, variables: dict[str, object]) -> str:
     """The template rendered strictly: an undefined variable is an error, not an empty string."""
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    # trim_blocks: as the template module renders (its default), so both give the same bytes.
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True)
     return env.from_string(template.read_text(encoding="utf-8")).render(variables)
 
 
