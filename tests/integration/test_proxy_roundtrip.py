@@ -220,3 +220,47 @@ def test_claude_code_agent_round_trip_through_the_proxy(proxy_stack: ProxyStack,
     events = stream_json_events(proc.stdout)
     assert events and events[-1].get("type") == "result"
     assert events[-1].get("is_error") is False
+
+
+# ---------------------------------------------------------------- count_tokens
+def count_tokens(stack: ProxyStack, body: dict[str, Any], token: str | None = "") -> Any:
+    from helpers.http import ANTHROPIC_HEADERS, request
+
+    headers = dict(ANTHROPIC_HEADERS)
+    if token is not None:
+        headers["authorization"] = f"Bearer {stack.token if token == '' else token}"
+    return request("POST", stack.url + "/v1/messages/count_tokens", body, headers)
+
+
+def test_count_tokens_answers_for_every_captured_claude_code_request(proxy_stack: ProxyStack,
+                                                                     claude_code_requests: list[Path]) -> None:
+    """Claude Code's own bodies (78 KB of system prompt and tools for the main agent) are counted
+    offline, after ccq's normalization, and the count grows with the conversation."""
+    counts = {}
+    for path in claude_code_requests:
+        resp = count_tokens(proxy_stack, anthropic_body(path, False))
+        assert resp.status == 200, (path.name, resp.body[:500])
+        assert set(resp.json()) == {"input_tokens"}
+        counts[path.stem] = resp.json()["input_tokens"]
+    # A main-agent request carries ~20k tokens of system prompt and tools; a tool-result turn more.
+    # An 80 KB body of English and JSON is some 15-25k tokens, whatever the exact vocabulary.
+    size = {path.stem: len(path.read_bytes()) for path in claude_code_requests}
+    assert all(size[name] / 6 < n < size[name] / 2.5 for name, n in counts.items()), (counts, size)
+    assert counts["full_main_bash_tool_result"] > counts["full_subagent"]
+
+
+def test_count_tokens_counts_added_text_at_about_one_token_per_word(proxy_stack: ProxyStack) -> None:
+    base = {"model": MODEL_ALIAS, "messages": [{"role": "user", "content": "hello"}]}
+    words = " ".join(["cerebras"] * 100 + ["proxy"] * 100 + ["window"] * 100)
+    longer = {"model": MODEL_ALIAS, "messages": [{"role": "user", "content": "hello " + words}]}
+    small, large = (count_tokens(proxy_stack, b).json()["input_tokens"] for b in (base, longer))
+    assert 0 < small < 20
+    assert 250 <= large - small <= 700, (small, large)
+
+
+def test_count_tokens_needs_the_proxy_key_and_a_body(proxy_stack: ProxyStack) -> None:
+    body = {"model": MODEL_ALIAS, "messages": [{"role": "user", "content": "hi"}]}
+    assert count_tokens(proxy_stack, body, token="sk-wrong").status == 401
+    bad = count_tokens(proxy_stack, {"model": MODEL_ALIAS})
+    assert bad.status == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+    assert proxy_stack.fake.records_since(proxy_stack.fake.mark()) == []

@@ -105,6 +105,7 @@ injected (``ParamPolicy``) and derived from LiteLLM by ``derive_param_policy``.
 from __future__ import annotations
 
 import hmac
+import json
 import importlib.util
 import logging
 import os
@@ -1052,6 +1053,76 @@ class CcqAnthropicNormalizer(_HookBase):  # type: ignore[misc,valid-type]
 
 
 # --------------------------------------------------------------------------
+# POST /v1/messages/count_tokens (LiteLLM 1.74 has no such route)
+# --------------------------------------------------------------------------
+
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+# The tokenizer counted with: o200k_base, which LiteLLM ships in its own tiktoken cache (so
+# it works offline). It is gpt-oss' vocabulary (o200k_harmony adds only chat-format tokens);
+# for the Qwen and GLM models it is the nearest one a registry package carries. LiteLLM
+# picks o200k_base for this model name.
+COUNT_TOKENS_TOKENIZER_MODEL = "gpt-4o"
+
+
+def count_input_tokens(body: Any, hook: "CcqAnthropicNormalizer") -> int:
+    """Tokens of the request /v1/messages would send upstream for ``body``.
+
+    The body goes through ccq's normalization and LiteLLM's own Anthropic→OpenAI
+    translation, as a /v1/messages request does; then LiteLLM counts the OpenAI
+    messages (its per-message overheads included) and the tools' JSON.
+    """
+    import litellm
+    from litellm.llms.anthropic.experimental_pass_through.adapters.transformation import (
+        LiteLLMAnthropicMessagesAdapter,
+    )
+
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        raise ValueError("messages: a list of Anthropic messages is required")
+    data = dict(body, max_tokens=body.get("max_tokens") or 1)
+    normalized = normalize_request(data, hook.policy, hook.max_tokens_ceiling, hook.takes_images(body.get("model")))
+    openai_request = LiteLLMAnthropicMessagesAdapter().translate_anthropic_to_openai(normalized)
+    count = litellm.token_counter(model=COUNT_TOKENS_TOKENIZER_MODEL, messages=openai_request["messages"])
+    tools = openai_request.get("tools")
+    if tools:
+        # The whole schemas, as the model's chat template writes them: LiteLLM's own tool
+        # estimate follows OpenAI's private format and skips nested property descriptions,
+        # which are most of Claude Code's 15 KB of tool definitions.
+        count += litellm.token_counter(model=COUNT_TOKENS_TOKENIZER_MODEL,
+                                       text=json.dumps(tools, ensure_ascii=False, separators=(",", ":")))
+    return count
+
+
+def add_count_tokens_route(hook: "CcqAnthropicNormalizer") -> bool:
+    """Serve COUNT_TOKENS_PATH on the proxy's app, behind the proxy's own key check.
+
+    Anthropic's gateway contract for Claude Code lists it beside /v1/messages; 1.74
+    answers it with 404.  Idempotent (a second load of this file adds nothing).
+    """
+    from fastapi import Depends, Request
+    from fastapi.responses import JSONResponse
+    from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
+    from litellm.proxy.proxy_server import app
+
+    if any(getattr(r, "path", None) == COUNT_TOKENS_PATH for r in app.routes):
+        return False
+
+    async def count_tokens(request: Request) -> Any:
+        try:
+            body = await request.json()
+            return {"input_tokens": count_input_tokens(body, hook)}
+        except Exception as exc:  # a malformed body is the client's error, said in Anthropic's shape
+            return JSONResponse(status_code=400, content={"type": "error", "error": {
+                "type": "invalid_request_error", "message": f"count_tokens: {exc}"}})
+
+    # This file postpones annotations; FastAPI must see the Request class itself, not the
+    # string "Request" it cannot resolve here (it would take it for a query parameter).
+    count_tokens.__annotations__["request"] = Request
+    app.add_api_route(COUNT_TOKENS_PATH, count_tokens, methods=["POST"],
+                      dependencies=[Depends(user_api_key_auth)])
+    return True
+
+
+# --------------------------------------------------------------------------
 # Authentication (general_settings.custom_auth)
 # --------------------------------------------------------------------------
 
@@ -1088,3 +1159,6 @@ if _HookBase is not object and litellm_patches_enabled():
 proxy_handler_instance = CcqAnthropicNormalizer(
     policy=derive_param_policy() if _HookBase is not object else None
 )
+
+if _HookBase is not object and "litellm.proxy.proxy_server" in sys.modules:
+    add_count_tokens_route(proxy_handler_instance)
