@@ -28,6 +28,9 @@ doctor = load_doctor()
 
 # Built at run time so no key-shaped string is committed (secret scanners flag them).
 MASTER_KEY = "sk-ccq-" + "unit" * 10
+# What the provisioning told doctor that ccq tells Claude Code (and what the healthy ccq sets).
+LIMITS = {"CLAUDE_CODE_MAX_CONTEXT_TOKENS": "65536", "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "16384",
+          "DISABLE_AUTOUPDATER": "1"}
 API_KEY = "csk-" + "unit" * 8
 
 
@@ -36,7 +39,7 @@ def settings(tmp_path: Path, **overrides: Any) -> Any:
     paths = {name: home / rel for name, rel in doctor.DEFAULT_LAYOUT.items()}
     values = dict(home=home, user="alice", paths=paths, port=4000, model_alias="qwen-3-coder-480b",
                   model_preference=["qwen-3-coder-480b", "zai-glm-4.7", "gpt-oss-120b"],
-                  claude_code_version="2.1.332", service_manager="systemd")
+                  claude_code_version="2.1.332", service_manager="systemd", claude_code_environment=dict(LIMITS))
     values.update(overrides)
     return doctor.Settings(**values)
 
@@ -45,6 +48,7 @@ def capture(alias: str = "qwen-3-coder-480b", port: int = 4000, **env: str) -> A
     base = {"ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}", "ANTHROPIC_MODEL": alias,
             "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
     base.update({name: alias for name in doctor.ROUTING_VARS + doctor.SMALL_FAST_VARS})
+    base.update(LIMITS)
     for name, value in env.items():
         if value is None:
             base.pop(name, None)
@@ -584,3 +588,25 @@ def test_a_stopped_on_demand_proxy_fails_only_when_its_last_start_failed(tmp_pat
     assert finding.status == status, finding
     if status == doctor.FAIL:
         assert any("ResponseTextConfig" in line for line in finding.details)
+
+
+def test_window_fails_when_ccq_does_not_tell_claude_code_the_models_window(tmp_path):
+    finding = verdict("window", facts(tmp_path, capture=capture(CLAUDE_CODE_MAX_CONTEXT_TOKENS=None)))
+    assert finding.status == doctor.FAIL
+    assert "CLAUDE_CODE_MAX_CONTEXT_TOKENS is unset" in finding.message and "1M tokens" in finding.message
+    assert "open a new shell" in finding.fix
+
+
+def test_window_fails_on_a_window_other_than_the_tables(tmp_path):
+    finding = verdict("window", facts(tmp_path, capture=capture(CLAUDE_CODE_MAX_CONTEXT_TOKENS="1000000")))
+    assert finding.status == doctor.FAIL and "CLAUDE_CODE_MAX_CONTEXT_TOKENS=1000000" in finding.message
+
+
+def test_window_warns_when_the_provisioning_said_nothing_about_it(tmp_path):
+    finding = verdict("window", facts(tmp_path, settings_overrides={"claude_code_environment": {}}))
+    assert finding.status == doctor.WARN
+
+
+def test_window_is_ok_when_ccq_tells_the_tables_limits(tmp_path):
+    finding = verdict("window", facts(tmp_path))
+    assert finding.status == doctor.OK and "65536-token window" in finding.message

@@ -96,6 +96,9 @@ async def ccq_master_key_auth(request, api_key):
 """
 
 
+# What ccq tells Claude Code in this test home (ccq.sh) and what doctor.json expects.
+CLAUDE_CODE_LIMITS = {"CLAUDE_CODE_MAX_CONTEXT_TOKENS": "65536", "DISABLE_AUTOUPDATER": "1"}
+
 def render(template: Path, **variables: Any) -> str:
     jinja2 = pytest.importorskip("jinja2")
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
@@ -150,7 +153,7 @@ class Home:
         write_private(paths["shell_functions"], render(
             SHELL_TEMPLATE, ccq_shell_paths=shell_paths, ccq_shell_proxy_port=self.port, ccq_shell_model_alias=ALIAS,
             ccq_shell_service_name="ccq-litellm", ccq_shell_start_timeout=5,
-            ccq_shell_claude_code_environment={"CLAUDE_CODE_MAX_CONTEXT_TOKENS": 65536}), 0o644)
+            ccq_shell_claude_code_environment=CLAUDE_CODE_LIMITS), 0o644)
         write_private(self.home / ".bashrc", "# the user's own line\n# BEGIN ccq: cc and ccq\n"
                       f'[ -r "{paths["shell_functions"]}" ] && . "{paths["shell_functions"]}"\n# END ccq: cc and ccq\n',
                       0o644)
@@ -169,6 +172,7 @@ class Home:
             "model_preference": ["qwen-3-coder-480b", "zai-glm-4.7", "gpt-oss-120b"],
             "litellm_version": "1.74.0.post2", "openai_version_spec": ">=1.99.1,<1.100.0",
             "claude_code_version": "2.1.332", "node_min_version": "18.0.0", "service_manager": "none",
+            "claude_code_environment": CLAUDE_CODE_LIMITS,
         }
         write_private(paths["config_dir"] / "doctor.json", json.dumps(settings))
         return self
@@ -245,8 +249,8 @@ def test_a_healthy_setup_is_all_ok_and_exits_zero(home):
     rc, statuses, output = home.doctor()
     assert rc == 0, output
     assert set(statuses.values()) == {"ok"}, output
-    assert len(statuses) == 17
-    assert output.rstrip().endswith("0 failed, 0 warnings, 17 ok")
+    assert len(statuses) == 18
+    assert output.rstrip().endswith("0 failed, 0 warnings, 18 ok")
 
 
 def test_status_says_up_port_model_versions_and_uptime(home):
@@ -395,6 +399,11 @@ def unset_the_small_fast_variables(home: Home) -> Repair:
     return edit(home.paths["shell_functions"], drop_lines("ANTHROPIC_SMALL_FAST_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL"))
 
 
+def stop_telling_claude_code_the_window(home: Home) -> Repair:
+    return edit(home.paths["shell_functions"], lambda text: "\n".join(
+        line for line in text.splitlines() if "CLAUDE_CODE_MAX_CONTEXT_TOKENS=" not in line) + "\n")
+
+
 def make_the_alias_stale(home: Home) -> Repair:
     return edit(home.paths["proxy_config"], lambda text: text.replace(f'model_name: "{ALIAS}"', 'model_name: "renamed-alias"'))
 
@@ -459,6 +468,7 @@ FAULTS: list[tuple[str, Callable[..., Repair], set[str]]] = [
     ("the running proxy has no callback", start_without_the_callback, {"callback"}),
     ("the routing variables are unset", unset_the_routing_variables, {"routing"}),
     ("the small/fast variables are unset", unset_the_small_fast_variables, {"small-fast"}),
+    ("ccq does not tell Claude Code the window", stop_telling_claude_code_the_window, {"window"}),
     ("a stale alias", make_the_alias_stale, {"alias"}),
     ("a model the upstream does not serve", point_at_an_upstream_without_the_model, {"model"}),
     ("loose file modes", loosen_the_file_modes, {"file-modes"}),

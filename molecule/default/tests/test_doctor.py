@@ -61,7 +61,7 @@ class Doctor:
 
     def assert_clean(self) -> None:
         assert self.rc == 0 and not self.failures, self.output
-        assert len(self.statuses) == 17, self.output
+        assert len(self.statuses) == 18, self.output
 
 
 def user(host: Any, command: str) -> Any:

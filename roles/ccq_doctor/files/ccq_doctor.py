@@ -110,6 +110,8 @@ class Settings:
     reprovision: str = "make provision"
     # None: detect (systemd when /run/systemd/system exists).
     service_manager: Optional[str] = None
+    # What ccq tells Claude Code about the model (variable: value), from the model table.
+    claude_code_environment: dict[str, str] = field(default_factory=dict)
 
     @property
     def unit_path(self) -> Path:
@@ -134,10 +136,11 @@ def load_settings(path: Optional[Path], environ: Mapping[str, str] = os.environ)
     settings = Settings(home=home, user=str(data.get("user") or account.pw_name), paths=paths)
     for name in ("port", "model_alias", "upstream_model", "api_base", "model_preference", "service_name",
                  "litellm_version", "openai_version_spec", "claude_code_version", "node_min_version",
-                 "reprovision", "service_manager"):
+                 "reprovision", "service_manager", "claude_code_environment"):
         if data.get(name) not in (None, ""):
             setattr(settings, name, data[name])
     settings.port = int(settings.port)
+    settings.claude_code_environment = {str(k): str(v) for k, v in settings.claude_code_environment.items()}
     return settings
 
 
@@ -764,7 +767,8 @@ def capture_ccq(settings: Settings, environ: Mapping[str, str], interactive: boo
     source = f"{shell} ({rc_name})" if interactive else "ccq.sh"
     with tempfile.TemporaryDirectory(prefix="ccq-doctor-") as tmp:  # 0700: the stand-in is private
         fake = Path(tmp) / "claude"
-        fake.write_text(_FAKE_CLAUDE.format(python=sys.executable, names=CAPTURED_VARS))
+        names = CAPTURED_VARS + tuple(sorted(settings.claude_code_environment))
+        fake.write_text(_FAKE_CLAUDE.format(python=sys.executable, names=names))
         fake.chmod(0o700)
         env = dict(environ)
         env["CCQ_DOCTOR_FAKE_DIR"] = tmp
@@ -1442,6 +1446,27 @@ def check_small_fast(facts: Facts) -> Finding:
     return _variables_finding(facts, SMALL_FAST_VARS, "background calls ask for claude-haiku-* and fail at once")
 
 
+def check_window(facts: Facts) -> Finding:
+    expected = facts.settings.claude_code_environment
+    if not expected:
+        return Finding(WARN, "doctor.json does not say which window ccq should tell Claude Code (an older provisioning)",
+                       _reprovision(facts))
+    capture = facts.usable_capture()
+    if not capture.ok:
+        return Finding(FAIL, f"cannot run ccq to see its environment: {capture.error}",
+                       _reprovision(facts, "it writes the ccq function"))
+    wrong = [f"{n} is unset" if n not in capture.env else f"{n}={capture.env[n]}"
+             for n, value in sorted(expected.items()) if capture.env.get(n) != value]
+    window = expected.get("CLAUDE_CODE_MAX_CONTEXT_TOKENS", "?")
+    if wrong:
+        return Finding(FAIL, f"under ccq ({capture.source}) " + ", ".join(wrong) + f", not the model's limits (a "
+                             f"{window}-token window): Claude Code then assumes 1M tokens and compacts only after "
+                             "Cerebras refuses a request",
+                       _reprovision(facts, "it writes the ccq function that sets them; then open a new shell"))
+    return Finding(OK, f"ccq tells Claude Code a {window}-token window and "
+                       f"{expected.get('CLAUDE_CODE_MAX_OUTPUT_TOKENS', '?')} output tokens")
+
+
 def check_alias(facts: Facts) -> Finding:
     alias = facts.ccq_alias()
     config: Optional[ProxyConfig] = facts.get("proxy_config")
@@ -1630,6 +1655,10 @@ CHECKS: tuple[Check, ...] = (
     Check("small-fast", "background calls fail at once",
           "under ccq, ANTHROPIC_SMALL_FAST_MODEL and ANTHROPIC_DEFAULT_HAIKU_MODEL are the alias",
           "re-run the provisioning, open a new shell", check_small_fast),
+    Check("window", "Claude Code says it assumes a context window of 1m tokens; `Please reduce the length of the messages`",
+          "under ccq, CLAUDE_CODE_MAX_CONTEXT_TOKENS, the output limit and the tool-output caps are the model "
+          "table's for the configured model and tier",
+          "re-run the provisioning, open a new shell", check_window),
     Check("alias", "`model_not_found` / `Invalid model name` for the alias",
           "the alias ccq passes (`--model`) is a model_name in config.yaml and in the running proxy",
           "set `ccq_model_alias`, re-run the provisioning", check_alias),
