@@ -752,8 +752,10 @@ def _translate_stream_with_ccq(wire: ModuleType, original: Callable[..., Any]) -
                 LOG.warning("ccq: upstream stream failed with %s", type(exc).__name__)
                 yield b"".join(stream.fail(*_stream_error(wire, exc)))
                 return
-            received = getattr(completion_stream, "received_finish_reason", None)
-            yield b"".join(stream.finish(upstream_finished=received is not None))
+            # A wrapper without received_finish_reason: the chunks' own finish_reason decides.
+            finished = (completion_stream.received_finish_reason is not None
+                        if hasattr(completion_stream, "received_finish_reason") else None)
+            yield b"".join(stream.finish(upstream_finished=finished))
 
         return relay()
 
