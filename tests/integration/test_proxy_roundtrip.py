@@ -259,8 +259,9 @@ def test_count_tokens_counts_added_text_at_about_one_token_per_word(proxy_stack:
 
 
 def test_count_tokens_needs_the_proxy_key_and_a_body(proxy_stack: ProxyStack) -> None:
+    mark = proxy_stack.fake.mark()
     body = {"model": MODEL_ALIAS, "messages": [{"role": "user", "content": "hi"}]}
     assert count_tokens(proxy_stack, body, token="sk-wrong").status == 401
     bad = count_tokens(proxy_stack, {"model": MODEL_ALIAS})
     assert bad.status == 400 and bad.json()["error"]["type"] == "invalid_request_error"
-    assert proxy_stack.fake.records_since(proxy_stack.fake.mark()) == []
+    assert proxy_stack.fake.records_since(mark) == [], "counting must not call the upstream"
