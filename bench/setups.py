@@ -203,7 +203,7 @@ def start_ccq(venv: Path, ups: Upstreams, workdir: Path, registry: Registry,
     """ccq's proxy: the role's template, callback and environment file."""
     workdir.mkdir(parents=True, exist_ok=True)
     master = "sk-ccq-bench-" + secrets.token_hex(16)
-    variables = stack.role_variables(ups.fakes["small"].api_base, master, ups.api_key)
+    variables = stack.role_variables(ups.fakes["small"].api_base, master, ups.api_key, state_dir=workdir)
     config = stack.render_config(variables, [])
     for name in FAKES:
         if name != "small":

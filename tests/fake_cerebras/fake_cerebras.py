@@ -33,6 +33,42 @@ Scripted behaviour (what a test can rely on):
   user messages to ``--vision-models``: Cerebras serves text models, and a
   malformed data URL (LiteLLM 1.74 sends ``data:image;base64,{'type': ...``)
   must fail here as it fails there.
+* ``usage.prompt_tokens`` is :func:`prompt_tokens` of the request:
+  ``ceil(n / 4)``, at least 1, where ``n`` is the length in UTF-8 bytes of
+  the compact JSON (``separators=(",", ":")``, ``ensure_ascii=False``) of
+  ``messages`` plus that of ``tools`` (when present and not empty).  The
+  same number is reported in streamed and non-streamed usage, checked
+  against ``--context-window`` and charged to ``--tokens-per-minute``:
+  Claude Code decides when to compact from the usage it is told.  The
+  requested output (:func:`requested_output`) is ``max_completion_tokens``,
+  else ``max_tokens``, else 0.
+* ``--context-window N`` (default 0 = off): a request whose prompt tokens
+  plus requested output exceed N gets Cerebras' 400
+  ``{"message": "Please reduce the length of the messages or completion.
+  Current length is <prompt+output> while limit is <N>", "type":
+  "invalid_request_error", "param": "messages", "code":
+  "context_length_exceeded"}`` (Claude Code compacts on that message).
+* ``--tokens-per-minute N`` (default 0 = off), ``--quota-window-seconds S``
+  (default 60) and ``--requests-per-day N`` (default 14400): Cerebras'
+  token quota in fixed windows (window k covers ``[t0 + k*S, t0 +
+  (k+1)*S)``, t0 = server start; days likewise with 86400 s).  A request is
+  admitted only if the window's used tokens plus its prompt tokens plus its
+  requested output fit in N, and that much is reserved; when its answer is
+  built the reservation is replaced by the actual prompt + completion
+  tokens (in the window it was reserved in).  Otherwise, or when the day's
+  requests are spent, 429 with Cerebras' flat body
+  (:data:`ERROR_DEFAULTS`; a spent day says "Requests per day limit
+  exceeded").  With the quota on, every chat answer the fake itself
+  builds (200s streamed or not, queued completions and SSE, the quota's
+  429, the context-window 400) carries Cerebras' ``x-ratelimit-*`` headers
+  (:meth:`TokenQuota.headers`): remaining is after this request's charge,
+  the resets are seconds (2 decimals) until the window / day turns.  A
+  queued ``error`` entry is a scripted answer: it keeps its own headers and
+  charges no tokens (its request still counts for the day).
+* Order of checks on ``POST /v1/chat/completions``: auth, ``--strict``
+  validation, served model, context window (400), quota (429), then the
+  queue or the scripted answer.  A request refused by any check takes no
+  queue entry.
 
 Streamed tool calls come in Cerebras' shape by default: each call WHOLE in
 one delta (``index``, ``id``, ``type``, ``function.name`` and the complete
@@ -74,6 +110,13 @@ systemd service in a test VM and a test cannot restart it with other flags.
     contains the text takes it) and ``"tools": true`` (only one that offers
     tools): a real client's side requests pass it by.  An ``sse`` R waits for
     a streaming request.
+
+Counters (``/_fake/stats``, no auth): ``GET`` -> ``{"requests": chat requests,
+"by_status": {"200": n, "400": n, ...}, "context_length_exceeded": n,
+"rate_limited": n (the quota's 429s, not queued ones), "max_prompt_tokens":
+largest prompt_tokens of an admitted request, "tokens_charged": prompt +
+completion tokens of the answered requests (counted with the quota off
+too)}``; ``DELETE`` resets them (not the quota).
 
 The request log (``--request-log``) gets one JSON line per request:
 ``{"ts", "method", "path", "status", "bearer", "body"}``.  ``bearer`` only
@@ -208,6 +251,14 @@ RATE_LIMIT_HEADERS_429 = {
     "x-ratelimit-reset-requests-day": "51234.5",
 }
 QUEUE_KINDS = frozenset({"error", "sse", "completion", "tool_calls"})
+# Cerebras' 400 for a prompt plus requested output over the model's window;
+# Claude Code recognizes "Please reduce the length of the messages" as an
+# overflow and compacts.
+CONTEXT_LENGTH_MESSAGE = ("Please reduce the length of the messages or completion. "
+                          "Current length is {length} while limit is {limit}")
+# The 429 when --requests-per-day is spent (the token one is ERROR_DEFAULTS[429]).
+REQUESTS_PER_DAY_MESSAGE = "Requests per day limit exceeded - too many requests sent."
+DAY_SECONDS = 86400
 
 # Arguments the fake sends for tools it knows; other tools get minimal
 # arguments built from their JSON schema (see minimal_arguments).
@@ -260,6 +311,10 @@ class Config:
     strict: bool = False
     vision_models: tuple[str, ...] = ()
     no_auth_status: int = 401
+    context_window: int = 0
+    tokens_per_minute: int = 0
+    quota_window_seconds: float = 60.0
+    requests_per_day: int = 14400
     fingerprint: str = field(default_factory=lambda: "fp_" + uuid.uuid4().hex[:20])
 
 
@@ -722,6 +777,35 @@ def _dumps(obj: Any) -> bytes:
     return _ENCODE(obj).encode()
 
 
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """The prompt tokens of a request: reported, window-checked and charged.
+
+    ``ceil(n / 4)``, at least 1, with ``n`` the UTF-8 length of the compact
+    JSON (ensure_ascii=False) of ``messages`` plus that of ``tools`` when
+    present and not empty.  Deterministic, so a test can compute it.
+    """
+    n = len(_dumps(body.get("messages")))
+    tools = body.get("tools")
+    if tools:
+        n += len(_dumps(tools))
+    return max(1, -(-n // 4))
+
+
+def requested_output(body: dict[str, Any]) -> int:
+    """The output a request asks room for: max_completion_tokens, else max_tokens, else 0."""
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
+
+
+def context_length_exceeded(length: int, limit: int) -> RequestError:
+    """Cerebras' 400 for a prompt plus requested output over the window."""
+    return RequestError(400, CONTEXT_LENGTH_MESSAGE.format(length=length, limit=limit),
+                        param="messages", code="context_length_exceeded")
+
+
 def usage_block(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
     """Cerebras' usage object."""
     return {
@@ -1027,6 +1111,162 @@ def sse_events_of(data: bytes) -> list[bytes]:
 
 
 # --------------------------------------------------------------------------
+# Cerebras' quota and the fake's counters.
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Reservation:
+    """Tokens an admitted request holds in the window it was admitted in."""
+
+    window: int
+    tokens: int
+
+
+class TokenQuota:
+    """Cerebras' per-minute token quota and per-day request count, thread safe.
+
+    Fixed windows from ``t0`` (the server's start): token window k covers
+    ``[t0 + k*S, t0 + (k+1)*S)``, day d likewise with 86400 s.  :meth:`admit`
+    reserves prompt + requested output, :meth:`settle` replaces that with
+    what the answer actually cost.  ``clock`` is for tests.
+    """
+
+    def __init__(self, tokens_per_minute: int, window_seconds: float, requests_per_day: int,
+                 clock: Any = time.monotonic) -> None:
+        self.limit = tokens_per_minute
+        self.window_seconds = window_seconds
+        self.requests_per_day = requests_per_day
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._t0 = clock()
+        self._window = 0
+        self._used = 0
+        self._day = 0
+        self._requests = 0
+
+    def _roll(self, now: float) -> None:
+        """Start a new token window / day when the clock has passed into one (lock held)."""
+        window = int((now - self._t0) // self.window_seconds)
+        if window != self._window:
+            self._window, self._used = window, 0
+        day = int((now - self._t0) // DAY_SECONDS)
+        if day != self._day:
+            self._day, self._requests = day, 0
+
+    def _headers(self, now: float) -> dict[str, str]:
+        """Cerebras' x-ratelimit-* headers for the current state (lock held)."""
+        elapsed = now - self._t0
+        return {
+            "x-ratelimit-limit-tokens-minute": str(self.limit),
+            "x-ratelimit-remaining-tokens-minute": str(max(0, self.limit - self._used)),
+            "x-ratelimit-reset-tokens-minute":
+                f"{(self._window + 1) * self.window_seconds - elapsed:.2f}",
+            "x-ratelimit-limit-requests-day": str(self.requests_per_day),
+            "x-ratelimit-remaining-requests-day": str(max(0, self.requests_per_day - self._requests)),
+            "x-ratelimit-reset-requests-day": f"{(self._day + 1) * DAY_SECONDS - elapsed:.2f}",
+        }
+
+    def headers(self) -> dict[str, str]:
+        """The headers now, charging nothing (for answers that are refused)."""
+        with self._lock:
+            now = self._clock()
+            self._roll(now)
+            return self._headers(now)
+
+    def admit(self, tokens: int) -> tuple[Reservation | None, RequestError | None, dict[str, str]]:
+        """Reserve ``tokens`` and count the request, or say why not (the 429).
+
+        Returns (reservation, None, headers) or (None, error, headers).
+        """
+        with self._lock:
+            now = self._clock()
+            self._roll(now)
+            if self._requests >= self.requests_per_day:
+                _, type_, param, _ = ERROR_DEFAULTS[429]
+                error = RequestError(429, REQUESTS_PER_DAY_MESSAGE, type_=type_, param=param,
+                                     code="request_quota_exceeded")
+                return None, error, self._headers(now)
+            if self._used + tokens > self.limit:
+                message, type_, param, code = ERROR_DEFAULTS[429]
+                error = RequestError(429, message, type_=type_, param=param, code=code)
+                return None, error, self._headers(now)
+            self._used += tokens
+            self._requests += 1
+            return Reservation(self._window, tokens), None, self._headers(now)
+
+    def settle(self, reservation: Reservation, tokens: int) -> dict[str, str]:
+        """Replace a reservation by the actual cost; the headers after that charge.
+
+        A reservation from a window that has since turned changes nothing:
+        the new window starts empty.
+        """
+        with self._lock:
+            now = self._clock()
+            self._roll(now)
+            if reservation.window == self._window:
+                self._used = max(0, self._used - reservation.tokens + tokens)
+            return self._headers(now)
+
+
+class Stats:
+    """The counters /_fake/stats reports, thread safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._requests = 0
+            self._by_status: dict[str, int] = {}
+            self._context = 0
+            self._limited = 0
+            self._max_prompt = 0
+            self._charged = 0
+
+    def response(self, status: int) -> None:
+        """One chat request answered with ``status``."""
+        with self._lock:
+            self._requests += 1
+            key = str(status)
+            self._by_status[key] = self._by_status.get(key, 0) + 1
+
+    def context_length_exceeded(self) -> None:
+        with self._lock:
+            self._context += 1
+
+    def rate_limited(self) -> None:
+        with self._lock:
+            self._limited += 1
+
+    def admitted(self, prompt: int) -> None:
+        with self._lock:
+            self._max_prompt = max(self._max_prompt, prompt)
+
+    def charged(self, tokens: int) -> None:
+        with self._lock:
+            self._charged += tokens
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"requests": self._requests, "by_status": dict(sorted(self._by_status.items())),
+                    "context_length_exceeded": self._context, "rate_limited": self._limited,
+                    "max_prompt_tokens": self._max_prompt, "tokens_charged": self._charged}
+
+
+SSE_COMPLETION_TOKENS_RE = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
+
+
+def sse_completion_tokens(events: list[bytes]) -> int:
+    """The last usage.completion_tokens in replayed SSE events (0 if none came)."""
+    for event in reversed(events):
+        match = SSE_COMPLETION_TOKENS_RE.search(event)
+        if match:
+            return int(match.group(1))
+    return 0
+
+
+# --------------------------------------------------------------------------
 # HTTP.
 # --------------------------------------------------------------------------
 
@@ -1071,6 +1311,8 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
     config: Config
     request_log: RequestLog
     queue: ResponseQueue
+    quota: TokenQuota | None
+    stats: Stats
 
     def setup(self) -> None:
         super().setup()
@@ -1099,6 +1341,8 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def _log(self, status: int, body: Any) -> None:
+        if self.path.split("?", 1)[0].rstrip("/") == "/v1/chat/completions":
+            self.stats.response(status)
         self.request_log.write(self.command, self.path, status,
                                bearer_token(self.headers.get("Authorization")) is not None, body)
 
@@ -1145,16 +1389,26 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
             self._send_json(200, {"queued": self.queue.extend(checked)}, body)
         return True
 
+    def _stats_route(self, path: str) -> bool:
+        """/_fake/stats (GET, DELETE; no auth): True when handled."""
+        if path != "/_fake/stats" or self.command not in ("GET", "DELETE"):
+            return False
+        self._read_body()
+        if self.command == "DELETE":
+            self.stats.reset()
+        self._send_json(200, self.stats.snapshot(), None)
+        return True
+
     def do_DELETE(self) -> None:  # noqa: N802 - stdlib naming
         path = self.path.split("?", 1)[0].rstrip("/")
-        if not self._queue_route(path):
+        if not (self._queue_route(path) or self._stats_route(path)):
             self._read_body()
             self._send_json(404, {"message": f"Not found: {path}", "type": "not_found_error",
                                   "param": None, "code": "not_found"}, None)
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         path = self.path.split("?", 1)[0].rstrip("/")
-        if self._queue_route(path):
+        if self._queue_route(path) or self._stats_route(path):
             return
         if path in ("/health", "/v1/health"):
             self._send_json(200, {"status": "ok"}, None)
@@ -1213,31 +1467,69 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
         except RequestError as exc:
             self._send_json(exc.status, exc.body, body)
             return
+        prompt = prompt_tokens(body)
+        admitted, reservation = self._admit(body, prompt)
+        if not admitted:
+            return
         queued = self.queue.pop(body)
         arg_chunks = None
         if queued is None:
             answer = make_answer(body, self.config)
         elif queued["kind"] == "error":
+            # A scripted answer: its own headers, no tokens charged.
+            self._charge(reservation, 0)
             status, payload, headers = error_response(queued, body["model"])
             self._send_json(status, payload, body, headers)
             return
         elif queued["kind"] == "sse":
             self._log(200, body)
-            self._replay(queued, body["model"])
+            self._replay(queued, body["model"], prompt, reservation)
             return
         else:
             answer, arg_chunks = queued_answer(queued), 1
-        prompt_tokens = max(1, len(raw) // 4)
+        headers = self._charge(reservation, prompt + answer.completion_tokens)
         if not body.get("stream"):
             self._send_json(200, completion_body(answer, body["model"], self.config,
-                                                 prompt_tokens, started), body)
+                                                 prompt, started), body, headers)
             return
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         self._log(200, body)
-        self._stream(stream_frames(answer, body["model"], self.config, prompt_tokens,
-                                   started, include_usage, arg_chunks), len(answer.tokens))
+        self._stream(stream_frames(answer, body["model"], self.config, prompt,
+                                   started, include_usage, arg_chunks), len(answer.tokens), headers)
 
-    def _replay(self, item: dict[str, Any], model: str) -> None:
+    def _admit(self, body: dict[str, Any], prompt: int) -> tuple[bool, Reservation | None]:
+        """The context-window check (400), then the quota (429).
+
+        (False, None) when refused (and answered); else (True, the quota's
+        reservation or None with the quota off).
+        """
+        requested = requested_output(body)
+        window = self.config.context_window
+        if window > 0 and prompt + requested > window:
+            self.stats.context_length_exceeded()
+            err = context_length_exceeded(prompt + requested, window)
+            self._send_json(err.status, err.body, body,
+                            self.quota.headers() if self.quota is not None else None)
+            return False, None
+        reservation = None
+        if self.quota is not None:
+            reservation, err, headers = self.quota.admit(prompt + requested)
+            if err is not None:
+                self.stats.rate_limited()
+                self._send_json(err.status, err.body, body, headers)
+                return False, None
+        self.stats.admitted(prompt)
+        return True, reservation
+
+    def _charge(self, reservation: Reservation | None, tokens: int) -> dict[str, str] | None:
+        """Charge an answered request: the quota's headers after it (None when off)."""
+        self.stats.charged(tokens)
+        if self.quota is None or reservation is None:
+            return None
+        return self.quota.settle(reservation, tokens)
+
+    def _replay(self, item: dict[str, Any], model: str, prompt: int = 1,
+                reservation: Reservation | None = None) -> None:
         """Send a queued raw SSE body verbatim, one event per chunk, maybe broken.
 
         "rst": SO_LINGER {1, 0} then close, so the kernel sends a reset
@@ -1247,10 +1539,12 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
         events = sse_events_of(item["body"].replace("{model}", model).encode())
         mode = item.get("break")
         after = item.get("break_after_events")
-        frames = [_frame(e) for e in (events[:after] if mode and after is not None else events)]
+        sent = events[:after] if mode and after is not None else events
+        headers = self._charge(reservation, prompt + sse_completion_tokens(sent))
+        frames = [_frame(e) for e in sent]
         if not mode:
             frames.append(b"0\r\n\r\n")
-        self._stream(iter(frames), len(frames))
+        self._stream(iter(frames), len(frames), headers)
         if not mode:
             return
         self.close_connection = True
@@ -1264,16 +1558,20 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _stream(self, frames: Iterator[bytes], text_chunks: int) -> None:
+    def _stream(self, frames: Iterator[bytes], text_chunks: int,
+                headers: dict[str, str] | None = None) -> None:
         """Send every frame with its own send(), paced when asked.
 
         No coalescing: each SSE event is one write, because the benchmarks
         measure the gap between chunks as the client receives them.
+        ``headers`` (the quota's) go out with the response head.
         """
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         send = self.connection.sendall
         rate = self.config.tokens_per_second
@@ -1336,6 +1634,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-auth-status", type=int, choices=(401, 403), default=401,
                    help="status for a request without a bearer token (default 401; the live "
                         'API was seen answering 403 {"detail":"Not authenticated"})')
+    p.add_argument("--context-window", type=int, default=0,
+                   help="refuse with Cerebras' 400 context_length_exceeded a request whose prompt "
+                        "tokens plus max_completion_tokens/max_tokens exceed N (default 0 = off)")
+    p.add_argument("--tokens-per-minute", type=int, default=0,
+                   help="Cerebras' token quota per window: reserve prompt + max tokens, 429 when "
+                        "it does not fit; x-ratelimit-* headers on chat answers (default 0 = off)")
+    p.add_argument("--quota-window-seconds", type=float, default=60.0,
+                   help="length of the --tokens-per-minute window in seconds (default 60; tests "
+                        "shorten it)")
+    p.add_argument("--requests-per-day", type=int, default=14400,
+                   help="chat requests per day with the quota on (default 14400)")
     p.add_argument("--request-log", help="append one JSON line per request to this file")
     return p.parse_args(argv)
 
@@ -1348,6 +1657,8 @@ def build_config(args: argparse.Namespace) -> Config:
         if not api_key:
             raise SystemExit(f"fake_cerebras: {args.api_key_file} is empty")
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    if args.quota_window_seconds <= 0:
+        raise SystemExit("fake_cerebras: --quota-window-seconds must be > 0")
     return Config(
         models=models,
         api_key=api_key,
@@ -1359,14 +1670,22 @@ def build_config(args: argparse.Namespace) -> Config:
         strict=args.strict,
         vision_models=tuple(m.strip() for m in args.vision_models.split(",") if m.strip()),
         no_auth_status=args.no_auth_status,
+        context_window=max(0, args.context_window),
+        tokens_per_minute=max(0, args.tokens_per_minute),
+        quota_window_seconds=args.quota_window_seconds,
+        requests_per_day=max(0, args.requests_per_day),
     )
 
 
 def make_server(config: Config, host: str, port: int, request_log: str | None) -> FakeCerebrasServer:
     """A bound server (port 0 = pick one) ready for serve_forever()."""
+    quota = None
+    if config.tokens_per_minute > 0:
+        quota = TokenQuota(config.tokens_per_minute, config.quota_window_seconds,
+                           config.requests_per_day)
     handler = type("Handler", (FakeCerebrasHandler,),
                    {"config": config, "request_log": RequestLog(request_log),
-                    "queue": ResponseQueue()})
+                    "queue": ResponseQueue(), "quota": quota, "stats": Stats()})
     return FakeCerebrasServer((host, port), handler)
 
 

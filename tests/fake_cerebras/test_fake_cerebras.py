@@ -571,7 +571,7 @@ def test_sse_body_and_absolute_file_replay_and_only_model_is_substituted(serve: 
 def test_sse_break_rst_resets_the_connection(serve: Any) -> None:
     srv = serve()
     enqueue(srv, {"kind": "sse", "file": "cerebras_text.sse", "break": "rst", "break_after_events": 2})
-    raw, error = raw_chat(srv, body(stream=True))
+    _, error = raw_chat(srv, body(stream=True))
     assert isinstance(error, ConnectionResetError)
     enqueue(srv, {"kind": "sse", "file": "cerebras_text.sse", "break": "rst", "break_after_events": 2})
     conn = http.client.HTTPConnection("127.0.0.1", srv.httpd.server_address[1], timeout=5)
@@ -773,8 +773,199 @@ def test_fixture_is_valid_sse_and_agrees_with_its_expected_file(name: str) -> No
         return
     assert events[-1] == "[DONE]" and events.count("[DONE]") == 1
     assert reassemble(events) == expected
-    if name.startswith("cerebras_") or name.startswith("one_delta"):
+    if name.startswith(("cerebras_", "one_delta")):
         finish = objs[-1]
         assert {"usage", "time_info"} <= set(finish) and finish["choices"][0]["finish_reason"]
         assert set(finish["time_info"]) == {"queue_time", "prompt_time", "completion_time",
                                             "total_time", "created"}
+
+
+# ---------------------------------------------------------------- context window, quota, stats
+RATE_LIMIT_NAMES = ("x-ratelimit-limit-tokens-minute", "x-ratelimit-remaining-tokens-minute",
+                    "x-ratelimit-reset-tokens-minute", "x-ratelimit-limit-requests-day",
+                    "x-ratelimit-remaining-requests-day", "x-ratelimit-reset-requests-day")
+
+
+def stats(srv: Any) -> dict[str, Any]:
+    return request("GET", srv.url + "/_fake/stats").json()
+
+
+def remaining(resp: Any) -> int:
+    return int(resp.headers["x-ratelimit-remaining-tokens-minute"])
+
+
+def stream_usage(resp: Any) -> dict[str, Any]:
+    return next(c["usage"] for c in reversed(_chunks(resp.body)[:-1]) if c.get("usage"))
+
+
+def test_prompt_tokens_is_a_quarter_of_the_utf8_json_of_messages_and_tools() -> None:
+    msgs = [user("héllo wörld ✓ " * 10)]
+    compact = json.dumps(msgs, ensure_ascii=False, separators=(",", ":")).encode()
+    assert fc.prompt_tokens(body(messages=msgs)) == -(-len(compact) // 4)
+    tools = json.dumps([AGENT_TOOL], ensure_ascii=False, separators=(",", ":")).encode()
+    assert fc.prompt_tokens(body(messages=msgs, tools=[AGENT_TOOL])) == \
+        -(-(len(compact) + len(tools)) // 4)
+    assert fc.prompt_tokens({"messages": []}) == 1
+    assert fc.requested_output(body()) == 0
+    assert fc.requested_output(body(max_tokens=7)) == 7
+    assert fc.requested_output(body(max_tokens=7, max_completion_tokens=9)) == 9
+
+
+def test_context_window_admits_up_to_the_limit_and_refuses_beyond_it(serve: Any) -> None:
+    req = body(messages=[user("x" * 400)])
+    prompt = fc.prompt_tokens(req)
+    srv = serve(strict=True, context_window=prompt + 10)
+    fits = srv.chat(dict(req, max_tokens=10))
+    assert fits.status == 200, fits.body
+    assert fits.json()["usage"]["prompt_tokens"] == prompt
+    streamed = srv.chat(dict(req, max_tokens=10, stream=True))
+    assert stream_usage(streamed)["prompt_tokens"] == prompt
+    over = srv.chat(dict(req, max_tokens=11))
+    assert over.status == 400
+    assert over.json() == {
+        "message": "Please reduce the length of the messages or completion. "
+                   f"Current length is {prompt + 11} while limit is {prompt + 10}",
+        "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}
+    assert not any(h.startswith("x-ratelimit") for h in over.headers)  # quota off
+    # max_completion_tokens counts, and before max_tokens.
+    assert srv.chat(dict(req, max_completion_tokens=11)).status == 400
+    assert srv.chat(dict(req, max_completion_tokens=11, max_tokens=1)).status == 400
+    assert srv.chat(dict(req, max_completion_tokens=10, max_tokens=500)).status == 200
+    # The prompt alone can be too long.
+    tight = serve(context_window=prompt - 1).chat(req)
+    assert tight.status == 400 and f"Current length is {prompt} while" in tight.json()["message"]
+
+
+def test_context_window_off_by_default_never_refuses(serve: Any) -> None:
+    assert fc.Config().context_window == 0 and fc.Config().tokens_per_minute == 0
+    resp = serve().chat(body(messages=[user("y" * 2_000_000)], max_tokens=10**9))
+    assert resp.status == 200
+    assert resp.json()["usage"]["prompt_tokens"] > 500_000
+
+
+def test_quota_refuses_what_does_not_fit_until_the_window_turns(serve: Any) -> None:
+    prompt = fc.prompt_tokens(body())
+    limit = prompt + 100
+    srv = serve(tokens_per_minute=limit, quota_window_seconds=2)
+    first = srv.chat(body(max_tokens=100))  # exactly fits: prompt + 100 reserved
+    assert first.status == 200, first.body
+    cost = first.json()["usage"]["total_tokens"]
+    assert remaining(first) == limit - cost
+    refused = srv.chat(body(max_tokens=100))
+    assert refused.status == 429
+    assert refused.json() == {"message": "Tokens per minute limit exceeded - too many tokens processed.",
+                              "type": "too_many_requests_error", "param": "quota",
+                              "code": "token_quota_exceeded"}
+    assert set(RATE_LIMIT_NAMES) <= set(refused.headers)
+    assert remaining(refused) == limit - cost  # a refusal charges nothing
+    reset = float(refused.headers["x-ratelimit-reset-tokens-minute"])
+    assert 0 < reset <= 2
+    assert refused.headers["x-ratelimit-reset-tokens-minute"] == f"{reset:.2f}"
+    assert int(refused.headers["x-ratelimit-remaining-requests-day"]) == 14400 - 1
+    assert 86400 - 3 < float(refused.headers["x-ratelimit-reset-requests-day"]) <= 86400
+    time.sleep(reset + 0.05)
+    after = srv.chat(body(max_tokens=100))
+    assert after.status == 200, after.body
+    assert remaining(after) == limit - after.json()["usage"]["total_tokens"]
+    assert int(after.headers["x-ratelimit-remaining-requests-day"]) == 14400 - 2
+
+
+def test_quota_reserves_prompt_plus_max_tokens_up_front(serve: Any) -> None:
+    prompt = fc.prompt_tokens(body())
+    srv = serve(tokens_per_minute=prompt + 50)
+    too_much = srv.chat(body(max_tokens=51))  # the prompt alone would fit
+    assert too_much.status == 429 and remaining(too_much) == prompt + 50
+    assert srv.chat(body(max_completion_tokens=51, max_tokens=1)).status == 429
+    assert srv.chat(body(max_tokens=50)).status == 200
+
+
+def test_quota_headers_on_every_answer_and_remaining_drops_by_the_actual_cost(serve: Any) -> None:
+    limit = 100_000
+    srv = serve(tokens_per_minute=limit, requests_per_day=50)
+    plain = srv.chat(body(max_tokens=5000))  # the reservation is replaced by the actual cost
+    assert plain.status == 200 and set(RATE_LIMIT_NAMES) <= set(plain.headers)
+    usage = plain.json()["usage"]
+    assert usage["prompt_tokens"] == fc.prompt_tokens(body())
+    assert remaining(plain) == limit - usage["prompt_tokens"] - usage["completion_tokens"]
+    req = body(stream=True, tools=[AGENT_TOOL])
+    streamed = srv.chat(req)
+    assert streamed.status == 200 and set(RATE_LIMIT_NAMES) <= set(streamed.headers)
+    usage2 = stream_usage(streamed)
+    assert usage2["prompt_tokens"] == fc.prompt_tokens(req)
+    assert remaining(streamed) == remaining(plain) - usage2["prompt_tokens"] - usage2["completion_tokens"]
+    assert streamed.headers["x-ratelimit-limit-tokens-minute"] == str(limit)
+    assert (streamed.headers["x-ratelimit-limit-requests-day"],
+            streamed.headers["x-ratelimit-remaining-requests-day"]) == ("50", "48")
+    # A queued stream is charged what its usage says; a queued error keeps its own headers.
+    enqueue(srv, {"kind": "sse", "file": "cerebras_text.sse"}, {"kind": "error", "status": 503})
+    replayed = srv.chat(body(stream=True))
+    assert remaining(replayed) == remaining(streamed) - fc.prompt_tokens(body()) - 7
+    unavailable = srv.chat(body())
+    assert unavailable.status == 503
+    assert not any(h.startswith("x-ratelimit") for h in unavailable.headers)
+    assert remaining(srv.chat(body())) < remaining(replayed)
+
+
+def test_window_then_quota_then_queue_and_refusals_take_no_entry(serve: Any) -> None:
+    prompt = fc.prompt_tokens(body())
+    srv = serve(context_window=prompt + 20, tokens_per_minute=prompt + 10)
+    enqueue(srv, {"kind": "completion", "message": {"role": "assistant", "content": "queued"}})
+    over_window = srv.chat(body(max_tokens=21))  # over the window and the quota: the window wins
+    assert over_window.status == 400 and over_window.json()["code"] == "context_length_exceeded"
+    assert set(RATE_LIMIT_NAMES) <= set(over_window.headers)
+    assert remaining(over_window) == prompt + 10
+    assert srv.chat(body(max_tokens=11)).status == 429
+    assert queued(srv) == 1
+    resp = srv.chat(body(max_tokens=10))
+    assert resp.json()["choices"][0]["message"]["content"] == "queued"
+    assert queued(srv) == 0
+
+
+def test_requests_per_day_are_counted_and_limited(serve: Any) -> None:
+    srv = serve(tokens_per_minute=10_000, requests_per_day=2)
+    assert [srv.chat(body()).headers["x-ratelimit-remaining-requests-day"] for _ in range(2)] == \
+        ["1", "0"]
+    spent = srv.chat(body())
+    assert spent.status == 429 and spent.json()["code"] == "request_quota_exceeded"
+
+
+def test_stats_count_answers_refusals_and_tokens_and_reset(serve: Any) -> None:
+    prompt = fc.prompt_tokens(body())
+    srv = serve(context_window=prompt + 100, tokens_per_minute=prompt + 60)
+    assert stats(srv) == {"requests": 0, "by_status": {}, "context_length_exceeded": 0,
+                          "rate_limited": 0, "max_prompt_tokens": 0, "tokens_charged": 0}
+    ok = srv.chat(body(max_tokens=50))
+    cost = ok.json()["usage"]["total_tokens"]
+    assert srv.chat(body(max_tokens=101)).status == 400  # over the window
+    assert srv.chat(body(max_tokens=60)).status == 429  # over the quota
+    assert srv.chat(body(), token=None).status == 401
+    enqueue(srv, {"kind": "error", "status": 429})
+    assert srv.chat(body()).status == 429  # queued: not counted as rate_limited
+    got = stats(srv)
+    assert got == {"requests": 5, "by_status": {"200": 1, "400": 1, "401": 1, "429": 2},
+                   "context_length_exceeded": 1, "rate_limited": 1, "max_prompt_tokens": prompt,
+                   "tokens_charged": cost}
+    reset = request("DELETE", srv.url + "/_fake/stats")
+    assert reset.status == 200 and reset.json()["requests"] == 0
+    assert stats(srv)["by_status"] == {}
+
+
+def test_quota_off_sends_no_rate_limit_headers(serve: Any) -> None:
+    srv = serve()
+    for resp in (srv.chat(body()), srv.chat(body(stream=True))):
+        assert resp.status == 200
+        assert not any(h.startswith("x-ratelimit") for h in resp.headers)
+    assert stats(srv)["tokens_charged"] > 0  # counted with the quota off too
+
+
+def test_cli_parses_the_window_and_quota_options() -> None:
+    config = fc.build_config(fc.parse_args([]))
+    assert (config.context_window, config.tokens_per_minute, config.quota_window_seconds,
+            config.requests_per_day) == (0, 0, 60.0, 14400)
+    config = fc.build_config(fc.parse_args(["--context-window", "131072", "--tokens-per-minute",
+                                            "60000", "--quota-window-seconds", "2",
+                                            "--requests-per-day", "100"]))
+    assert (config.context_window, config.tokens_per_minute, config.quota_window_seconds,
+            config.requests_per_day) == (131072, 60000, 2.0, 100)
+    with pytest.raises(SystemExit):
+        fc.build_config(fc.parse_args(["--quota-window-seconds", "0"]))

@@ -161,15 +161,22 @@ def _role_defaults() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def served_model(alias: str = MODEL_ALIAS, upstream_model: str = MODEL_ALIAS, **limits: Any) -> dict[str, Any]:
+    """One entry of litellm_proxy_models (site.yml builds them from ccq's model table)."""
+    entry = {"alias": alias, "model": upstream_model, "role": "main", "images": False,
+             "max_output": 16384, "window": 131072, "reasoning_effort": ""}
+    entry.update(limits)
+    return entry
+
+
 def role_variables(api_base: str, master_key: str, cerebras_key: str,
-                   alias: str = MODEL_ALIAS, upstream_model: str = MODEL_ALIAS) -> dict[str, Any]:
+                   models: list[dict[str, Any]] | None = None, state_dir: Path | None = None) -> dict[str, Any]:
     """Template variables: the role's defaults with the test's values on top."""
     variables = _role_defaults()
     variables.update({
         "ansible_managed": "Rendered by tests/helpers/stack.py for the integration tests",
-        "litellm_proxy_model_alias": alias,
-        "litellm_proxy_upstream_model": upstream_model,
-        "litellm_proxy_upstream_takes_images": False,
+        "litellm_proxy_models": models or [served_model()],
+        "litellm_proxy_paths": {"quota_state": str((state_dir or Path(".")) / "quota.json")},
         "litellm_proxy_api_base": api_base,
         "litellm_proxy_master_key": master_key,
         "litellm_proxy_cerebras_api_key": cerebras_key,
@@ -198,9 +205,8 @@ def render_config(variables: dict[str, Any], extra_models: list[dict[str, Any]])
         text = _jinja_env().from_string(CONFIG_TEMPLATE.read_text(encoding="utf-8")).render(**variables)
         config = yaml.safe_load(text)
     else:
-        config = minimal_config(variables["litellm_proxy_model_alias"],
-                                variables["litellm_proxy_upstream_model"],
-                                variables["litellm_proxy_api_base"])
+        main = variables["litellm_proxy_models"][0]
+        config = minimal_config(main["alias"], main["model"], variables["litellm_proxy_api_base"])
     config.setdefault("model_list", []).extend(extra_models)
     return config
 
@@ -231,6 +237,8 @@ class LiteLLMProxy:
     callback: Path | None = None
     extra_models: list[dict[str, Any]] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The aliases the role's config.yaml template serves (None: one, MODEL_ALIAS).
+    models: list[dict[str, Any]] | None = None
     master_key: str = field(default_factory=lambda: "sk-test-" + secrets.token_hex(16))
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
@@ -248,17 +256,16 @@ class LiteLLMProxy:
         import yaml
 
         self.workdir.mkdir(parents=True, exist_ok=True)
-        variables = role_variables(self.upstream.api_base, self.master_key, self.upstream.api_key)
+        variables = role_variables(self.upstream.api_base, self.master_key, self.upstream.api_key,
+                                   self.models, self.workdir)
         config = render_config(variables, self.extra_models)
         if self.callback is not None:
             # The deployed file itself, copied beside config.yaml as the role
             # deploys it: LiteLLM imports callbacks relative to the config.
             shutil.copy2(self.callback, self.workdir / "custom_callbacks.py")
-            # Its companion modules (the role copies them all; the seed has none).
-            for name in ("ccq_anthropic_wire.py", "ccq_stream_fastpath.py"):
-                companion = self.callback.with_name(name)
-                if companion.is_file():
-                    shutil.copy2(companion, self.workdir / name)
+            # Its companion modules, ccq_*.py (the role copies them all; the seed has none).
+            for companion in self.callback.parent.glob("ccq_*.py"):
+                shutil.copy2(companion, self.workdir / companion.name)
         else:
             config.get("litellm_settings", {}).pop("callbacks", None)
         path = self.workdir / "config.yaml"

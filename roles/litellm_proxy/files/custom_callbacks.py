@@ -35,8 +35,10 @@ g. Tool definitions keep only name, description and input_schema (the adapter
    merges every other key, e.g. cache_control and defer_loading, into the JSON
    schema); server tools without input_schema are removed, and a tool_choice
    that no longer makes sense is dropped.
-h. ``max_tokens`` is clamped to a ceiling (Cerebras reserves max_tokens
-   against the rate limit before running a request; Claude Code asks 32000).
+h. ``max_tokens`` is clamped to the model's output limit (``model_info.max_output_tokens``
+   of the alias, from ccq's model table) and to CCQ_MAX_TOKENS_CEILING: Cerebras
+   reserves max_tokens against the per-minute quota before running a request, and
+   Claude Code asks 32000.
 i. Only ``/v1/messages`` is touched: call_type ``"text_completion"`` in 1.74,
    ``"anthropic_messages"`` in later LiteLLM versions.
 j. Images: kept for a model that takes them (``model_info.supports_vision`` of
@@ -74,6 +76,11 @@ p. Errors of /v1/messages reach Claude Code in Anthropic's envelope with the
    (``router_settings.num_retries: 0`` in the config): Claude Code does.
 q. ``max_retries`` from the config reaches the openai SDK for Cerebras (1.74
    dropped it on that provider's branch, so the SDK retried each 429/5xx twice).
+r. Quota pacing: the httpx client under LiteLLM's openai SDK (both relay paths)
+   gets two event hooks from ``ccq_quota.py``: every upstream answer's
+   ``x-ratelimit-*`` figures are kept per model, and a request that the last
+   figures say will not fit waits for the window to turn (bounded, logged)
+   instead of being sent to be refused.
 
 Authentication
 --------------
@@ -91,6 +98,10 @@ Environment knobs
                             and refuse to start on any LiteLLM version other
                             than 1.74.0.post2.  ``0``: skip both (for trying
                             a different LiteLLM version on purpose).
+``CCQ_QUOTA_MAX_WAIT``      Longest wait for Cerebras' per-minute token quota,
+                            in seconds (default 60; 0 turns pacing off).
+``CCQ_QUOTA_STATE``         File the last quota figures are written to, for
+                            ``ccq status`` (unset: none).
 ``CCQ_STREAM_FASTPATH``     ``1`` (default): install the stream fast path
                             (item l; refuses to start on other LiteLLM/openai
                             sources).  ``0``: LiteLLM's own stream path.
@@ -130,6 +141,7 @@ DEFAULT_MAX_TOKENS_CEILING = 16384
 LITELLM_PATCHES_ENV = "CCQ_LITELLM_PATCHES"
 STREAM_FASTPATH_ENV = "CCQ_STREAM_FASTPATH"
 STREAM_FASTPATH_FILE = "ccq_stream_fastpath.py"
+QUOTA_FILE = "ccq_quota.py"
 PATCHED_LITELLM_VERSION = "1.74.0.post2"
 
 # The model whose supported parameters are asked of LiteLLM's cerebras config.
@@ -653,6 +665,7 @@ PATCHED_SOURCES: Mapping[str, str] = {
     "Handler.async_anthropic_messages_handler": "ad4fe2ddb8717c57",
     "anthropic_endpoints.anthropic_response": "3f09785cf59ddd38",
     "OpenAIChatCompletion.completion": "403b77f0949debdd",
+    "BaseOpenAILLM._get_async_http_client": "9882b9f81294d004",
 }
 
 
@@ -855,6 +868,55 @@ def _honour_max_retries(original: Callable[..., Any]) -> Callable[..., Any]:
     return _mark(completion, original)
 
 
+def _paced_http_client(quota: ModuleType, original: Callable[[], Any]) -> Callable[[], Any]:
+    """Item r: the httpx client LiteLLM gives the openai SDK, with ccq's quota hooks.
+
+    Every Cerebras request of both relay paths goes through this client, and httpx
+    calls its event hooks before a request is sent (so a wait delays the request,
+    never a byte of an answer) and when an answer's headers arrive.
+    """
+    import asyncio
+    import weakref
+
+    book = quota.quota_book_from_env()
+    sent_to: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+
+    async def pace(request: Any) -> None:
+        if not request.url.path.endswith("/chat/completions"):
+            return
+        try:
+            body = json.loads(request.content)
+        except (ValueError, TypeError, RuntimeError):  # RuntimeError: a streamed body
+            return
+        model = body.get("model") if isinstance(body, dict) else None
+        if not isinstance(model, str):
+            return
+        sent_to[request] = model
+        cost = quota.request_cost(body, len(request.content))
+        wait = book.wait_before(model, cost)
+        if wait > 0:
+            LOG.warning("ccq: waiting %.1f s for Cerebras' per-minute token quota of %s "
+                        "(this request reserves about %d tokens)", wait, model, cost)
+            await asyncio.sleep(wait)
+            book.wait_before(model, cost)  # the window turned: take this request's share
+
+    async def record(response: Any) -> None:
+        model = sent_to.get(response.request)
+        if model is not None:
+            book.record(model, response.headers)
+
+    def client() -> Any:
+        made = original()
+        if made is not None and not getattr(made, "_ccq_paced", False):
+            hooks = made.event_hooks
+            made.event_hooks = {"request": [*hooks.get("request", []), pace],
+                                "response": [*hooks.get("response", []), record]}
+            made._ccq_paced = True  # litellm.aclient_session is one client for all
+        return made
+
+    return _mark(client, original)
+
+
 def _response_headers(exc: BaseException | None) -> Mapping[str, Any]:
     """The upstream response's headers that LiteLLM kept on its exception."""
     for candidate in (getattr(exc, "litellm_response_headers", None),
@@ -936,10 +998,12 @@ def _source_hash(fn: Callable[..., Any]) -> str:
 def _patch_targets() -> dict[str, tuple[Any, str]]:
     """Each patched LiteLLM function: (owner, attribute)."""
     from litellm.llms.anthropic.experimental_pass_through.adapters import handler, transformation
+    from litellm.llms.openai.common_utils import BaseOpenAILLM
     from litellm.llms.openai.openai import OpenAIChatCompletion
 
     return {
         "OpenAIChatCompletion.completion": (OpenAIChatCompletion, "completion"),
+        "BaseOpenAILLM._get_async_http_client": (BaseOpenAILLM, "_get_async_http_client"),
         "AnthropicAdapter.translate_completion_output_params_streaming":
             (transformation.AnthropicAdapter, "translate_completion_output_params_streaming"),
         "Adapter._translate_openai_content_to_anthropic":
@@ -991,6 +1055,8 @@ def apply_litellm_patches(installed_version: str | None = None) -> bool:
         "Adapter.translate_anthropic_messages_to_openai": _image_data_urls,
         "Handler.async_anthropic_messages_handler": lambda f: staticmethod(_pass_through_upstream_errors(f)),
         "OpenAIChatCompletion.completion": _honour_max_retries,
+        "BaseOpenAILLM._get_async_http_client":
+            lambda f: staticmethod(_paced_http_client(load_sibling(QUOTA_FILE), f)),
     }
     for name, patch in patches.items():
         owner, attr = targets[name]
@@ -1005,29 +1071,42 @@ def apply_litellm_patches(installed_version: str | None = None) -> bool:
 # The LiteLLM hook
 # --------------------------------------------------------------------------
 
-def router_takes_images(alias: Any) -> bool:
-    """Whether the proxy's model ``alias`` takes images: its ``model_info.supports_vision``
-    in the proxy config, which the role writes from ccq's model table (the one place that
-    says which Cerebras models read images).  Unknown: text only."""
+def _router_model_infos(alias: Any) -> list[Mapping[str, Any]]:
+    """The ``model_info`` of each deployment of the proxy's model ``alias`` (the role
+    writes them from ccq's model table, the one place that says what each Cerebras
+    model can do)."""
     try:
         from litellm.proxy.proxy_server import llm_router
     except ImportError:  # plain-Python unit tests
-        return False
+        return []
     if llm_router is None or not isinstance(alias, str):
-        return False
-    return any((d.get("model_info") or {}).get("supports_vision") is True
-               for d in llm_router.get_model_list(model_name=alias) or ())
+        return []
+    return [d.get("model_info") or {} for d in llm_router.get_model_list(model_name=alias) or ()]
+
+
+def router_takes_images(alias: Any) -> bool:
+    """Whether ``alias`` takes images: its ``model_info.supports_vision``. Unknown: text only."""
+    return any(info.get("supports_vision") is True for info in _router_model_infos(alias))
+
+
+def router_max_output(alias: Any) -> int | None:
+    """The most output tokens ``alias`` may ask for: its ``model_info.max_output_tokens``."""
+    limits = [v for v in (info.get("max_output_tokens") for info in _router_model_infos(alias))
+              if type(v) is int and v > 0]
+    return min(limits) if limits else None
 
 
 class CcqAnthropicNormalizer(_HookBase):  # type: ignore[misc,valid-type]
     """LiteLLM CustomLogger whose pre-call hook runs normalize_request."""
 
     def __init__(self, policy: ParamPolicy | None = None, max_tokens_ceiling: int | None = None,
-                 takes_images: Callable[[Any], bool] = router_takes_images) -> None:
+                 takes_images: Callable[[Any], bool] = router_takes_images,
+                 max_output: Callable[[Any], int | None] = router_max_output) -> None:
         if _HookBase is not object:
             super().__init__()
         self._policy = policy
         self.takes_images = takes_images
+        self.max_output = max_output
         self.max_tokens_ceiling = (
             max_tokens_ceiling if max_tokens_ceiling is not None else max_tokens_ceiling_from_env()
         )
@@ -1039,6 +1118,13 @@ class CcqAnthropicNormalizer(_HookBase):  # type: ignore[misc,valid-type]
             self._policy = derive_param_policy()
         return self._policy
 
+    def normalize(self, data: Any) -> Any:
+        """normalize_request with the limits of the model ``data`` asks for."""
+        alias = data.get("model") if isinstance(data, dict) else None
+        model_limit = self.max_output(alias)
+        ceiling = min(self.max_tokens_ceiling, model_limit) if model_limit else self.max_tokens_ceiling
+        return normalize_request(data, self.policy, ceiling, self.takes_images(alias))
+
     # LiteLLM calls this only if it is defined on the class itself
     # (ProxyLogging.pre_call_hook checks vars(type(callback))).
     async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: str) -> Any:
@@ -1046,8 +1132,7 @@ class CcqAnthropicNormalizer(_HookBase):  # type: ignore[misc,valid-type]
         if call_type not in ANTHROPIC_MESSAGES_CALL_TYPES:
             return data
         try:
-            return normalize_request(data, self.policy, self.max_tokens_ceiling,
-                                     self.takes_images(data.get("model")))
+            return self.normalize(data)
         except Exception as exc:  # never turn a request into a 500 of our own
             # Log the error type only: the body is the user's code.
             LOG.warning("ccq: request left as is; normalization failed with %s", type(exc).__name__)
@@ -1081,7 +1166,7 @@ def count_input_tokens(body: Any, hook: "CcqAnthropicNormalizer") -> int:
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
         raise ValueError("messages: a list of Anthropic messages is required")
     data = dict(body, max_tokens=body.get("max_tokens") or 1)
-    normalized = normalize_request(data, hook.policy, hook.max_tokens_ceiling, hook.takes_images(body.get("model")))
+    normalized = hook.normalize(data)
     openai_request = LiteLLMAnthropicMessagesAdapter().translate_anthropic_to_openai(normalized)
     count = litellm.token_counter(model=COUNT_TOKENS_TOKENIZER_MODEL, messages=openai_request["messages"])
     tools = openai_request.get("tools")

@@ -1,0 +1,158 @@
+"""Cerebras' rate limits as the proxy last heard them, and the wait that keeps a request inside them.
+
+Part of ccq: deployed beside custom_callbacks.py, which loads this file and hooks a
+QuotaBook into the httpx client that LiteLLM's openai SDK sends every upstream request
+through (item r), so both relay paths (the fast path and LiteLLM's own) are paced alike.
+Plain Python: no LiteLLM import, unit-tested on its own.
+
+WHY: Cerebras reserves a request's prompt *plus its max_tokens* against the per-minute
+token quota when the request arrives, and refuses one that does not fit with a 429. Every
+answer says where the quota stands: ``x-ratelimit-{limit,remaining,reset}-tokens-minute``
+(reset in seconds) and the same trio for ``-requests-day``. A request sent when the
+last answer said it cannot fit is a 429 the proxy could have predicted; Claude Code then
+waits Retry-After and resends it whole (and its parallel subagents do the same at once).
+
+WHAT: ``record()`` keeps the figures of each answer per upstream model (Cerebras keeps a
+quota per model). ``wait_before()`` estimates a request's cost (its body's bytes / 4,
+the ratio Cerebras' tokenizers give for code and JSON, plus its max_tokens) and, when
+that exceeds what is left and the window has not turned yet, returns how long to wait
+for the reset; what a request is expected to use is taken off at once, so parallel
+requests do not all go for the same remainder. The wait is bounded (``max_wait``; 0
+turns pacing off): a longer one (the day's requests spent) is not waited for, the
+request goes and Cerebras' own 429 reaches Claude Code. The figures are also written
+to a small JSON file that ``ccq status`` shows.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, Mapping, Optional
+
+LOG = logging.getLogger("ccq.quota")
+
+# Bytes of a request body per token, for the estimate (see the module docstring).
+BYTES_PER_TOKEN = 4
+HEADER_PREFIX = "x-ratelimit-"
+
+
+@dataclass
+class Quota:
+    """One model's figures from its last answer; times are wall-clock seconds since the epoch."""
+
+    tokens_limit: Optional[int] = None
+    tokens_remaining: Optional[int] = None
+    tokens_reset_at: Optional[float] = None
+    requests_day_limit: Optional[int] = None
+    requests_day_remaining: Optional[int] = None
+    requests_day_reset_at: Optional[float] = None
+    seen_at: Optional[float] = None
+
+
+def _number(headers: Mapping[str, Any], name: str) -> Optional[float]:
+    raw = headers.get(HEADER_PREFIX + name)
+    try:
+        value = float(raw) if raw is not None else None
+    except (TypeError, ValueError):
+        return None
+    return value if value is not None and math.isfinite(value) and value >= 0 else None
+
+
+def _int(value: Optional[float]) -> Optional[int]:
+    return None if value is None else int(value)
+
+
+def request_cost(body: Mapping[str, Any], body_bytes: int) -> int:
+    """Tokens Cerebras reserves for a request: its prompt (estimated) and its max tokens."""
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+    return body_bytes // BYTES_PER_TOKEN + (limit if isinstance(limit, int) else 0)
+
+
+class QuotaBook:
+    """The last known quota of each upstream model, and the waits it implies."""
+
+    def __init__(self, max_wait: float, state_file: Optional[str] = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.max_wait = max_wait
+        self.state_file = state_file
+        self.clock = clock
+        self.quotas: Dict[str, Quota] = {}
+
+    def record(self, model: str, headers: Mapping[str, Any]) -> None:
+        """Keep the rate-limit figures of one upstream answer (any status)."""
+        lowered = {str(k).lower(): v for k, v in headers.items() if str(k).lower().startswith(HEADER_PREFIX)}
+        if not lowered:
+            return
+        now = self.clock()
+        q = self.quotas.setdefault(model, Quota())
+        remaining = _number(lowered, "remaining-tokens-minute")
+        if remaining is not None:
+            reset = _number(lowered, "reset-tokens-minute")
+            q.tokens_limit = _int(_number(lowered, "limit-tokens-minute")) or q.tokens_limit
+            q.tokens_remaining = int(remaining)
+            q.tokens_reset_at = now + reset if reset is not None else None
+        day_remaining = _number(lowered, "remaining-requests-day")
+        if day_remaining is not None:
+            reset = _number(lowered, "reset-requests-day")
+            q.requests_day_limit = _int(_number(lowered, "limit-requests-day")) or q.requests_day_limit
+            q.requests_day_remaining = int(day_remaining)
+            q.requests_day_reset_at = now + reset if reset is not None else None
+        q.seen_at = now
+        self._write()
+
+    def wait_before(self, model: str, cost: int) -> float:
+        """Seconds to wait before sending a request of ``cost`` tokens to ``model`` (0: go now).
+
+        Takes the cost off the remainder when the request goes, so the next request
+        sees it spent until the answer's own figures replace the estimate.
+        """
+        q = self.quotas.get(model)
+        if q is None or q.tokens_remaining is None or self.max_wait <= 0:
+            return 0.0
+        now = self.clock()
+        if q.tokens_reset_at is not None and now >= q.tokens_reset_at:
+            # The window turned since the last answer: the whole limit is there again.
+            q.tokens_remaining, q.tokens_reset_at = q.tokens_limit, None
+            if q.tokens_remaining is None:
+                return 0.0
+        if cost <= q.tokens_remaining or q.tokens_reset_at is None:
+            q.tokens_remaining = max(0, q.tokens_remaining - cost)
+            return 0.0
+        if q.tokens_limit is not None and cost > q.tokens_limit:
+            return 0.0  # never fits: waiting would not help, Cerebras says so itself
+        wait = q.tokens_reset_at - now
+        if wait > self.max_wait:
+            return 0.0
+        return wait
+
+    def snapshot(self) -> Dict[str, Dict[str, Any]]:
+        return {model: asdict(q) for model, q in self.quotas.items()}
+
+    def _write(self) -> None:
+        """Replace the state file atomically (readers never see half a file); best effort."""
+        if not self.state_file:
+            return
+        directory = os.path.dirname(self.state_file) or "."
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".quota-", dir=directory)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump({"models": self.snapshot()}, fh)
+            os.replace(tmp, self.state_file)
+        except OSError as exc:
+            LOG.debug("ccq: quota state not written: %s", exc)
+
+
+def quota_book_from_env(environ: Mapping[str, str] = os.environ) -> QuotaBook:
+    """CCQ_QUOTA_MAX_WAIT (seconds, default 60; 0 turns pacing off) and CCQ_QUOTA_STATE (a file)."""
+    raw = environ.get("CCQ_QUOTA_MAX_WAIT", "60").strip()
+    try:
+        max_wait = float(raw)
+    except ValueError:
+        raise ValueError(f"CCQ_QUOTA_MAX_WAIT must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(max_wait) or max_wait < 0:
+        raise ValueError(f"CCQ_QUOTA_MAX_WAIT must be 0 or more seconds, got {raw!r}")
+    return QuotaBook(max_wait, environ.get("CCQ_QUOTA_STATE") or None)
