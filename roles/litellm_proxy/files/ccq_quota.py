@@ -38,6 +38,9 @@ LOG = logging.getLogger("ccq.quota")
 # Bytes of a request body per token, for the estimate (see the module docstring).
 BYTES_PER_TOKEN = 4
 HEADER_PREFIX = "x-ratelimit-"
+# Seconds added to a wait: Cerebras rounds the reset to hundredths and the request needs
+# time to arrive, so a request sent on the dot can still land in the old window.
+RESET_MARGIN = 0.5
 
 
 @dataclass
@@ -114,7 +117,7 @@ class QuotaBook:
         if q is None or q.tokens_remaining is None or self.max_wait <= 0:
             return 0.0
         now = self.clock()
-        if q.tokens_reset_at is not None and now >= q.tokens_reset_at:
+        if q.tokens_reset_at is not None and now >= q.tokens_reset_at + RESET_MARGIN:
             # The window turned since the last answer: the whole limit is there again.
             q.tokens_remaining, q.tokens_reset_at = q.tokens_limit, None
             if q.tokens_remaining is None:
@@ -124,7 +127,7 @@ class QuotaBook:
             return 0.0
         if q.tokens_limit is not None and cost > q.tokens_limit:
             return 0.0  # never fits: waiting would not help, Cerebras says so itself
-        wait = q.tokens_reset_at - now
+        wait = q.tokens_reset_at + RESET_MARGIN - now
         if wait > self.max_wait:
             return 0.0
         return wait
