@@ -116,7 +116,15 @@ Counters (``/_fake/stats``, no auth): ``GET`` -> ``{"requests": chat requests,
 "rate_limited": n (the quota's 429s, not queued ones), "max_prompt_tokens":
 largest prompt_tokens of an admitted request, "tokens_charged": prompt +
 completion tokens of the answered requests (counted with the quota off
-too)}``; ``DELETE`` resets them (not the quota).
+too), "reads_issued": n, "summaries_asked": n}``; ``DELETE`` resets them
+(not the quota).
+
+A long session (``--read-files A,B,...``): every answer to a request that
+offers a ``Read`` tool calls Read on the next file of the list (queued
+entries still come first); once the list is done the answer is text.  A
+Claude Code compaction request (its last message asks to "create a detailed
+summary") is answered with a short summary, so the session goes on where it
+was; the counters say how many reads were issued and summaries asked.
 
 The request log (``--request-log``) gets one JSON line per request:
 ``{"ts", "method", "path", "status", "bearer", "body"}``.  ``bearer`` only
@@ -315,6 +323,7 @@ class Config:
     tokens_per_minute: int = 0
     quota_window_seconds: float = 60.0
     requests_per_day: int = 14400
+    read_files: tuple[str, ...] = ()
     fingerprint: str = field(default_factory=lambda: "fp_" + uuid.uuid4().hex[:20])
 
 
@@ -1223,6 +1232,16 @@ class Stats:
             self._limited = 0
             self._max_prompt = 0
             self._charged = 0
+            self._reads = 0
+            self._summaries = 0
+
+    def read_issued(self) -> None:
+        with self._lock:
+            self._reads += 1
+
+    def summary_asked(self) -> None:
+        with self._lock:
+            self._summaries += 1
 
     def response(self, status: int) -> None:
         """One chat request answered with ``status``."""
@@ -1251,7 +1270,42 @@ class Stats:
         with self._lock:
             return {"requests": self._requests, "by_status": dict(sorted(self._by_status.items())),
                     "context_length_exceeded": self._context, "rate_limited": self._limited,
-                    "max_prompt_tokens": self._max_prompt, "tokens_charged": self._charged}
+                    "max_prompt_tokens": self._max_prompt, "tokens_charged": self._charged,
+                    "reads_issued": self._reads, "summaries_asked": self._summaries}
+
+
+# Claude Code's compaction request ends with this instruction (2.x: "... of the conversation
+# so far" / "... of this conversation").
+SUMMARY_REQUEST_TEXT = "Your task is to create a detailed summary of"
+SUMMARY_ANSWER = ("Summary: the user asked to read a list of files one at a time; several were read. "
+                  "Continue with the next file.")
+
+
+class ReadScript:
+    """``--read-files``: the files a session is made to read, one Read call per answer."""
+
+    def __init__(self, paths: tuple[str, ...]) -> None:
+        self._lock = threading.Lock()
+        self._paths = list(paths)
+        self._next = 0
+
+    def answer(self, body: dict[str, Any], stats: Stats) -> Answer | None:
+        """A Read call for the next file, a summary for a compaction request, else None."""
+        if not self._paths:
+            return None
+        messages = body.get("messages") or []
+        if messages and SUMMARY_REQUEST_TEXT in json.dumps(messages[-1], ensure_ascii=False):
+            stats.summary_asked()
+            return Answer(tokens=text_tokens(SUMMARY_ANSWER, 0))
+        if "Read" not in tool_names(body.get("tools")):
+            return None
+        with self._lock:
+            if self._next >= len(self._paths):
+                return None
+            path = self._paths[self._next]
+            self._next += 1
+        stats.read_issued()
+        return Answer(tokens=[], tool_calls=[ToolCall(new_call_id(), "Read", json.dumps({"file_path": path}))])
 
 
 SSE_COMPLETION_TOKENS_RE = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
@@ -1474,7 +1528,7 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
         queued = self.queue.pop(body)
         arg_chunks = None
         if queued is None:
-            answer = make_answer(body, self.config)
+            answer = self.reads.answer(body, self.stats) or make_answer(body, self.config)
         elif queued["kind"] == "error":
             # A scripted answer: its own headers, no tokens charged.
             self._charge(reservation, 0)
@@ -1645,6 +1699,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "shorten it)")
     p.add_argument("--requests-per-day", type=int, default=14400,
                    help="chat requests per day with the quota on (default 14400)")
+    p.add_argument("--read-files", default="",
+                   help="comma-separated absolute paths: each answer to a request offering Read calls Read "
+                        "on the next one (a long session), a compaction request gets a short summary")
     p.add_argument("--request-log", help="append one JSON line per request to this file")
     return p.parse_args(argv)
 
@@ -1674,6 +1731,7 @@ def build_config(args: argparse.Namespace) -> Config:
         tokens_per_minute=max(0, args.tokens_per_minute),
         quota_window_seconds=args.quota_window_seconds,
         requests_per_day=max(0, args.requests_per_day),
+        read_files=tuple(f.strip() for f in args.read_files.split(",") if f.strip()),
     )
 
 
@@ -1685,7 +1743,8 @@ def make_server(config: Config, host: str, port: int, request_log: str | None) -
                            config.requests_per_day)
     handler = type("Handler", (FakeCerebrasHandler,),
                    {"config": config, "request_log": RequestLog(request_log),
-                    "queue": ResponseQueue(), "quota": quota, "stats": Stats()})
+                    "queue": ResponseQueue(), "quota": quota, "stats": Stats(),
+                    "reads": ReadScript(config.read_files)})
     return FakeCerebrasServer((host, port), handler)
 
 

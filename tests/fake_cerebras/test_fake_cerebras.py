@@ -933,7 +933,8 @@ def test_stats_count_answers_refusals_and_tokens_and_reset(serve: Any) -> None:
     prompt = fc.prompt_tokens(body())
     srv = serve(context_window=prompt + 100, tokens_per_minute=prompt + 60)
     assert stats(srv) == {"requests": 0, "by_status": {}, "context_length_exceeded": 0,
-                          "rate_limited": 0, "max_prompt_tokens": 0, "tokens_charged": 0}
+                          "rate_limited": 0, "max_prompt_tokens": 0, "tokens_charged": 0,
+                          "reads_issued": 0, "summaries_asked": 0}
     ok = srv.chat(body(max_tokens=50))
     cost = ok.json()["usage"]["total_tokens"]
     assert srv.chat(body(max_tokens=101)).status == 400  # over the window
@@ -944,7 +945,7 @@ def test_stats_count_answers_refusals_and_tokens_and_reset(serve: Any) -> None:
     got = stats(srv)
     assert got == {"requests": 5, "by_status": {"200": 1, "400": 1, "401": 1, "429": 2},
                    "context_length_exceeded": 1, "rate_limited": 1, "max_prompt_tokens": prompt,
-                   "tokens_charged": cost}
+                   "tokens_charged": cost, "reads_issued": 0, "summaries_asked": 0}
     reset = request("DELETE", srv.url + "/_fake/stats")
     assert reset.status == 200 and reset.json()["requests"] == 0
     assert stats(srv)["by_status"] == {}
@@ -969,3 +970,24 @@ def test_cli_parses_the_window_and_quota_options() -> None:
             config.requests_per_day) == (131072, 60000, 2.0, 100)
     with pytest.raises(SystemExit):
         fc.build_config(fc.parse_args(["--quota-window-seconds", "0"]))
+
+
+def test_read_files_script_drives_a_session_and_answers_compaction_with_a_summary(serve: Any) -> None:
+    srv = serve(read_files=("/p/a.txt", "/p/b.txt"))
+
+    def ask(content: str, tools: bool = True) -> dict[str, Any]:
+        resp = srv.chat(body(messages=[user(content)], **({"tools": [READ_TOOL]} if tools else {})))
+        assert resp.status == 200, resp.body
+        return resp.json()["choices"][0]["message"]
+
+    def read_path(message: dict[str, Any]) -> str:
+        return json.loads(message["tool_calls"][0]["function"]["arguments"])["file_path"]
+
+    assert read_path(ask("start")) == "/p/a.txt"
+    assert ask("title please", tools=False)["content"] == fc.TEXT_ANSWER  # a side request passes by
+    summary = ask("Your task is to create a detailed summary of the conversation so far")
+    assert summary["content"] == fc.SUMMARY_ANSWER and "tool_calls" not in summary
+    assert read_path(ask("next")) == "/p/b.txt"
+    assert ask("next")["content"] == fc.TEXT_ANSWER  # the list is done
+    stats = request("GET", srv.url + "/_fake/stats").json()
+    assert (stats["reads_issued"], stats["summaries_asked"]) == (2, 1)
