@@ -164,6 +164,8 @@ DEFAULT_MODELS = (
     # default so the seed's configuration works against the fake.
     "qwen-3-coder-480b",
     "gpt-oss-120b",
+    "qwen-3.8-27b",
+    "gemma-4-31b",
     "qwen-3-235b-a22b-instruct-2507",
     "zai-glm-4.6",
     "zai-glm-4.7",

@@ -254,13 +254,14 @@ def _restart_fake(host: Any) -> None:
 def test_a_model_the_upstream_no_longer_serves_is_named_with_what_it_serves(host):
     unit = re.sub(r"\\\n\s*", " ", host.file(FAKE_UNIT).content_string)  # join continued lines
     exec_start = re.search(r"(?m)^ExecStart=(.*)$", unit).group(1)
-    drop_in = f"[Service]\nExecStart=\nExecStart={exec_start} --models gpt-oss-120b,zai-glm-4.7\n"
+    drop_in = f"[Service]\nExecStart=\nExecStart={exec_start} --models gemma-4-31b,zai-glm-4.7\n"
     host.run(f"mkdir -p {FAKE_DROP_IN.rsplit('/', 1)[0]} && printf %s {shlex.quote(drop_in)} > {FAKE_DROP_IN}")
     try:
         _restart_fake(host)
         doctor = Doctor(host)
         doctor.assert_names("model")
-        assert "it serves: gpt-oss-120b, zai-glm-4.7" in doctor.output
+        # The converged model is the first preference (gpt-oss-120b), which this list lacks.
+        assert "it serves: gemma-4-31b, zai-glm-4.7" in doctor.output
     finally:
         host.run(f"rm -rf {FAKE_DROP_IN.rsplit('/', 1)[0]}")
         _restart_fake(host)
