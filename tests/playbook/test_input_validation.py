@@ -52,5 +52,7 @@ def test_a_pinned_model_cerebras_does_not_serve_stops_before_any_change(make_fak
                           "-e", "ccq_cerebras_model=qwen-3-coder-480b", inventory="inventories/local/hosts.yml",
                           env={"CEREBRAS_API_KEY": upstream.api_key}, timeout=300)
     assert_stopped_in_validation(result)
+    # The seed's model: the model table says when Cerebras retired it and what replaces it.
     assert ("ccq_cerebras_model=qwen-3-coder-480b is not served by " + upstream.api_base
-            + ". It serves: gpt-oss-120b, zai-glm-4.7.") in play_output(result), result.stdout[-3000:]
+            + " (Cerebras retired it in 2025-11; its replacement is gpt-oss-120b)."
+            + " It serves: gpt-oss-120b, zai-glm-4.7.") in play_output(result), result.stdout[-3000:]
