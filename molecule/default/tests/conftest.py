@@ -23,7 +23,7 @@ USER = "alice"
 HOME = f"/home/{USER}"
 PROXY_PORT = 14000
 PROXY_URL = f"http://127.0.0.1:{PROXY_PORT}"
-MODEL_ALIAS = "qwen-3-coder-480b"
+MODEL_ALIAS = "cerebras"
 UPSTREAM_LOG = "/var/log/fake-cerebras/requests.jsonl"
 # The fake Cerebras service of molecule.yml (fake_cerebras_port); the target shares the
 # host's network, so its scripted-response queue is reachable from here too.
