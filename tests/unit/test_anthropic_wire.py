@@ -236,3 +236,30 @@ def test_a_429_answer_is_anthropic_shaped_with_retry_after() -> None:
 
 def test_a_400_answer_carries_no_retry_after() -> None:
     assert wire.anthropic_error(400, "bad", {"retry-after": "3"})[1] == {}
+
+
+def test_a_long_think_sends_pings_never_the_reasoning() -> None:
+    """Reasoning deltas are not relayed; while they last, a ping every PING_INTERVAL seconds."""
+    now = [0.0]
+    stream = wire.AnthropicStream("m", clock=lambda: now[0])
+    out = stream.take()
+    for _ in range(30):  # 30 reasoning chunks over 12 s
+        now[0] += 0.4
+        stream.feed(chunk({"reasoning": "let me think about the files "}))
+        out += stream.take()
+    stream.feed(chunk({"content": "Done."}))
+    out += stream.take() + stream.finish()
+    body = b"".join(out)
+    assert event_types(body).count("ping") == int(12 // wire.PING_INTERVAL)
+    assert b"think about" not in body
+    assert blocks(body) == [{"type": "text", "text": "Done."}]
+
+
+def test_no_ping_while_the_answer_itself_flows() -> None:
+    now = [0.0]
+    stream = wire.AnthropicStream("m", clock=lambda: now[0])
+    for _ in range(20):
+        now[0] += 1.0
+        stream.feed(chunk({"content": "x", "reasoning": "also thinking"}))
+    stream.feed(chunk(finish="stop", usage=USAGE))
+    assert "ping" not in event_types(b"".join(stream.take() + stream.finish()))

@@ -6,9 +6,13 @@ The module is loaded from the very file roles/ccq_doctor deploys.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import ssl
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 from pathlib import Path
@@ -17,6 +21,7 @@ from typing import Any
 import pytest
 
 from helpers.modules import load_doctor
+from helpers.stack import served_model
 
 REPO = Path(__file__).resolve().parents[2]
 DOCTOR_FILE = REPO / "roles/ccq_doctor/files/ccq_doctor.py"
@@ -216,13 +221,16 @@ def test_the_deployed_unit_file_is_read_like_systemd_reads_it():
 
 def test_the_small_config_reader_agrees_with_yaml_on_the_role_template():
     yaml = pytest.importorskip("yaml")
-    text = _render(CONFIG_TEMPLATE, litellm_proxy_model_alias="my-alias", litellm_proxy_upstream_model="gpt-oss-120b", litellm_proxy_upstream_takes_images=False,
-                   litellm_proxy_api_base="https://api.cerebras.ai/v1", litellm_proxy_debug=False)
+    models = [served_model("my-alias", "gpt-oss-120b", reasoning_effort="low"),
+              served_model("my-alias-background", "zai-glm-4.7", role="background")]
+    text = _render(CONFIG_TEMPLATE, litellm_proxy_models=models, litellm_proxy_api_base="https://api.cerebras.ai/v1",
+                   litellm_proxy_debug=False)
     by_hand = doctor.parse_proxy_config(text)
     by_yaml = doctor.proxy_config_from_data(yaml.safe_load(text))
     assert by_hand.models == by_yaml.models
     assert by_hand.callbacks == by_yaml.callbacks == [doctor.CALLBACK_SETTING]
     assert by_hand.upstream_model("my-alias") == "gpt-oss-120b"
+    assert by_hand.upstream_model("my-alias-background") == "zai-glm-4.7"
 
 
 @pytest.mark.parametrize("snippet", [
@@ -610,3 +618,308 @@ def test_window_warns_when_the_provisioning_said_nothing_about_it(tmp_path):
 def test_window_is_ok_when_ccq_tells_the_tables_limits(tmp_path):
     finding = verdict("window", facts(tmp_path))
     assert finding.status == doctor.OK and "65536-token window" in finding.message
+
+
+# --- a background model (ccq_background_model), retired models, quota --------------------------
+
+BACKGROUND = "qwen-3-coder-480b-background"
+# ccq's table of retired models as site.yml hands it over: zai-glm-4.6's replacement was retired in turn.
+RETIRED = {"zai-glm-4.6": {"retired": "2026-01-20", "replacement": "zai-glm-4.7"},
+           "zai-glm-4.7": {"retired": "2026-10", "replacement": "gpt-oss-120b"},
+           "qwen-3-coder-480b": {"retired": "2025-11", "replacement": "gpt-oss-120b"}}
+
+
+def proxy_config(main: str = "qwen-3-coder-480b", background: str | None = "gpt-oss-120b") -> Any:
+    """config.yaml with the main alias, and the background alias unless ``background`` is None."""
+    models = {"qwen-3-coder-480b": {"model": f"cerebras/{main}", "api_base": "https://api.cerebras.ai/v1"}}
+    if background is not None:
+        models[BACKGROUND] = {"model": f"cerebras/{background}", "api_base": "https://api.cerebras.ai/v1"}
+    return doctor.ProxyConfig(models=models, callbacks=[doctor.CALLBACK_SETTING])
+
+
+def proxy_serves(*aliases: str) -> Any:
+    return doctor.HttpResult(status=200, body=json.dumps({"data": [{"id": a} for a in aliases]}).encode())
+
+
+def upstream_serving(*models: str) -> Any:
+    return doctor.Upstream("https://api.cerebras.ai/v1/models", doctor.HttpResult(status=200), list(models))
+
+
+def background_facts(tmp_path: Path, settings_overrides: dict[str, Any] | None = None, **preset: Any) -> Any:
+    """A healthy setup with a background model: gpt-oss-120b behind its own alias."""
+    healthy = {"capture": capture(**{n: BACKGROUND for n in doctor.SMALL_FAST_VARS}),
+               "capture_direct": capture(**{n: BACKGROUND for n in doctor.SMALL_FAST_VARS}),
+               "proxy_config": proxy_config(), "proxy_models": proxy_serves("qwen-3-coder-480b", BACKGROUND)}
+    healthy.update(preset)
+    overrides = {"background_model_alias": BACKGROUND, "background_model": "gpt-oss-120b", "retired_models": RETIRED,
+                 **(settings_overrides or {})}
+    return facts(tmp_path, overrides, **healthy)
+
+
+def test_a_healthy_setup_with_a_background_model_passes_every_check(tmp_path):
+    results = doctor.run_checks(background_facts(tmp_path))
+    assert [(c.id, f.status, f.message) for c, f in results if f.status != doctor.OK] == []
+    found = {c.id: f.message for c, f in results}
+    assert f"to the background alias {BACKGROUND}" in found["small-fast"]
+    assert f"'{BACKGROUND}'" in found["alias"]
+    assert "the background model gpt-oss-120b" in found["model"]
+
+
+def test_small_fast_without_a_background_model_is_the_alias(tmp_path):
+    finding = verdict("small-fast", facts(tmp_path))
+    assert finding.status == doctor.OK and finding.message.endswith("to the alias qwen-3-coder-480b")
+
+
+def test_small_fast_without_a_background_model_fails_on_a_background_alias(tmp_path):
+    f = facts(tmp_path, capture=capture(**{n: BACKGROUND for n in doctor.SMALL_FAST_VARS}))
+    finding = verdict("small-fast", f)
+    assert finding.status == doctor.FAIL
+    assert f"ANTHROPIC_SMALL_FAST_MODEL={BACKGROUND}" in finding.message
+    assert "instead of the alias qwen-3-coder-480b" in finding.message
+
+
+def test_small_fast_with_a_background_model_fails_on_the_main_alias(tmp_path):
+    f = background_facts(tmp_path, capture=capture())
+    finding = verdict("small-fast", f)
+    assert finding.status == doctor.FAIL
+    assert "ANTHROPIC_SMALL_FAST_MODEL=qwen-3-coder-480b, ANTHROPIC_DEFAULT_HAIKU_MODEL=qwen-3-coder-480b" in finding.message
+    assert f"instead of the background alias {BACKGROUND}" in finding.message
+    assert "spend its model's quota" in finding.message and "open a new shell" in finding.fix
+
+
+def test_small_fast_with_a_background_model_names_an_unset_variable(tmp_path):
+    env = {doctor.SMALL_FAST_VARS[0]: BACKGROUND, doctor.SMALL_FAST_VARS[1]: None}
+    finding = verdict("small-fast", background_facts(tmp_path, capture=capture(**env)))
+    assert finding.status == doctor.FAIL
+    assert f"{doctor.SMALL_FAST_VARS[1]} is unset" in finding.message and "fail at once" in finding.message
+
+
+def test_routing_stays_on_the_main_alias_with_a_background_model(tmp_path):
+    assert verdict("routing", background_facts(tmp_path)).status == doctor.OK
+    f = background_facts(tmp_path, capture=capture(**{n: BACKGROUND for n in doctor.ROUTING_VARS + doctor.SMALL_FAST_VARS}))
+    assert verdict("routing", f).status == doctor.FAIL
+
+
+def test_alias_names_a_background_alias_missing_from_config(tmp_path):
+    finding = verdict("alias", background_facts(tmp_path, proxy_config=proxy_config(background=None)))
+    assert finding.status == doctor.FAIL and "model_not_found" in finding.message
+    assert f"'{BACKGROUND}' (background calls)" in finding.message
+    assert "ccq asks for model 'qwen-3-coder-480b'" not in finding.message
+    assert "background alias" in finding.fix
+
+
+def test_alias_names_both_aliases_when_both_are_missing(tmp_path):
+    f = background_facts(tmp_path, proxy_config=doctor.ProxyConfig(models={"other": {"model": "cerebras/x"}}))
+    finding = verdict("alias", f)
+    assert finding.status == doctor.FAIL
+    assert f"'qwen-3-coder-480b' and '{BACKGROUND}' (background calls)" in finding.message
+
+
+def test_alias_names_a_background_alias_the_running_proxy_does_not_serve(tmp_path):
+    finding = verdict("alias", background_facts(tmp_path, proxy_models=proxy_serves("qwen-3-coder-480b")))
+    assert finding.status == doctor.FAIL and f"'{BACKGROUND}' (background calls) is in" in finding.message
+    assert "predates the config" in finding.message
+    assert finding.fix == "systemctl --user restart ccq-litellm.service"
+
+
+def test_alias_without_a_background_model_ignores_background_aliases(tmp_path):
+    finding = verdict("alias", facts(tmp_path, proxy_config=proxy_config(background=None)))
+    assert finding.status == doctor.OK and "background" not in finding.message
+
+
+@pytest.mark.parametrize("model, served, replacement", [
+    ("zai-glm-4.6", ["gpt-oss-120b"], "gpt-oss-120b"),  # through zai-glm-4.7, retired too
+    ("zai-glm-4.6", ["zai-glm-4.7", "gpt-oss-120b"], "zai-glm-4.7"),  # the first served one of the chain
+    ("zai-glm-4.6", [], "gpt-oss-120b"),  # none served: the chain's end
+    ("qwen-3-coder-480b", ["gpt-oss-120b"], "gpt-oss-120b"),
+    ("gpt-oss-120b", ["gpt-oss-120b"], ""),  # not retired
+])
+def test_a_retired_models_replacement_follows_the_chain(model, served, replacement):
+    assert doctor.replacement_for(model, RETIRED, served) == replacement
+
+
+def test_a_replacement_chain_that_loops_or_ends_retired_names_none():
+    looping = {"a": {"retired": "1", "replacement": "b"}, "b": {"retired": "2", "replacement": "a"}}
+    assert doctor.replacement_for("a", looping, []) == ""
+    assert doctor.replacement_for("a", {"a": {"retired": "1"}}, []) == ""
+
+
+def test_a_retired_main_model_names_its_replacement_through_the_chain(tmp_path):
+    f = facts(tmp_path, {"retired_models": RETIRED}, proxy_config=proxy_config("zai-glm-4.6", background=None),
+              upstream=upstream_serving("gpt-oss-120b", "llama-4-scout"))
+    finding = verdict("model", f)
+    assert finding.status == doctor.FAIL
+    assert finding.message.startswith("Cerebras retired zai-glm-4.6 in 2026-01-20; its replacement is gpt-oss-120b;")
+    assert "it serves: gpt-oss-120b, llama-4-scout" in finding.message
+    assert "it picks gpt-oss-120b" in finding.fix and "ccq_cerebras_model is empty" in finding.fix
+
+
+def test_a_retired_main_model_without_a_served_preference_is_pinned_to_its_replacement(tmp_path):
+    f = facts(tmp_path, {"retired_models": RETIRED, "model_preference": ["qwen-3-coder-480b"]},
+              proxy_config=proxy_config("zai-glm-4.6", background=None), upstream=upstream_serving("gpt-oss-120b"))
+    finding = verdict("model", f)
+    assert finding.status == doctor.FAIL and "-e ccq_cerebras_model=gpt-oss-120b" in finding.fix
+
+
+def test_a_retired_background_model_names_its_replacement_and_how_to_switch(tmp_path):
+    f = background_facts(tmp_path, proxy_config=proxy_config(background="zai-glm-4.6"),
+                         upstream=upstream_serving("qwen-3-coder-480b", "gpt-oss-120b"))
+    finding = verdict("model", f)
+    assert finding.status == doctor.FAIL
+    assert ("Cerebras retired the background model zai-glm-4.6 in 2026-01-20; its replacement is gpt-oss-120b"
+            in finding.message)
+    assert "ccq_background_model=gpt-oss-120b" in finding.fix
+    assert "ccq_cerebras_model" not in finding.fix  # the main model is served: nothing to change there
+
+
+def test_a_background_model_the_upstream_stopped_serving_fails_even_when_not_retired(tmp_path):
+    f = background_facts(tmp_path, proxy_config=proxy_config(background="llama-9"),
+                         upstream=upstream_serving("qwen-3-coder-480b", "gpt-oss-120b"))
+    finding = verdict("model", f)
+    assert finding.status == doctor.FAIL and "does not serve the background model llama-9" in finding.message
+    assert "ccq_background_model=<a served model>" in finding.fix
+
+
+def test_both_models_retired_are_both_named(tmp_path):
+    f = background_facts(tmp_path, proxy_config=proxy_config("qwen-3-coder-480b", background="zai-glm-4.6"),
+                         upstream=upstream_serving("gpt-oss-120b"))
+    finding = verdict("model", f)
+    assert "Cerebras retired qwen-3-coder-480b in 2025-11" in finding.message
+    assert "Cerebras retired the background model zai-glm-4.6" in finding.message
+    assert "it picks gpt-oss-120b" in finding.fix and "ccq_background_model=gpt-oss-120b" in finding.fix
+
+
+def test_the_background_model_comes_from_the_settings_without_a_config(tmp_path):
+    f = background_facts(tmp_path, {"background_model": "zai-glm-4.6"}, proxy_config=None,
+                         upstream=upstream_serving("qwen-3-coder-480b"))
+    assert "background model zai-glm-4.6" in verdict("model", f).message
+
+
+# `ccq status`'s quota lines, from the file the proxy writes after each answer (ccq_quota.py).
+NOW = 1_800_000_000.0
+
+
+def quota_file(tmp_path: Path, **models: dict[str, Any]) -> Path:
+    path = tmp_path / "quota.json"
+    path.write_text(json.dumps({"models": models}))
+    return path
+
+
+def figures(**overrides: Any) -> dict[str, Any]:
+    """A model's figures 12 s after an answer, with 48 s of its minute still to go."""
+    values = {"tokens_limit": 150000, "tokens_remaining": 45000, "tokens_reset_at": NOW + 48,
+              "requests_day_limit": 14400, "requests_day_remaining": 14000, "requests_day_reset_at": NOW + 3600,
+              "seen_at": NOW - 12}
+    values.update(overrides)
+    return values
+
+
+def test_quota_says_what_is_left_this_minute_and_today(tmp_path):
+    lines = doctor.quota_lines(quota_file(tmp_path, **{"gpt-oss-120b": figures()}), now=NOW)
+    assert lines == [("gpt-oss-120b: 45,000 of 150,000 tokens left this minute (12 s ago), "
+                      "14,000 of 14,400 requests left today")]
+
+
+def test_quota_after_the_minute_turned_says_it_is_full_again(tmp_path):
+    stale = figures(tokens_remaining=12, tokens_reset_at=NOW - 1, seen_at=NOW - 130)
+    [line] = doctor.quota_lines(quota_file(tmp_path, **{"gpt-oss-120b": stale}), now=NOW)
+    assert "12 of" not in line
+    assert line.startswith("gpt-oss-120b: the minute's quota of 150,000 tokens is full again (2 min ago)")
+    assert line.endswith("14,000 of 14,400 requests left today")
+
+
+def test_quota_without_a_reset_time_is_stale_after_its_minute(tmp_path):
+    old = figures(tokens_reset_at=None, requests_day_reset_at=None, seen_at=NOW - 90)
+    [line] = doctor.quota_lines(quota_file(tmp_path, **{"gpt-oss-120b": old}), now=NOW)
+    assert "the minute's quota of 150,000 tokens is full again" in line and "14,000 of 14,400 requests left today" in line
+
+
+def test_quota_lists_the_models_in_use_first(tmp_path):
+    path = quota_file(tmp_path, **{"a-model": figures(), "gpt-oss-120b": figures(), "zai-glm-4.7": figures()})
+    lines = doctor.quota_lines(path, ["zai-glm-4.7", "gpt-oss-120b"], now=NOW)
+    assert [line.split(":", 1)[0] for line in lines] == ["zai-glm-4.7", "gpt-oss-120b", "a-model"]
+
+
+def test_quota_before_any_answer_says_so(tmp_path):
+    assert doctor.quota_lines(tmp_path / "quota.json", now=NOW) == ["no answer from Cerebras recorded yet"]
+
+
+@pytest.mark.parametrize("content", ["{not json", '["models"]', '{"models": {"gpt-oss-120b": 5}}',
+                                     '{"models": {"gpt-oss-120b": {"tokens_remaining": "lots"}}}',
+                                     '{"models": {"gpt-oss-120b": {"tokens_remaining": 1, "tokens_limit": Infinity}}}'])
+def test_a_garbled_quota_file_is_one_line_not_a_traceback(tmp_path, content):
+    path = tmp_path / "quota.json"
+    path.write_text(content)
+    [line] = doctor.quota_lines(path, now=NOW)
+    assert line.startswith(f"{path} is garbled")
+
+
+def test_an_unreadable_quota_file_is_one_line(tmp_path):
+    path = tmp_path / "quota.json"
+    path.mkdir()
+    [line] = doctor.quota_lines(path, now=NOW)
+    assert line.startswith(f"cannot read {path}")
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+def test_settings_read_the_background_model_and_the_retired_models(tmp_path):
+    path = tmp_path / "doctor.json"
+    path.write_text(json.dumps({"home": str(tmp_path), "model_alias": "a", "background_model_alias": "a-background",
+                                "background_model": "gpt-oss-120b", "retired_models": RETIRED}))
+    loaded = doctor.load_settings(path, {"HOME": str(tmp_path)})
+    assert (loaded.background_model_alias, loaded.background_model) == ("a-background", "gpt-oss-120b")
+    assert loaded.retired_models["zai-glm-4.6"] == {"retired": "2026-01-20", "replacement": "zai-glm-4.7"}
+    assert loaded.paths["quota_state"] == tmp_path / ".local/state/ccq/quota.json"
+
+
+def test_an_older_settings_file_without_them_still_loads(tmp_path):
+    path = tmp_path / "doctor.json"
+    path.write_text(json.dumps({"home": str(tmp_path), "model_alias": "a",
+                                "paths": {"proxy_log": str(tmp_path / "log")}}))
+    loaded = doctor.load_settings(path, {"HOME": str(tmp_path)})
+    assert (loaded.background_model_alias, loaded.background_model, loaded.retired_models) == ("", "", {})
+    assert loaded.paths["quota_state"] == tmp_path / ".local/state/ccq/quota.json"
+
+
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+
+
+@pytest.mark.skipif(not ANSIBLE_PLAYBOOK.exists(), reason="ansible-playbook is not in this venv")
+@pytest.mark.parametrize("background", [True, False])
+def test_the_role_writes_the_background_alias_from_the_proxy_models(tmp_path, background):
+    """roles/ccq_doctor/vars: doctor.json's background fields come from ccq_doctor_proxy_models."""
+    role = REPO / "roles/ccq_doctor"
+    playbook = tmp_path / "settings.yml"
+    playbook.write_text(f"""
+- hosts: localhost
+  gather_facts: false
+  vars_files: [{role / 'defaults/main.yml'}, {role / 'vars/main.yml'}]
+  tasks:
+    - ansible.builtin.debug:
+        msg: "SETTINGS={{{{ ccq_doctor_settings | to_json | b64encode }}}}"
+""")
+    models = [served_model("qwen-3-coder-480b", "zai-glm-4.7")]
+    if background:
+        models.append(served_model(BACKGROUND, "gpt-oss-120b", role="background"))
+    (tmp_path / "vars.json").write_text(json.dumps({"ccq_doctor_proxy_models": models,
+                                                    "ccq_doctor_retired_models": RETIRED}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default")
+    done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local",
+                           "-e", f"ansible_python_interpreter={sys.executable}",
+                           "-e", f"@{tmp_path / 'vars.json'}", str(playbook)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                          check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    encoded = done.stdout.split("SETTINGS=", 1)[1].split('"', 1)[0]
+    written = json.loads(base64.b64decode(encoded))
+    assert written["background_model_alias"] == (BACKGROUND if background else "")
+    assert written["background_model"] == ("gpt-oss-120b" if background else "")
+    assert written["retired_models"] == RETIRED
+    # What the role writes is what doctor reads.
+    path = tmp_path / "doctor.json"
+    path.write_text(json.dumps({**written, "home": str(tmp_path), "paths": {}}))
+    loaded = doctor.load_settings(path, {"HOME": str(tmp_path)})
+    assert loaded.background_model_alias == written["background_model_alias"]
+    assert loaded.retired_models == RETIRED

@@ -17,6 +17,7 @@ import secrets
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers.stack import free_port, stop_process
+from helpers.stack import free_port, served_model, stop_process
 from helpers.http import wait_http_ok
 from helpers.modules import load_doctor
 
@@ -35,6 +36,9 @@ SHELL_TEMPLATE = REPO / "roles/ccq_shell/templates/ccq.sh.j2"
 CONFIG_TEMPLATE = REPO / "roles/litellm_proxy/templates/litellm_config.yaml.j2"
 ALIAS = "qwen-3-coder-480b"
 SERVED = "qwen-3-coder-480b,gpt-oss-120b,zai-glm-4.7"
+# ccq's table of retired models, as site.yml hands it to doctor (a replacement retired in turn).
+RETIRED = {"zai-glm-4.6": {"retired": "2026-01-20", "replacement": "zai-glm-4.7"},
+           "zai-glm-4.7": {"retired": "2026-10", "replacement": "gpt-oss-120b"}}
 
 
 def _layout() -> dict[str, str]:
@@ -125,6 +129,12 @@ class Home:
     master_key: str = field(default_factory=lambda: "sk-ccq-" + secrets.token_hex(20))
     proxy: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The Cerebras model of Claude Code's background calls (ccq_background_model); "": none.
+    background: str = ""
+
+    @property
+    def background_alias(self) -> str:
+        return f"{ALIAS}-background" if self.background else ""
 
     @property
     def home(self) -> Path:
@@ -144,15 +154,17 @@ class Home:
         write_private(paths["master_key_file"], self.master_key)
         write_private(paths["proxy_env_file"], f"CEREBRAS_API_KEY={self.upstream_key}\nLITELLM_MASTER_KEY={self.master_key}\n"
                                                "LITELLM_LOCAL_MODEL_COST_MAP=True\nCCQ_MAX_TOKENS_CEILING=16384\n")
+        models = [served_model(ALIAS, ALIAS, window=65536)]
+        if self.background:
+            models.append(served_model(self.background_alias, self.background, role="background"))
         write_private(paths["proxy_config"], render(
-            CONFIG_TEMPLATE, litellm_proxy_model_alias=ALIAS, litellm_proxy_upstream_model=ALIAS,
-            litellm_proxy_upstream_takes_images=False,
+            CONFIG_TEMPLATE, litellm_proxy_models=models,
             litellm_proxy_api_base=self.upstream_base, litellm_proxy_debug=False))
         write_private(paths["proxy_callbacks"], STUB_CALLBACK)
         shell_paths = {name: str(path) for name, path in paths.items()}
         write_private(paths["shell_functions"], render(
             SHELL_TEMPLATE, ccq_shell_paths=shell_paths, ccq_shell_proxy_port=self.port, ccq_shell_model_alias=ALIAS,
-            ccq_shell_service_name="ccq-litellm", ccq_shell_start_timeout=5,
+            ccq_shell_background_model_alias=self.background_alias, ccq_shell_service_name="ccq-litellm", ccq_shell_start_timeout=5,
             ccq_shell_claude_code_environment=CLAUDE_CODE_LIMITS), 0o644)
         write_private(self.home / ".bashrc", "# the user's own line\n# BEGIN ccq: cc and ccq\n"
                       f'[ -r "{paths["shell_functions"]}" ] && . "{paths["shell_functions"]}"\n# END ccq: cc and ccq\n',
@@ -173,6 +185,8 @@ class Home:
             "litellm_version": "1.74.0.post2", "openai_version_spec": ">=1.99.1,<1.100.0",
             "claude_code_version": "2.1.332", "node_min_version": "18.0.0", "service_manager": "none",
             "claude_code_environment": CLAUDE_CODE_LIMITS,
+            "background_model_alias": self.background_alias, "background_model": self.background,
+            "retired_models": RETIRED,
         }
         write_private(paths["config_dir"] / "doctor.json", json.dumps(settings))
         return self
@@ -263,6 +277,77 @@ def test_status_says_up_port_model_versions_and_uptime(home):
     home.stop_proxy()
     down = home.run("status")
     assert down.returncode == 3 and re.search(r"^proxy\s+down", down.stdout, re.M)
+
+
+def test_status_shows_the_quota_the_proxy_last_heard_of(home):
+    quota = home.paths["quota_state"]
+    done = home.run("status")
+    assert done.returncode == 0 and "\nquota     no answer from Cerebras recorded yet\n" in done.stdout, done.stdout
+    now = time.time()
+    quota.write_text(json.dumps({"models": {ALIAS: {
+        "tokens_limit": 150000, "tokens_remaining": 45000, "tokens_reset_at": now + 48,
+        "requests_day_limit": 14400, "requests_day_remaining": 14000, "requests_day_reset_at": now + 3600,
+        "seen_at": now - 12}}}))
+    done = home.run("status")
+    assert done.returncode == 0
+    assert re.search(rf"^quota     {ALIAS}: 45,000 of 150,000 tokens left this minute \(1[2-9] s ago\), "
+                     r"14,000 of 14,400 requests left today$", done.stdout, re.MULTILINE), done.stdout
+    quota.write_text('{"models": {')  # half a file
+    done = home.run("status")
+    assert done.returncode == 0 and done.stderr == ""
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("quota")]
+    assert line.startswith(f"quota     {quota} is garbled (") and "Traceback" not in done.stdout
+    home.stop_proxy()
+    assert home.run("status").returncode == 3
+
+
+@pytest.fixture
+def background_home(tmp_path: Path, make_fake: Callable[..., Any]) -> Iterator[Home]:
+    """A home whose Claude Code background calls go to gpt-oss-120b behind their own alias."""
+    fake = make_fake("--models", SERVED)
+    built = Home(tmp_path, fake.api_base, fake.api_key, background="gpt-oss-120b").build()
+    built.start_proxy()
+    yield built
+    built.stop_proxy()
+
+
+def test_a_background_model_is_checked_and_shown(background_home):
+    home = background_home
+    rc, statuses, output = home.doctor()
+    assert rc == 0 and set(statuses.values()) == {"ok"}, output
+    assert f"to the background alias {home.background_alias}" in output
+    assert f"'{home.background_alias}' are model_names" in output and "the background model gpt-oss-120b" in output
+    done = home.run("status")
+    assert f"model     {home.background_alias} -> cerebras/gpt-oss-120b (Claude Code's background calls)" in done.stdout
+
+
+def test_background_calls_on_the_main_alias_and_a_lost_background_alias_are_named(background_home, make_fake):
+    home = background_home
+    shell = home.paths["shell_functions"]
+    repair_shell = edit(shell, lambda text: text.replace(f"={home.background_alias}", f"={ALIAS}"))
+    repair_config = edit(home.paths["proxy_config"],
+                         lambda text: text.replace(f'model_name: "{home.background_alias}"', 'model_name: "renamed"'))
+    rc, statuses, output = home.doctor()
+    assert rc == 1 and {"small-fast", "alias"} <= set(doctor_failures(statuses)), output
+    assert f"instead of the background alias {home.background_alias}" in output
+    assert f"'{home.background_alias}' (background calls)" in output
+    repair_shell()
+    repair_config()
+    assert_clean(home)
+
+
+def test_a_retired_background_model_names_its_replacement(background_home, make_fake):
+    home = background_home
+    retired = make_fake("--models", "qwen-3-coder-480b,gpt-oss-120b", api_key=home.upstream_key)
+    repair = edit(home.paths["proxy_config"], lambda text: text.replace(home.upstream_base, retired.api_base)
+                  .replace('"cerebras/gpt-oss-120b"', '"cerebras/zai-glm-4.6"'))
+    rc, statuses, output = home.doctor()
+    assert rc == 1 and doctor_failures(statuses) == ["model"], output
+    assert ("Cerebras retired the background model zai-glm-4.6 in 2026-01-20; its replacement is gpt-oss-120b"
+            in output)
+    assert "ccq_background_model=gpt-oss-120b" in output
+    repair()
+    assert_clean(home)
 
 
 def test_logs_show_recent_lines_with_every_key_masked(home):

@@ -135,7 +135,8 @@ def claude_code_environment(result: subprocess.CompletedProcess[str]) -> dict[st
     ({"ccq_max_tokens_ceiling": 4096}, 65536, 4096),
 ])
 def test_claude_code_is_told_the_models_window_and_output_limit(tmp_path, served, settings, window, output):
-    env = claude_code_environment(select(tmp_path, served.api_base, served.api_key, settings=settings))
+    env = claude_code_environment(select(tmp_path, served.api_base, served.api_key, model="gpt-oss-120b",
+                                         settings=settings))
     tool = window // 8
     assert env == {
         "CLAUDE_CODE_MAX_CONTEXT_TOKENS": str(window), "CLAUDE_CODE_MAX_OUTPUT_TOKENS": str(output),

@@ -26,6 +26,7 @@ import hashlib
 import importlib.metadata
 import ipaddress
 import json
+import math
 import os
 import pwd
 import re
@@ -63,6 +64,8 @@ DEFAULT_LAYOUT = {
     "state_dir": ".local/state/ccq",
     "proxy_log": ".local/state/ccq/litellm.log",
     "proxy_pidfile": ".local/state/ccq/litellm.pid",
+    # The proxy's last rate-limit figures per Cerebras model (ccq_quota.py), for `ccq status`.
+    "quota_state": ".local/state/ccq/quota.json",
     "bin_dir": ".local/bin",
     "litellm_venv": ".local/share/pipx/venvs/litellm",
     "unit_dir": ".config/systemd/user",
@@ -97,7 +100,7 @@ class Settings:
     user: str
     paths: dict[str, Path]
     port: int = 4000
-    model_alias: str = "qwen-3-coder-480b"
+    model_alias: str = "cerebras"
     # Empty: read from the proxy's config.yaml.
     upstream_model: str = ""
     api_base: str = ""
@@ -112,6 +115,12 @@ class Settings:
     service_manager: Optional[str] = None
     # What ccq tells Claude Code about the model (variable: value), from the model table.
     claude_code_environment: dict[str, str] = field(default_factory=dict)
+    # The alias of Claude Code's background (haiku-class) calls and its Cerebras model, when
+    # ccq_background_model is set; "" when the main alias answers them too.
+    background_model_alias: str = ""
+    background_model: str = ""
+    # Models Cerebras no longer serves: {model: {"retired": date, "replacement": model}}.
+    retired_models: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def unit_path(self) -> Path:
@@ -136,11 +145,17 @@ def load_settings(path: Optional[Path], environ: Mapping[str, str] = os.environ)
     settings = Settings(home=home, user=str(data.get("user") or account.pw_name), paths=paths)
     for name in ("port", "model_alias", "upstream_model", "api_base", "model_preference", "service_name",
                  "litellm_version", "openai_version_spec", "claude_code_version", "node_min_version",
-                 "reprovision", "service_manager", "claude_code_environment"):
+                 "reprovision", "service_manager", "claude_code_environment", "background_model_alias",
+                 "background_model", "retired_models"):
         if data.get(name) not in (None, ""):
             setattr(settings, name, data[name])
     settings.port = int(settings.port)
     settings.claude_code_environment = {str(k): str(v) for k, v in settings.claude_code_environment.items()}
+    settings.background_model_alias = str(settings.background_model_alias)
+    settings.background_model = str(settings.background_model)
+    retired = settings.retired_models if isinstance(settings.retired_models, dict) else {}
+    settings.retired_models = {str(model): {k: str(v) for k, v in row.items() if v is not None}
+                               for model, row in retired.items() if isinstance(row, dict)}
     return settings
 
 
@@ -373,6 +388,95 @@ def format_duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m {secs}s"
     return f"{secs}s"
+
+
+def replacement_for(model: str, retired: Mapping[str, Mapping[str, str]], served: Iterable[str] = ()) -> str:
+    """What to use instead of the retired ``model``: its replacement, following replacements
+    that were retired in turn (zai-glm-4.6 -> zai-glm-4.7 -> gpt-oss-120b). The first model of
+    that chain the upstream serves wins; else its end, when that is not retired; else ""."""
+    chain: list[str] = []
+    current = model
+    while current in retired:
+        following = str(retired[current].get("replacement") or "")
+        if not following or following == model or following in chain:
+            break
+        chain.append(following)
+        current = following
+    served_now = set(served)
+    for candidate in chain:
+        if candidate in served_now:
+            return candidate
+    return chain[-1] if chain and chain[-1] not in retired else ""
+
+
+def _ago(seconds: float) -> str:
+    """12 -> "12 s ago"; 130 -> "2 min ago"."""
+    seconds = int(max(seconds, 0))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def _figure(entry: Mapping[str, Any], name: str) -> Optional[float]:
+    value = entry.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} is {value!r}")
+    return float(value)
+
+
+def _quota_part(entry: Mapping[str, Any], kind: str, now: float, seen: Optional[float]) -> str:
+    """One model's token (per minute) or request (per day) figures, as `ccq status` says them."""
+    prefix, unit, period, span = {"tokens": ("tokens", "tokens", "this minute", 60.0),
+                                  "requests": ("requests_day", "requests", "today", 86400.0)}[kind]
+    limit = _figure(entry, f"{prefix}_limit")
+    remaining = _figure(entry, f"{prefix}_remaining")
+    reset_at = _figure(entry, f"{prefix}_reset_at")
+    if remaining is None:
+        return ""
+    if reset_at is None and seen is not None:
+        reset_at = seen + span  # a per-minute (per-day) figure is stale after its minute (day)
+    if reset_at is not None and now >= reset_at:
+        window = "the minute's" if kind == "tokens" else "the day's"
+        size = f" of {int(limit):,} {unit}" if limit is not None else ""
+        return f"{window} quota{size} is full again"
+    of = f" of {int(limit):,}" if limit is not None else ""
+    return f"{int(remaining):,}{of} {unit} left {period}"
+
+
+def quota_lines(path: Path, first: Sequence[str] = (), now: Optional[float] = None) -> list[str]:
+    """What the proxy last heard of Cerebras' rate limits (its quota state file), one line per
+    model, the models in ``first`` (those ccq uses) leading. Never raises."""
+    now = time.time() if now is None else now
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ["no answer from Cerebras recorded yet"]
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"]
+    try:
+        data = json.loads(raw)
+        models = data.get("models") if isinstance(data, dict) else None
+        if not isinstance(models, dict) or not all(isinstance(e, dict) for e in models.values()):
+            raise ValueError("no models table")
+        if not models:
+            return ["no answer from Cerebras recorded yet"]
+        order = [m for m in first if m in models] + sorted(m for m in models if m not in first)
+        lines = []
+        for model in order:
+            entry = models[model]
+            seen = _figure(entry, "seen_at")
+            parts = [p for p in (_quota_part(entry, "tokens", now, seen), _quota_part(entry, "requests", now, seen)) if p]
+            if not parts:
+                parts = ["no rate-limit figures in its last answer"]
+            if seen is not None:
+                parts[0] += f" ({_ago(now - seen)})"
+            lines.append(f"{model}: " + ", ".join(parts))
+        return lines
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+        return [f"{path} is garbled ({exc}); the proxy rewrites it after its next answer from Cerebras"]
 
 
 def _yaml_scalar(value: str) -> str:
@@ -1044,6 +1148,18 @@ class Facts:
         config = self.get("proxy_config")
         return (config.upstream_model(self.ccq_alias()) if config else "") or self.settings.upstream_model
 
+    def background_alias(self) -> str:
+        """The alias of Claude Code's background calls when ccq_background_model is set, else ""."""
+        alias = self.settings.background_model_alias
+        return alias if alias and alias != self.ccq_alias() else ""
+
+    def background_upstream_model(self) -> str:
+        alias = self.background_alias()
+        if not alias:
+            return ""
+        config = self.get("proxy_config")
+        return (config.upstream_model(alias) if config else "") or self.settings.background_model
+
     def api_base(self) -> str:
         config = self.get("proxy_config")
         base = config.models.get(self.ccq_alias(), {}).get("api_base", "") if config else ""
@@ -1422,19 +1538,25 @@ def check_callback(facts: Facts) -> Finding:
     return Finding(OK, f"{path.name} loads {CALLBACK_SETTING}, and it imports in LiteLLM's venv (the proxy is not up to ask)")
 
 
-def _variables_finding(facts: Facts, names: Sequence[str], consequence: str) -> Finding:
+def _variables_finding(facts: Facts, names: Sequence[str], consequence: str, background: bool = False) -> Finding:
+    """Whether ccq sets each of ``names`` to the alias (``background``: to the background alias
+    when one is configured)."""
     capture = facts.usable_capture()
     if not capture.ok:
         return Finding(FAIL, f"cannot run ccq to see its environment: {capture.error}",
                        _reprovision(facts, "it writes the ccq function"))
-    alias = capture.alias or facts.settings.model_alias
+    main = capture.alias or facts.settings.model_alias
+    alias = (facts.background_alias() if background else "") or main
+    which = "the background alias" if alias != main else "the alias"
     wrong = [f"{n} is unset" if n not in capture.env else f"{n}={capture.env[n]}"
              for n in names if capture.env.get(n) != alias]
     if wrong:
-        return Finding(FAIL, f"under ccq ({capture.source}) " + ", ".join(wrong) + f" instead of the alias {alias}: "
+        if alias != main and all(capture.env.get(n) in (alias, main) for n in names):
+            consequence = f"background calls go to {main} and spend its model's quota"
+        return Finding(FAIL, f"under ccq ({capture.source}) " + ", ".join(wrong) + f" instead of {which} {alias}: "
                              + consequence,
                        _reprovision(facts, "it writes the ccq function that sets them; then open a new shell"))
-    return Finding(OK, f"ccq sets {', '.join(names)} to {alias}")
+    return Finding(OK, f"ccq sets {', '.join(names)} to {which} {alias}")
 
 
 def check_routing(facts: Facts) -> Finding:
@@ -1443,7 +1565,8 @@ def check_routing(facts: Facts) -> Finding:
 
 
 def check_small_fast(facts: Facts) -> Finding:
-    return _variables_finding(facts, SMALL_FAST_VARS, "background calls ask for claude-haiku-* and fail at once")
+    return _variables_finding(facts, SMALL_FAST_VARS, "background calls ask for claude-haiku-* and fail at once",
+                              background=True)
 
 
 def check_window(facts: Facts) -> Finding:
@@ -1469,22 +1592,32 @@ def check_window(facts: Facts) -> Finding:
 
 def check_alias(facts: Facts) -> Finding:
     alias = facts.ccq_alias()
+    background = facts.background_alias()
+    aliases = [alias] + ([background] if background else [])
+    # How each alias is named in a message: the background one says what asks for it.
+    named = {alias: f"'{alias}'", background: f"'{background}' (background calls)"}
     config: Optional[ProxyConfig] = facts.get("proxy_config")
     path = facts.settings.paths["proxy_config"]
-    fix = _reprovision(facts, "set ccq_model_alias once; it writes the same alias into config.yaml and ccq")
+    fix = _reprovision(facts, "set ccq_model_alias once; it writes the same alias into config.yaml and ccq"
+                              + (" (and the background alias, for ccq_background_model)" if background else ""))
     if config is None:
         return Finding(FAIL, f"{path} is missing", fix)
-    if alias not in config.models:
-        return Finding(FAIL, f"ccq asks for model '{alias}' but {path.name} names only "
+    missing = [a for a in aliases if a not in config.models]
+    if missing:
+        return Finding(FAIL, f"ccq asks for model {' and '.join(named[a] for a in missing)} but {path.name} names only "
                              f"{', '.join(sorted(config.models)) or 'no model'}: model_not_found", fix)
     reply: HttpResult = facts.get("proxy_models")
     if reply.ok:
         data = reply.json() or {}
         served = [str(m.get("id")) for m in data.get("data", []) if isinstance(m, dict)]
-        if alias not in served:
-            return Finding(FAIL, f"'{alias}' is in {path.name}, but the running proxy serves only "
+        missing = [a for a in aliases if a not in served]
+        if missing:
+            return Finding(FAIL, f"{' and '.join(named[a] for a in missing)} {'is' if len(missing) == 1 else 'are'} "
+                                 f"in {path.name}, but the running proxy serves only "
                                  f"{', '.join(served) or 'nothing'} (it predates the config)", _restart_command(facts))
-    return Finding(OK, f"'{alias}' is a model_name in {path.name}" + (" and in the running proxy" if reply.ok else ""))
+    listed = " and ".join(f"'{a}'" for a in aliases)
+    return Finding(OK, f"{listed} {'is a model_name' if len(aliases) == 1 else 'are model_names'} in {path.name}"
+                       + (" and in the running proxy" if reply.ok else ""))
 
 
 def check_upstream(facts: Facts) -> Finding:
@@ -1519,17 +1652,43 @@ def check_upstream(facts: Facts) -> Finding:
 def check_model(facts: Facts) -> Finding:
     upstream: Upstream = facts.get("upstream")
     model = facts.upstream_model()
+    background = facts.background_upstream_model()
     settings = facts.settings
     if not upstream.result.ok:
-        return Finding(WARN, f"not checked: the upstream's model list is unavailable (see upstream); model {model}")
-    if model in upstream.served:
-        return Finding(OK, f"Cerebras serves {model}")
-    preferred = [m for m in settings.model_preference if m in upstream.served]
-    choice = (f"it picks {preferred[0]}, the first of ccq_cerebras_model_preference that is served, when "
-              "ccq_cerebras_model is empty (the default)") if preferred else \
-             "pin one of the served models with -e ccq_cerebras_model=<model>"
-    return Finding(FAIL, f"Cerebras does not serve {model} (retired?); it serves: {', '.join(upstream.served) or 'nothing'}",
-                   _reprovision(facts, choice))
+        return Finding(WARN, f"not checked: the upstream's model list is unavailable (see upstream); model {model}"
+                             + (f", background model {background}" if background else ""))
+    served = upstream.served
+    problems, fixes = [], []
+    for role, name in (("main", model), ("background", background)):
+        if not name or name in served:
+            continue
+        what = f"the background model {name}" if role == "background" else name
+        row = settings.retired_models.get(name)
+        replacement = replacement_for(name, settings.retired_models, served) if row is not None else ""
+        if row is None:
+            problems.append(f"Cerebras does not serve {what} (retired?)")
+        else:
+            problems.append(f"Cerebras retired {what} in {row.get('retired') or 'the past'}"
+                            + (f"; its replacement is {replacement}" if replacement else ""))
+        if role == "background":
+            fixes.append(f"set ccq_background_model={replacement or '<a served model>'}, or to \"\" to let the main "
+                         "model answer Claude Code's background calls")
+            continue
+        preferred = [m for m in settings.model_preference if m in served]
+        if preferred:
+            choice = (f"it picks {preferred[0]}, the first of ccq_cerebras_model_preference that is served, when "
+                      "ccq_cerebras_model is empty (the default)")
+            if replacement and replacement != preferred[0]:
+                choice += f"; or pin its replacement with -e ccq_cerebras_model={replacement}"
+        elif replacement:
+            choice = f"pin its replacement with -e ccq_cerebras_model={replacement}"
+        else:
+            choice = "pin one of the served models with -e ccq_cerebras_model=<model>"
+        fixes.append(choice)
+    if problems:
+        return Finding(FAIL, "; ".join(problems) + f"; it serves: {', '.join(served) or 'nothing'}",
+                       _reprovision(facts, "; ".join(fixes)))
+    return Finding(OK, f"Cerebras serves {model}" + (f" and the background model {background}" if background else ""))
 
 
 def check_claude_code(facts: Facts) -> Finding:
@@ -1652,22 +1811,26 @@ CHECKS: tuple[Check, ...] = (
     Check("routing", "subagents never start: `Invalid model name` claude-sonnet-*",
           "under ccq, ANTHROPIC_DEFAULT_SONNET_MODEL, ANTHROPIC_DEFAULT_OPUS_MODEL and CLAUDE_CODE_SUBAGENT_MODEL "
           "are the alias", "re-run the provisioning, open a new shell", check_routing),
-    Check("small-fast", "background calls fail at once",
-          "under ccq, ANTHROPIC_SMALL_FAST_MODEL and ANTHROPIC_DEFAULT_HAIKU_MODEL are the alias",
+    Check("small-fast", "background calls fail at once, or spend the main model's quota",
+          "under ccq, ANTHROPIC_SMALL_FAST_MODEL and ANTHROPIC_DEFAULT_HAIKU_MODEL are the background alias when "
+          "`ccq_background_model` is set, else the alias",
           "re-run the provisioning, open a new shell", check_small_fast),
     Check("window", "Claude Code says it assumes a context window of 1m tokens; `Please reduce the length of the messages`",
           "under ccq, CLAUDE_CODE_MAX_CONTEXT_TOKENS, the output limit and the tool-output caps are the model "
           "table's for the configured model and tier",
           "re-run the provisioning, open a new shell", check_window),
     Check("alias", "`model_not_found` / `Invalid model name` for the alias",
-          "the alias ccq passes (`--model`) is a model_name in config.yaml and in the running proxy",
+          "the alias ccq passes (`--model`), and the background alias when `ccq_background_model` is set, are "
+          "model_names in config.yaml and in the running proxy",
           "set `ccq_model_alias`, re-run the provisioning", check_alias),
     Check("upstream", "`APIConnectionError`, `CERTIFICATE_VERIFY_FAILED`, 401 from Cerebras",
           "GET {api_base}/models with the Cerebras key: DNS, TLS, HTTP status",
           "fix the network; `ccq_extra_ca_certs` behind a TLS-intercepting proxy; a valid key", check_upstream),
     Check("model", "`model_not_found` / 404 from Cerebras",
-          "Cerebras still serves the configured model (it retired qwen-3-coder-480b); lists what it serves",
-          "leave `ccq_cerebras_model` empty to pick from `ccq_cerebras_model_preference`, re-run the provisioning",
+          "Cerebras still serves the configured model and the background model; for a retired one, names its "
+          "replacement from ccq's model table; lists what it serves",
+          "leave `ccq_cerebras_model` empty to pick from `ccq_cerebras_model_preference` (or set "
+          "`ccq_background_model` to the replacement), re-run the provisioning",
           check_model),
     Check("claude-code", "odd failures after a Claude Code update",
           "`claude --version` is the tested pin; Node.js is new enough (>= 18)",
@@ -1725,8 +1888,9 @@ def markdown_table(checks: Sequence[Check] = CHECKS) -> str:
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     facts = Facts(settings)
+    background = f" (background calls: {settings.background_model_alias})" if settings.background_model_alias else ""
     out(f"ccq doctor: {settings.user}@{socket.gethostname()}, proxy 127.0.0.1:{settings.port}, "
-        f"alias {settings.model_alias}")
+        f"alias {settings.model_alias}{background}")
     results = run_checks(facts)
     for line in format_findings(results, facts.secrets()):
         out(line)
@@ -1753,12 +1917,20 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: Callable[[str]
         f"proxy     {state}",
         f"port      127.0.0.1:{facts.ccq_port()}",
         f"model     {facts.ccq_alias()} -> cerebras/{facts.upstream_model() or '?'} at {facts.api_base()}",
+    ]
+    if facts.background_alias():
+        lines.append(f"model     {facts.background_alias()} -> cerebras/{facts.background_upstream_model() or '?'} "
+                     "(Claude Code's background calls)")
+    lines += [
         f"versions  litellm {versions.get('litellm', 'missing')}, openai {versions.get('openai', 'missing')}, "
         f"claude {facts.get('claude_version') or 'missing'}",
         "logs      " + {"systemd": f"journalctl --user -u {settings.unit}",
                            "launchd": str(settings.paths["launchd_log"])}.get(service.manager, str(settings.paths["proxy_log"]))
         + " (ccq logs)",
     ]
+    # What the proxy last heard of Cerebras' per-minute and per-day limits, per model.
+    in_use = [m for m in (facts.upstream_model(), facts.background_upstream_model()) if m]
+    lines += [f"quota     {line}" for line in quota_lines(settings.paths["quota_state"], in_use)]
     for line in lines:
         out(mask_secrets(line, facts.secrets()))
     return 0 if healthy else 3

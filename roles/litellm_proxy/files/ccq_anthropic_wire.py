@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from json.encoder import encode_basestring_ascii as _jstr
 from typing import Any, Dict, List, Mapping, Optional
@@ -41,6 +42,12 @@ TRUNCATED_STREAM_MESSAGE = ("ccq: the upstream stream ended before the model fin
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
                503: "overloaded_error", 529: "overloaded_error"}
+
+
+# While a reasoning model thinks (its ``delta.reasoning``, which is never relayed: Claude Code
+# would need signed thinking blocks), Claude Code would see nothing at all; a ping every few
+# seconds, as Anthropic's own API sends, tells it the stream is alive.
+PING_INTERVAL = 5.0
 
 
 def _event(obj: Dict[str, Any]) -> bytes:
@@ -101,8 +108,10 @@ class AnthropicStream:
     look finished); ``fail`` an error event for an exception mid-stream.
     """
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, clock: Any = time.monotonic) -> None:
         self.model = model
+        self.clock = clock
+        self.last_event_at = clock()
         self.index = -1  # index of the open block
         self.open: Optional[_Block] = None
         self.held: List[_Block] = []
@@ -208,6 +217,8 @@ class AnthropicStream:
         if usage:
             self.prompt_tokens = usage.get("prompt_tokens") or self.prompt_tokens
             self.completion_tokens = usage.get("completion_tokens") or self.completion_tokens
+        pending = len(self.out)
+        thinking = False
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             content = delta.get("content")
@@ -217,6 +228,12 @@ class AnthropicStream:
                 self._tool(position, call)
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
+            thinking = thinking or bool(delta.get("reasoning"))
+        if len(self.out) > pending:
+            self.last_event_at = self.clock()
+        elif thinking and self.clock() - self.last_event_at >= PING_INTERVAL:
+            self.out.append(_event({"type": "ping"}))
+            self.last_event_at = self.clock()
 
     def finish(self, upstream_finished: Optional[bool] = None) -> List[bytes]:
         """The closing events; an error event if the upstream never finished the answer.

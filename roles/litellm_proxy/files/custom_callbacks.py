@@ -719,7 +719,9 @@ def _chunk_as_dict(chunk: Any) -> dict[str, Any]:
             calls.append({"index": getattr(call, "index", None), "id": getattr(call, "id", None),
                           "function": {"name": getattr(fn, "name", None),
                                        "arguments": getattr(fn, "arguments", None)}})
-        choices.append({"delta": {"content": getattr(delta, "content", None), "tool_calls": calls},
+        # LiteLLM names Cerebras' delta.reasoning "reasoning_content".
+        choices.append({"delta": {"content": getattr(delta, "content", None), "tool_calls": calls,
+                                  "reasoning": getattr(delta, "reasoning_content", None)},
                         "finish_reason": getattr(choice, "finish_reason", None)})
     usage = getattr(chunk, "usage", None)
     return {"id": getattr(chunk, "id", None), "choices": choices,
