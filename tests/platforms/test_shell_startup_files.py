@@ -24,7 +24,7 @@ from platform_support import (
 )
 
 MARKER = re.compile(r"^# BEGIN ccq: .*?^# END ccq: [^\n]*\n", re.M | re.S)
-MODEL_ALIAS = "qwen-3-coder-480b"
+MODEL_ALIAS = "cerebras"
 # What ccq hands to Claude Code (compared between bash and zsh).
 CCQ_VARIABLES = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL",
                  "ANTHROPIC_SMALL_FAST_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL",

@@ -56,3 +56,18 @@ def test_a_pinned_model_cerebras_does_not_serve_stops_before_any_change(make_fak
     assert ("ccq_cerebras_model=qwen-3-coder-480b is not served by " + upstream.api_base
             + " (Cerebras retired it in 2025-11; its replacement is gpt-oss-120b)."
             + " It serves: gpt-oss-120b, zai-glm-4.7.") in play_output(result), result.stdout[-3000:]
+
+
+def test_your_settings_file_is_read_by_every_run_and_minus_e_still_wins(tmp_path):
+    """config.yml (ccq_settings_file) keeps a user's choices between runs; -e is a one-off."""
+    settings = tmp_path / "config.yml"
+    settings.write_text("ccq_proxy_port: 80\nccq_user: ccq-no-such-user\n")
+    result = run_playbook("--check", "-e", f"ccq_settings_file={settings}", inventory="inventories/local/hosts.yml",
+                          env={"CEREBRAS_API_KEY": "csk-test"}, timeout=300)
+    assert_stopped_in_validation(result)
+    assert "User 'ccq-no-such-user' does not exist" in play_output(result)
+    # -e wins over the file: the account is found, and then the file's port stops the play.
+    result = run_playbook("--check", "-e", f"ccq_settings_file={settings}", "-e", "ccq_user=''",
+                          inventory="inventories/local/hosts.yml", env={"CEREBRAS_API_KEY": "csk-test"}, timeout=300)
+    assert_stopped_in_validation(result)
+    assert "Invalid setting: ccq_proxy_port must be 1024-65535 (got 80)" in play_output(result)
