@@ -14,9 +14,12 @@ from pathlib import Path
 from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[2]
-CALLBACK_FILE = REPO / "roles/litellm_proxy/files/custom_callbacks.py"
-FASTPATH_FILE = REPO / "roles/litellm_proxy/files/ccq_stream_fastpath.py"
-WIRE_FILE = REPO / "roles/litellm_proxy/files/ccq_anthropic_wire.py"
+PROXY_FILES = REPO / "roles/litellm_proxy/files"
+CALLBACK_FILE = PROXY_FILES / "custom_callbacks.py"
+NORMALIZER_FILE = PROXY_FILES / "ccq_normalizer.py"
+PATCHES_FILE = PROXY_FILES / "ccq_litellm_patches.py"
+FASTPATH_FILE = PROXY_FILES / "ccq_stream_fastpath.py"
+WIRE_FILE = PROXY_FILES / "ccq_anthropic_wire.py"
 DOCTOR_FILE = REPO / "roles/ccq_doctor/files/ccq_doctor.py"
 
 

@@ -1,8 +1,9 @@
 """Shared helpers for the callback tests: loading, payloads, policies, checks.
 
-The callback is loaded from the very file the role deploys, the way LiteLLM
-loads it (importlib.util.spec_from_file_location, not registered in
-sys.modules), so a test also catches a module that only imports in pytest.
+The callback and its parts are loaded from the very files the role deploys, the
+way LiteLLM loads the callback (importlib.util.spec_from_file_location, not
+registered in sys.modules), so a test also catches a module that only imports in
+pytest.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterator
 
-from helpers.modules import CALLBACK_FILE, load_file
+from helpers.modules import CALLBACK_FILE, NORMALIZER_FILE, PATCHES_FILE, load_file
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_DIR = REPO / "tests" / "fixtures" / "claude_code_requests"
@@ -29,6 +30,19 @@ def load_callbacks() -> ModuleType:
     return load_file(CALLBACK_FILE, "custom_callbacks")
 
 
+@functools.lru_cache(maxsize=1)
+def load_normalizer() -> ModuleType:
+    """The deployed ccq_normalizer.py (the request side, items a-j)."""
+    return load_file(NORMALIZER_FILE, "ccq_normalizer_under_test")
+
+
+@functools.lru_cache(maxsize=1)
+def load_patches() -> ModuleType:
+    """The deployed ccq_litellm_patches.py (the response side, items k-r); without
+    LiteLLM only its plain-Python parts can run."""
+    return load_file(PATCHES_FILE, "ccq_litellm_patches_under_test")
+
+
 def cerebras_policy(**overrides: Any) -> Any:
     """A stand-in for derive_param_policy() on LiteLLM 1.74.0.post2.
 
@@ -37,7 +51,6 @@ def cerebras_policy(**overrides: Any) -> Any:
     them; test_callback_litellm.py proves the two equal the derived ones, so
     the plain-Python tests run on the same decisions as the proxy.
     """
-    cc = load_callbacks()
     fields = {
         "supported": frozenset({
             "max_tokens", "max_completion_tokens", "response_format", "seed", "stop",
@@ -59,13 +72,12 @@ def cerebras_policy(**overrides: Any) -> Any:
         }),
     }
     fields.update(overrides)
-    return cc.ParamPolicy(**fields)
+    return load_normalizer().ParamPolicy(**fields)
 
 
 def normalize(data: Any, ceiling: int = 16384, policy: Any = None, takes_images: bool = False) -> Any:
     """normalize_request with the 1.74 stand-in policy (a text-only model unless told)."""
-    cc = load_callbacks()
-    return cc.normalize_request(data, policy or cerebras_policy(), ceiling, takes_images)
+    return load_normalizer().normalize_request(data, policy or cerebras_policy(), ceiling, takes_images)
 
 
 # --------------------------------------------------------------------------

@@ -115,7 +115,7 @@ def scenario_policy(_input: Any) -> dict[str, Any]:
     from importlib.metadata import version
 
     cc = load_callbacks()
-    policy = cc.derive_param_policy()
+    policy = cc.normalizer.derive_param_policy()
     return {
         "litellm_version": version("litellm"),
         "cerebras_supported": sorted(litellm.CerebrasConfig().get_supported_openai_params(model="qwen-3-coder-480b")),
@@ -145,11 +145,11 @@ def _translate(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def scenario_adapter(payloads: dict[str, Any]) -> dict[str, Any]:
-    cc = load_callbacks()
-    policy = cc.derive_param_policy()
+    normalizer = load_callbacks().normalizer
+    policy = normalizer.derive_param_policy()
     out = {}
     for name, payload in payloads.items():
-        normalized = cc.normalize_request(json.loads(json.dumps(payload)), policy, 16384)
+        normalized = normalizer.normalize_request(json.loads(json.dumps(payload)), policy, 16384)
         out[name] = {"normalized": _translate(normalized), "raw": _translate(json.loads(json.dumps(payload)))}
     return out
 

@@ -1,13 +1,13 @@
-"""The hook object and the response-side patch pieces (items i, j, k), plain Python.
+"""The hook object of custom_callbacks.py (item i), plain Python.
 
-What needs a real LiteLLM 1.74.0.post2 is in test_callback_litellm.py.
+The response-side patches are tested in test_litellm_patches.py; what needs a
+real LiteLLM 1.74.0.post2 is in test_callback_litellm.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-from types import SimpleNamespace
 
 import pytest
 
@@ -43,7 +43,7 @@ def test_hook_answers_with_the_body_unchanged_when_normalization_fails(monkeypat
     def broken(*_args, **_kwargs):
         raise KeyError("unexpected")
 
-    monkeypatch.setattr(cc, "normalize_request", broken)
+    monkeypatch.setattr(cc.normalizer, "normalize_request", broken)
     data = claude_code_request()
     assert run_hook(data, "text_completion") is data
 
@@ -56,62 +56,7 @@ def test_hook_reads_its_ceiling_from_the_environment(monkeypatch):
 
 def test_module_exposes_the_instance_config_yaml_names():
     assert isinstance(cc.proxy_handler_instance, cc.CcqAnthropicNormalizer)
+    assert callable(cc.ccq_master_key_auth)
     # LiteLLM only calls a CustomLogger's pre-call hook when the class itself
     # defines it (ProxyLogging.pre_call_hook checks vars(type(callback))).
     assert "async_pre_call_hook" in vars(cc.CcqAnthropicNormalizer)
-
-
-# ---------------------------------------------------------------- k. upstream errors
-class UpstreamError(Exception):
-    def __init__(self, status_code):
-        super().__init__(f"upstream {status_code}")
-        self.status_code = status_code
-
-
-def _adapter_error(status_code):
-    """Raise the way LiteLLM 1.74's adapter does: a ValueError inside except."""
-    try:
-        raise UpstreamError(status_code)
-    except Exception as exc:
-        raise ValueError(f"Error calling litellm.acompletion for non-Anthropic model: {exc}")
-
-
-@pytest.mark.parametrize("status", [400, 401, 404, 413, 422, 429, 500, 503, 529])
-def test_the_upstream_error_is_found_behind_the_adapter_value_error(status):
-    with pytest.raises(ValueError) as info:
-        _adapter_error(status)
-    assert cc.upstream_error(info.value).status_code == status
-
-
-def test_errors_without_an_upstream_status_are_left_as_they_are():
-    assert cc.upstream_error(ValueError("Bad Request: messages is required")) is None
-    assert cc.upstream_error(KeyError("x")) is None
-
-
-def test_wrapped_handler_reraises_the_upstream_error_itself():
-    async def handler(**_kwargs):
-        _adapter_error(429)
-
-    wrapped = cc._pass_through_upstream_errors(handler)
-    with pytest.raises(UpstreamError) as info:
-        asyncio.run(wrapped(model="m"))
-    assert info.value.status_code == 429
-
-
-def test_wrapped_handler_returns_what_the_handler_returns():
-    async def handler(**kwargs):
-        return kwargs["model"]
-
-    assert asyncio.run(cc._pass_through_upstream_errors(handler)(model="m")) == "m"
-
-
-# ---------------------------------------------------------------- version guard
-def test_patches_refuse_any_other_litellm_version():
-    with pytest.raises(RuntimeError, match="1.74.0.post2"):
-        cc.apply_litellm_patches(installed_version="1.75.8")
-
-
-@pytest.mark.parametrize("value, enabled", [(None, True), ("1", True), ("0", False), (" 0 ", False)])
-def test_patches_can_be_switched_off_by_environment(value, enabled):
-    environ = {} if value is None else {"CCQ_LITELLM_PATCHES": value}
-    assert cc.litellm_patches_enabled(environ) is enabled

@@ -1,4 +1,4 @@
-"""Request-side normalization (issue 3, items a-h and bad input), plain Python.
+"""Request-side normalization (ccq_normalizer.py, items a-h and bad input), plain Python.
 
 Each test feeds an Anthropic body shaped like Claude Code 2.x's through
 normalize_request with the LiteLLM 1.74.0.post2 cerebras policy and checks
@@ -18,7 +18,7 @@ from callback_support import (
     cerebras_policy,
     claude_code_payloads,
     claude_code_request,
-    load_callbacks,
+    load_normalizer,
     normalize,
     text,
     text_only_lists,
@@ -28,7 +28,7 @@ from callback_support import (
     walk_blocks,
 )
 
-cc = load_callbacks()
+norm = load_normalizer()
 
 
 def body(messages=None, **fields):
@@ -207,7 +207,7 @@ def test_empty_tool_result_gets_a_placeholder(content):
         {"role": "assistant", "content": [tool_use("t1")]},
         {"role": "user", "content": [tool_result("t1", content)]},
     ])
-    assert _result_content(normalize(data)) == cc.EMPTY_TOOL_RESULT_PLACEHOLDER
+    assert _result_content(normalize(data)) == norm.EMPTY_TOOL_RESULT_PLACEHOLDER
 
 
 IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}
@@ -358,14 +358,14 @@ def test_max_tokens_below_the_ceiling_is_kept():
 
 
 def test_ceiling_is_read_from_the_environment():
-    assert cc.max_tokens_ceiling_from_env({}) == cc.DEFAULT_MAX_TOKENS_CEILING == 16384
-    assert cc.max_tokens_ceiling_from_env({"CCQ_MAX_TOKENS_CEILING": " 8192 "}) == 8192
+    assert norm.max_tokens_ceiling_from_env({}) == norm.DEFAULT_MAX_TOKENS_CEILING == 16384
+    assert norm.max_tokens_ceiling_from_env({"CCQ_MAX_TOKENS_CEILING": " 8192 "}) == 8192
 
 
 @pytest.mark.parametrize("raw", ["lots", "0", "-5", "1.5"])
 def test_invalid_ceiling_fails_loudly_naming_the_variable(raw):
     with pytest.raises(ValueError, match="CCQ_MAX_TOKENS_CEILING"):
-        cc.max_tokens_ceiling_from_env({"CCQ_MAX_TOKENS_CEILING": raw})
+        norm.max_tokens_ceiling_from_env({"CCQ_MAX_TOKENS_CEILING": raw})
 
 
 # ---------------------------------------------------------------- bad input

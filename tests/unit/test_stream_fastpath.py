@@ -1,4 +1,4 @@
-"""The stream fast path's pure parts (item l of custom_callbacks.py).
+"""The stream fast path's pure parts (item l of ccq_litellm_patches.py).
 
 ccq_stream_fastpath.py is loaded from the very file the role deploys; its
 grammar checks need no LiteLLM, so these run in the host venv, feeding the
@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from callback_support import load_callbacks
-from helpers.modules import FASTPATH_FILE, WIRE_FILE, load_file
+from callback_support import load_callbacks, load_patches
+from helpers.modules import FASTPATH_FILE, PROXY_FILES, WIRE_FILE, load_file
 
 MODEL = "qwen-3-coder-480b"
 ODD_TEXT = ["ä", 'naïve "quoted" ', "back\\slash ", "new\nline ", "tab\t", "emoji 😀 ",
@@ -160,18 +161,30 @@ def test_a_repeating_chunk_loop_is_left_to_litellms_guard() -> None:
             grammar.feed_data(payload)
 
 
-# ------------------------------------------------------------ the callback's knob and loader
+# ------------------------------------------------------------ the knob, the loader, the deploy list
 @pytest.mark.parametrize("value, mode", [("0", "off"), (" 0 ", "off"), ("1", "on"), ("", "on"),
                                          ("debug", "debug"), ("DEBUG", "debug")])
 def test_stream_fastpath_knob(value: str, mode: str) -> None:
-    assert load_callbacks().stream_fastpath_mode({"CCQ_STREAM_FASTPATH": value}) == mode
+    assert load_patches().stream_fastpath_mode({"CCQ_STREAM_FASTPATH": value}) == mode
 
 
 def test_stream_fastpath_is_on_by_default() -> None:
-    assert load_callbacks().stream_fastpath_mode({}) == "on"
+    assert load_patches().stream_fastpath_mode({}) == "on"
 
 
-@pytest.mark.parametrize("companion", ["ccq_stream_fastpath.py", "ccq_anthropic_wire.py"])
+def deployed_files() -> list[str]:
+    """The files the role deploys beside config.yaml (litellm_proxy_callback_files)."""
+    role_vars = yaml.safe_load((PROXY_FILES.parent / "vars/main.yml").read_text())
+    return role_vars["litellm_proxy_callback_files"]
+
+
+def test_the_role_deploys_every_python_file_of_the_callback() -> None:
+    files = deployed_files()
+    assert sorted(files) == sorted(p.name for p in PROXY_FILES.glob("*.py"))
+    assert files[0] == "custom_callbacks.py"  # the file config.yaml loads
+
+
+@pytest.mark.parametrize("companion", deployed_files()[1:])
 def test_a_missing_companion_file_stops_the_proxy_loudly(companion: str, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
@@ -182,4 +195,7 @@ def test_a_missing_companion_file_stops_the_proxy_loudly(companion: str, tmp_pat
 
 
 def test_fastpath_off_installs_nothing() -> None:
-    assert load_callbacks().install_stream_fastpath(wire, {"CCQ_STREAM_FASTPATH": "0"}) is None
+    def load(name: str) -> Any:
+        raise AssertionError(f"{name} loaded with the fast path off")
+
+    assert load_patches().install_stream_fastpath(wire, load, {"CCQ_STREAM_FASTPATH": "0"}) is None

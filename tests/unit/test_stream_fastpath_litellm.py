@@ -1,4 +1,5 @@
-"""The stream fast path's guards against a real LiteLLM 1.74.0.post2 (item l).
+"""The shared guard of ccq_litellm_patches.py against a real LiteLLM 1.74.0.post2
+(the patches, items k-r, and the stream fast path, item l).
 
 Each test runs a short script in the pinned LiteLLM venv (CCQ_LITELLM_PYTHON,
 else the suite's cached venv), loading custom_callbacks.py by file path as
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from callback_support import CALLBACK_FILE
+from helpers.modules import CALLBACK_FILE, FASTPATH_FILE, PATCHES_FILE
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +27,16 @@ import importlib.util, json, sys
 import litellm.proxy.proxy_server  # the proxy imports this before the callback
 from litellm.llms.anthropic.experimental_pass_through.adapters import transformation as tf
 
-def load_callbacks():
-    spec = importlib.util.spec_from_file_location("custom_callbacks", {str(CALLBACK_FILE)!r})
+def load(path, name, register=False):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    if register:
+        sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+def load_callbacks():
+    return load({str(CALLBACK_FILE)!r}, "custom_callbacks")
 """
 
 
@@ -48,6 +54,7 @@ REFUSALS = {
     "litellm": ("md.version = lambda p: '1.75.0' if p == 'litellm' else real(p)", "1.74.0.post2"),
     "openai": ("md.version = lambda p: '1.100.0' if p == 'openai' else real(p)", "openai"),
     "source": ("fp.FINGERPRINTS['CustomStreamWrapper.chunk_creator'] = '0' * 16", "chunk_creator"),
+    "unrecorded": ("del fp.FINGERPRINTS['openai.SSEDecoder.decode']", "SSEDecoder.decode"),
 }
 
 
@@ -58,22 +65,26 @@ def installed(litellm_python: str, tmp_path_factory: pytest.TempPathFactory) -> 
     checks = "".join(f"""
         try:
             {change}
-            fp.check_versions()
+            patches.check_stream_fastpath(fp)
             out["refusals"][{name!r}] = None
         except RuntimeError as exc:
             out["refusals"][{name!r}] = str(exc)
         md.version = real
+        fp.FINGERPRINTS.clear()
         fp.FINGERPRINTS.update(recorded)
     """ for name, (change, _) in REFUSALS.items())
     code, out, err = run(litellm_python, """
         import importlib.metadata as md
         real = md.version
         cc = load_callbacks()
+        patches = sys.modules["ccq_litellm_patches"]
         fp = sys.modules["ccq_stream_fastpath"]
         recorded = dict(fp.FINGERPRINTS)
         fn = tf.AnthropicAdapter.translate_completion_output_params_streaming
-        out = {"patched": fn.__name__, "fp": fp._installed, "now": fp.fingerprints(),
-               "recorded": recorded, "refusals": {}}
+        out = {"patched": fn.__name__, "fp": fp._installed, "recorded": recorded, "refusals": {},
+               "now": patches.source_hashes(fp.reproduced_functions()),
+               "patched_now": patches.source_hashes(patches.patched_functions()),
+               "patched_recorded": dict(patches.PATCHED_SOURCES)}
     """ + checks + """
         print(json.dumps(out))
     """, tmp_path_factory.mktemp("fastpath"))
@@ -88,6 +99,7 @@ def test_callback_installs_the_fast_path_after_its_fixes(installed: dict[str, An
 
 def test_source_fingerprints_match_the_pinned_litellm_after_ccqs_wrappers(installed: dict[str, Any]) -> None:
     assert installed["now"] == installed["recorded"]
+    assert installed["patched_now"] == installed["patched_recorded"]
 
 
 @pytest.mark.parametrize("name", sorted(REFUSALS))
@@ -110,14 +122,32 @@ def test_fast_path_off_keeps_litellms_own_path_with_ccqs_translator(litellm_pyth
 
 def test_fast_path_refuses_to_run_without_ccqs_stream_translation(litellm_python: str, tmp_path: Path) -> None:
     code, out, err = run(litellm_python, """
-        spec = importlib.util.spec_from_file_location("fp", %r)
-        fp = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(fp)
+        patches = load(%r, "patches")
         try:
-            fp.install(None)
+            patches.install_stream_fastpath(None, lambda name: load(%r, "fp"), {})
             print(json.dumps({"raised": None}))
         except RuntimeError as exc:
             print(json.dumps({"raised": str(exc)}))
-    """ % str(CALLBACK_FILE.with_name("ccq_stream_fastpath.py")), tmp_path)
+    """ % (str(PATCHES_FILE), str(FASTPATH_FILE)), tmp_path)
     assert code == 0, err
-    assert "custom_callbacks" in (out["raised"] or "")
+    assert "apply ccq's LiteLLM patches first" in (out["raised"] or "")
+
+
+def test_the_proxy_refuses_to_start_on_a_changed_litellm_source(litellm_python: str, tmp_path: Path) -> None:
+    # What a LiteLLM with one patched function changed does to the callback's load: it
+    # raises before patching anything, naming the function and the way out.
+    code, out, err = run(litellm_python, """
+        patches = load(%r, "ccq_litellm_patches", register=True)
+        patches.PATCHED_SOURCES["Handler.async_anthropic_messages_handler"] = "0" * 16
+        try:
+            load_callbacks()
+            raised = None
+        except RuntimeError as exc:
+            raised = str(exc)
+        fn = tf.AnthropicAdapter.translate_completion_output_params_streaming
+        print(json.dumps({"raised": raised, "patched": patches.is_marked(fn)}))
+    """ % str(PATCHES_FILE), tmp_path)
+    assert code == 0, err
+    assert "Handler.async_anthropic_messages_handler" in (out["raised"] or ""), out
+    assert "CCQ_LITELLM_PATCHES=0" in out["raised"]
+    assert out["patched"] is False

@@ -1,6 +1,6 @@
 """What Claude Code receives: OpenAI chat results written as Anthropic /v1/messages.
 
-Part of ccq, deployed beside custom_callbacks.py (which loads it by path).  Plain
+Part of ccq, deployed beside custom_callbacks.py (ccq_litellm_patches.py loads it).  Plain
 Python, no LiteLLM import: both relay paths use it, so they cannot disagree.
 
 * ``AnthropicStream`` turns OpenAI chat-completion chunks (dicts) into Anthropic SSE

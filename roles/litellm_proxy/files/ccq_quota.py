@@ -1,7 +1,7 @@
 """Cerebras' rate limits as the proxy last heard them, and the wait that keeps a request inside them.
 
-Part of ccq: deployed beside custom_callbacks.py, which loads this file and hooks a
-QuotaBook into the httpx client that LiteLLM's openai SDK sends every upstream request
+Part of ccq: deployed beside custom_callbacks.py; ccq_litellm_patches.py loads this file and
+hooks a QuotaBook into the httpx client that LiteLLM's openai SDK sends every upstream request
 through (item r), so both relay paths (the fast path and LiteLLM's own) are paced alike.
 Plain Python: no LiteLLM import, unit-tested on its own.
 

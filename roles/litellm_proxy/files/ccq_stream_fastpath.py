@@ -1,8 +1,8 @@
 """Fast relay of OpenAI-compatible streams to Anthropic /v1/messages SSE for LiteLLM 1.74.0.post2.
 
-Part of ccq: deployed beside custom_callbacks.py, which loads this file by path
-and calls install() from apply_litellm_patches() after its own patches.
-Turned off with CCQ_STREAM_FASTPATH=0.
+Part of ccq: deployed beside custom_callbacks.py.  ccq_litellm_patches.py loads
+this file, checks it with its shared guard and calls install() after its own
+patches (install_stream_fastpath).  Turned off with CCQ_STREAM_FASTPATH=0.
 
 WHY: on LiteLLM 1.74.0.post2 every upstream chunk of a /v1/messages stream goes
 through the openai SDK (pydantic ChatCompletionChunk) and CustomStreamWrapper
@@ -14,7 +14,7 @@ chunks/s, slower than Cerebras itself.
 
 WHAT: install() wraps AnthropicAdapter.translate_completion_output_params_streaming
 (the single function that turns the CustomStreamWrapper into Anthropic SSE bytes,
-already ccq's own: custom_callbacks item m) so that, for the openai-compatible path
+already ccq's own: ccq_litellm_patches item m) so that, for the openai-compatible path
 only (cerebras & co.), the upstream SSE bytes are read directly from the
 not-yet-started openai AsyncStream, checked against the grammar OpenAI-compatible
 servers send (text deltas, tool-call deltas, finish, usage) and fed as dicts to the
@@ -23,9 +23,10 @@ that arrive in the same upstream read are written in one send (no waiting, so no
 added latency).
 
 SAFETY:
-* Exact version guard: LiteLLM must be 1.74.0.post2 and openai 1.99.x, and the
-  source of every LiteLLM/openai function whose behaviour is reproduced here must
-  hash to the recorded fingerprint; otherwise install() raises RuntimeError.
+* Exact version guard (ccq_litellm_patches' own, shared with its patches): LiteLLM
+  must be 1.74.0.post2 and openai 1.99.x, and the source of every LiteLLM/openai
+  function whose behaviour is reproduced here (reproduced_functions()) must hash to
+  its FINGERPRINTS entry; otherwise the proxy refuses to start (RuntimeError).
 * Anything outside the modelled grammar (reasoning fields, logprobs, several
   choices, error events, a missing usage block, repeated-chunk loop detection,
   CR line endings, ...) makes the fast path bail out: it hands every byte read so
@@ -40,8 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import hashlib
-import inspect
 import json
 import logging
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional
@@ -53,11 +52,9 @@ try:  # orjson ships with litellm[proxy]; it parses JSON exactly like json.loads
 except ImportError:  # pragma: no cover
     _loads = json.loads
 
-EXPECTED_LITELLM = "1.74.0.post2"
-EXPECTED_OPENAI_PREFIX = "1.99."
-
-# sha256 (first 16 hex) of inspect.getsource() of every function whose behaviour
-# the fast path reproduces.  Recorded from litellm 1.74.0.post2 + openai 1.99.9.
+# ccq_litellm_patches.source_hash (sha256, first 16 hex, of inspect.getsource()) of every
+# function whose behaviour the fast path reproduces, recorded from litellm 1.74.0.post2 +
+# openai 1.99.9; ccq_litellm_patches.check_stream_fastpath compares them before install().
 FINGERPRINTS: Dict[str, str] = {
     "CustomStreamWrapper.__anext__": "e6b1d213913f5b44",
     "CustomStreamWrapper.chunk_creator": "105178844115164f",
@@ -83,8 +80,6 @@ _installed: Optional[str] = None
 _wire: Any = None  # ccq_anthropic_wire, given by install()
 _orig_translate: Optional[Callable[..., Any]] = None
 _opts: Dict[str, Any] = {"coalesce": True, "debug": False}
-# custom_callbacks.py marks its patches with this attribute (item m must be in place).
-_CCQ_PATCH_MARK = "_ccq_patched"
 STATS: Dict[str, int] = {"fast": 0, "fallback_ineligible": 0, "bailout": 0, "bailout_mismatch": 0}
 
 
@@ -413,10 +408,12 @@ def _log_success(cs: Any, stream: Any, grammar: _Grammar) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Version guard and install()
+# What the guard checks, and install()
 # ---------------------------------------------------------------------------
 
-def _targets() -> Dict[str, Any]:
+def reproduced_functions() -> Dict[str, Any]:
+    """The LiteLLM/openai functions whose behaviour the fast path reproduces, by their
+    FINGERPRINTS names (ccq_litellm_patches hashes and checks them)."""
     import openai._streaming as osm
     from litellm.litellm_core_utils import streaming_chunk_builder_utils as scb
     from litellm.litellm_core_utils.streaming_handler import CustomStreamWrapper as C
@@ -443,45 +440,6 @@ def _targets() -> Dict[str, Any]:
     }
 
 
-def fingerprints() -> Dict[str, str]:
-    """Current source hashes of the reproduced functions (used to (re)record FINGERPRINTS).
-
-    inspect.getsource follows ``__wrapped__``, so custom_callbacks' own wrappers
-    (which set it) hash as the LiteLLM originals they wrap.
-    """
-    return {k: hashlib.sha256(inspect.getsource(f).encode()).hexdigest()[:16] for k, f in _targets().items()}
-
-
-def check_versions() -> None:
-    """Raise RuntimeError unless this is exactly the LiteLLM/openai code the fast path reproduces."""
-    from importlib.metadata import version
-
-    lv, ov = version("litellm"), version("openai")
-    if lv != EXPECTED_LITELLM:
-        raise RuntimeError(f"ccq_stream_fastpath is written for litellm=={EXPECTED_LITELLM}, found {lv}; "
-                           "set CCQ_STREAM_FASTPATH=0 or port it")
-    if not ov.startswith(EXPECTED_OPENAI_PREFIX):
-        raise RuntimeError(f"ccq_stream_fastpath needs openai {EXPECTED_OPENAI_PREFIX}x, found {ov}")
-    now = fingerprints()
-    bad = sorted(k for k, h in FINGERPRINTS.items() if now.get(k) != h)
-    missing = sorted(set(now) - set(FINGERPRINTS))
-    if bad or missing:
-        raise RuntimeError(f"ccq_stream_fastpath: LiteLLM/openai source differs from {EXPECTED_LITELLM}: "
-                           f"{bad + missing}")
-
-
-def _require_ccq_stream_translation() -> None:
-    """LiteLLM's own path must already translate with ccq_anthropic_wire (custom_callbacks
-    item m): a bail-out hands the stream to it, and the client must not see two dialects
-    in one answer."""
-    from litellm.llms.anthropic.experimental_pass_through.adapters import transformation as tf
-
-    fn = tf.AnthropicAdapter.translate_completion_output_params_streaming
-    if not getattr(fn, _CCQ_PATCH_MARK, False):
-        raise RuntimeError("ccq_stream_fastpath: apply custom_callbacks.py's LiteLLM patches first "
-                           "(the fast path hands unmodelled streams to their stream translation)")
-
-
 def _enable_debug_log() -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
@@ -489,22 +447,23 @@ def _enable_debug_log() -> None:
     _log.setLevel(logging.INFO)
 
 
-def install(wire: Any, *, coalesce: bool = True, debug: bool = False) -> str:
+def install(wire: Any, mark: Callable[[Any, Any], Any], *, coalesce: bool = True, debug: bool = False) -> str:
     """Replace the adapter's streaming translation (idempotent); return a one-line description.
 
+    Called by ccq_litellm_patches.install_stream_fastpath once its guard has passed and
+    its own stream translation (item m) is in place.
     wire: the loaded ccq_anthropic_wire module (the translator both paths share).
+    mark: ccq_litellm_patches.mark (ccq's patch marker).
     coalesce: write the events of one upstream read in one send (False: one send
     per event; Starlette's per-item middleware stream then caps the relay at 4-9k/s).
     debug: log one line per stream (fast, stock or bail-out) to stderr.
-    Raises RuntimeError on any LiteLLM/openai version or source mismatch, or when
-    custom_callbacks' stream translation is not in place.
     """
     global _installed, _orig_translate, _wire
     if _installed is not None:
         return _installed
-    check_versions()
-    _require_ccq_stream_translation()
     _wire = wire
+    from importlib.metadata import version
+
     from litellm.llms.anthropic.experimental_pass_through.adapters import transformation as tf
 
     _opts["coalesce"] = coalesce
@@ -512,12 +471,11 @@ def install(wire: Any, *, coalesce: bool = True, debug: bool = False) -> str:
     if debug:
         _enable_debug_log()
     _orig_translate = tf.AnthropicAdapter.translate_completion_output_params_streaming
-    # Marked like custom_callbacks' patches, so a second load of the callback sees them in place.
-    setattr(_patched_translate, _CCQ_PATCH_MARK, True)
-    _patched_translate.__wrapped__ = _orig_translate  # type: ignore[attr-defined]
-    tf.AnthropicAdapter.translate_completion_output_params_streaming = _patched_translate  # type: ignore
+    # Marked like ccq's other patches, so a second load of the callback sees them in place.
+    patched = mark(_patched_translate, _orig_translate)
+    tf.AnthropicAdapter.translate_completion_output_params_streaming = patched  # type: ignore
     writes = "coalesced" if coalesce else "per-event"
-    _installed = f"ccq stream fast path on litellm {EXPECTED_LITELLM} ({writes} writes)"
+    _installed = f"ccq stream fast path on litellm {version('litellm')} ({writes} writes)"
     return _installed
 
 
