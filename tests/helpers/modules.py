@@ -20,6 +20,7 @@ NORMALIZER_FILE = PROXY_FILES / "ccq_normalizer.py"
 PATCHES_FILE = PROXY_FILES / "ccq_litellm_patches.py"
 FASTPATH_FILE = PROXY_FILES / "ccq_stream_fastpath.py"
 WIRE_FILE = PROXY_FILES / "ccq_anthropic_wire.py"
+QUOTA_FILE = PROXY_FILES / "ccq_quota.py"
 DOCTOR_FILE = REPO / "roles/ccq_doctor/files/ccq_doctor.py"
 
 

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.modules import QUOTA_FILE, load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "roles/litellm_proxy/files"))
-import ccq_quota as quota  # noqa: E402
+# Registered: the module defines dataclasses.
+quota = load_file(QUOTA_FILE, "ccq_quota_under_test", register=True)
 
 
 class Clock:
