@@ -31,3 +31,50 @@ def play_output(result: subprocess.CompletedProcess[str]) -> str:
     """A run's stdout and stderr as one line: ansible-core 2.19 prints failures on stderr under
     Molecule's settings and wraps long lines."""
     return " ".join((result.stdout + result.stderr).split())
+
+
+SELECT_MODEL_TASKS = REPO / "roles/ccq/tasks/select_model.yml"
+CCQ_DEFAULTS = REPO / "roles/ccq/defaults/main.yml"
+CCQ_VARS = REPO / "roles/ccq/vars/main.yml"
+
+
+def run_select_model(tmp_path: Path, variables: dict[str, object], key: str,
+                     *extra: str) -> subprocess.CompletedProcess[str]:
+    """roles/ccq/tasks/select_model.yml alone (connection local; it only reads) with the role's
+    defaults and vars and ``variables`` on top; the Cerebras key reaches Ansible as a variable
+    from the environment, never on argv. What it decides is printed as FACTS=<base64 JSON>
+    (see select_model_facts)."""
+    import json
+
+    playbook = tmp_path / "select.yml"
+    playbook.write_text(f"""
+- hosts: localhost
+  gather_facts: false
+  vars_files: [{CCQ_DEFAULTS}, {CCQ_VARS}]
+  tasks:
+    - ansible.builtin.include_tasks: {SELECT_MODEL_TASKS}
+    - ansible.builtin.debug:
+        msg: "FACTS={{{{ {{'selected': ccq_cerebras_model_selected, 'env': ccq_claude_code_environment,
+               'proxy_models': ccq_proxy_models}} | to_json | b64encode }}}}"
+""")
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    (tmp_path / "key.yml").write_text("ccq_resolved_cerebras_api_key: \"{{ lookup('ansible.builtin.env', 'CCQ_TEST_KEY') }}\"\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "CEREBRAS_"))}
+    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default", CCQ_TEST_KEY=key)
+    ansible_playbook = Path(sys.executable).with_name("ansible-playbook")
+    return subprocess.run(
+        [str(ansible_playbook), "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
+         "-e", f"@{tmp_path / 'vars.json'}", "-e", f"@{tmp_path / 'key.yml'}", str(playbook), *extra],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+
+
+def select_model_facts(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    """What run_select_model's play decided: selected, env (as the shell exports it: strings), proxy_models."""
+    import base64
+    import json
+    import re
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    facts = json.loads(base64.b64decode(re.search(r"FACTS=([A-Za-z0-9+/=]+)", result.stdout).group(1)))
+    facts["env"] = {name: str(value) for name, value in facts["env"].items()}
+    return facts

@@ -6,9 +6,6 @@ the fake upstream serving a chosen model list, or against a closed port for "off
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +13,9 @@ from typing import Any
 
 import pytest
 
+from helpers.playbook import run_select_model, select_model_facts
 from helpers.stack import free_port
 
-REPO = Path(__file__).resolve().parents[2]
-TASKS = REPO / "roles/ccq/tasks/select_model.yml"
-CCQ_DEFAULTS = REPO / "roles/ccq/defaults/main.yml"
-CCQ_VARS = REPO / "roles/ccq/vars/main.yml"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 PREFERENCE = ["qwen-3-coder-480b", "zai-glm-4.7", "gpt-oss-120b"]
 
@@ -30,37 +24,15 @@ pytestmark = pytest.mark.skipif(not ANSIBLE_PLAYBOOK.exists(), reason="ansible-p
 
 def select(tmp_path: Path, api_base: str, key: str, model: str = "", preference: list[str] | None = None,
            *extra: str, settings: dict[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run select_model.yml with the role's defaults and vars; the chosen model is printed as
-    SELECTED=<model>, what ccq will tell Claude Code as CCQ_ENV=<json>."""
-    playbook = tmp_path / "select.yml"
-    playbook.write_text(f"""
-- hosts: localhost
-  gather_facts: false
-  vars_files: [{CCQ_DEFAULTS}, {CCQ_VARS}]
-  tasks:
-    - ansible.builtin.include_tasks: {TASKS}
-    - ansible.builtin.debug:
-        msg: "SELECTED={{{{ ccq_cerebras_model_selected }}}}"
-    - ansible.builtin.debug:
-        msg: "CCQ_ENV={{{{ ccq_claude_code_environment | to_json | b64encode }}}}"
-""")
+    """select_model.yml against ``api_base`` with a pin and a preference list."""
     variables = {"ccq_cerebras_api_base": api_base, "ccq_cerebras_model": model,
                  "ccq_cerebras_model_preference": PREFERENCE if preference is None else preference,
                  **(settings or {})}
-    (tmp_path / "vars.json").write_text(json.dumps(variables))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "CEREBRAS_"))}
-    # The key as Ansible gets it from resolve_keys.yml: a variable, never argv.
-    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default", CCQ_TEST_KEY=key)
-    (tmp_path / "key.yml").write_text("ccq_resolved_cerebras_api_key: \"{{ lookup('ansible.builtin.env', 'CCQ_TEST_KEY') }}\"\n")
-    return subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
-         "-e", f"@{tmp_path / 'vars.json'}", "-e", f"@{tmp_path / 'key.yml'}", str(playbook), *extra],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    return run_select_model(tmp_path, variables, key, *extra)
 
 
 def selected(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    return re.search(r"SELECTED=([^\s\"]+)", result.stdout).group(1)
+    return select_model_facts(result)["selected"]
 
 
 @pytest.fixture
@@ -84,7 +56,7 @@ def test_a_pinned_model_that_is_not_served_stops_and_lists_what_is(tmp_path, ser
     assert result.returncode != 0
     assert "ccq_cerebras_model=qwen-3-coder-480b is not served" in result.stdout
     assert "gpt-oss-120b, zai-glm-4.7, llama3.1-8b" in result.stdout
-    assert "SELECTED=" not in result.stdout
+    assert "FACTS=" not in result.stdout
 
 
 def test_no_served_preference_stops_and_lists_what_is_served(tmp_path, served):
@@ -119,11 +91,7 @@ def test_the_key_never_reaches_the_output_even_at_vvv(tmp_path, served):
 
 
 def claude_code_environment(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
-    import base64
-
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    raw = json.loads(base64.b64decode(re.search(r"CCQ_ENV=([A-Za-z0-9+/=]+)", result.stdout).group(1)))
-    return {name: str(value) for name, value in raw.items()}  # as the shell exports them
+    return select_model_facts(result)["env"]
 
 
 @pytest.mark.parametrize("settings, window, output", [

@@ -7,10 +7,7 @@ and what the proxy serves (ccq_proxy_models: alias, model, limits, reasoning_eff
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,12 +16,11 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
+from helpers.playbook import run_select_model, select_model_facts
 from helpers.stack import FakeUpstream
 
 REPO = Path(__file__).resolve().parents[2]
-TASKS = REPO / "roles/ccq/tasks/select_model.yml"
 CCQ_DEFAULTS = REPO / "roles/ccq/defaults/main.yml"
-CCQ_VARS = REPO / "roles/ccq/vars/main.yml"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 DEFAULTS = yaml.safe_load(CCQ_DEFAULTS.read_text())
 TABLE: dict[str, dict[str, Any]] = DEFAULTS["ccq_cerebras_models"]
@@ -77,33 +73,10 @@ def test_the_preference_list_is_the_tables_served_models_best_first() -> None:
 # -- what select_model.yml derives ------------------------------------------------------------
 
 def select(tmp_path: Path, api_base: str, key: str, settings: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    """select_model.yml with the role's defaults and vars; prints its facts as FACTS=<base64 json>."""
-    playbook = tmp_path / "select.yml"
-    playbook.write_text(f"""
-- hosts: localhost
-  gather_facts: false
-  vars_files: [{CCQ_DEFAULTS}, {CCQ_VARS}]
-  tasks:
-    - ansible.builtin.include_tasks: {TASKS}
-    - ansible.builtin.debug:
-        msg: "FACTS={{{{ {{'selected': ccq_cerebras_model_selected, 'env': ccq_claude_code_environment,
-               'proxy_models': ccq_proxy_models}} | to_json | b64encode }}}}"
-""")
-    (tmp_path / "vars.json").write_text(json.dumps({"ccq_cerebras_api_base": api_base, **settings}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "CEREBRAS_"))}
-    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default", CCQ_TEST_KEY=key)
-    (tmp_path / "key.yml").write_text("ccq_resolved_cerebras_api_key: \"{{ lookup('ansible.builtin.env', 'CCQ_TEST_KEY') }}\"\n")
-    return subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
-         "-e", f"@{tmp_path / 'vars.json'}", "-e", f"@{tmp_path / 'key.yml'}", str(playbook)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    return run_select_model(tmp_path, {"ccq_cerebras_api_base": api_base, **settings}, key)
 
 
-def facts(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    got = json.loads(base64.b64decode(re.search(r"FACTS=([A-Za-z0-9+/=]+)", result.stdout).group(1)))
-    got["env"] = {name: str(value) for name, value in got["env"].items()}  # as the shell exports them
-    return got
+facts = select_model_facts
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
