@@ -28,6 +28,7 @@ SEED_CALLBACK = REPO_ROOT / "tests/fixtures/seed_callback/custom_callbacks.py"
 CONFIG_TEMPLATE = REPO_ROOT / "roles/litellm_proxy/templates/litellm_config.yaml.j2"
 ENV_TEMPLATE = REPO_ROOT / "roles/litellm_proxy/templates/litellm.env.j2"
 PROXY_DEFAULTS = REPO_ROOT / "roles/litellm_proxy/defaults/main.yml"
+CCQ_DEFAULTS = REPO_ROOT / "roles/ccq/defaults/main.yml"
 MODEL_ALIAS = "qwen-3-coder-480b"
 CLAUDE_CODE_REQUESTS_DIR = REPO_ROOT / "tests/fixtures/claude_code_requests"
 # Extra aliases in the test proxy's config, each in front of its own fake.
@@ -151,11 +152,11 @@ def _jinja_env() -> Any:
     return env
 
 
-def _role_defaults() -> dict[str, Any]:
+def _role_defaults(path: Path = PROXY_DEFAULTS) -> dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load(PROXY_DEFAULTS.read_text(encoding="utf-8"))
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -173,6 +174,7 @@ def role_variables(api_base: str, master_key: str, cerebras_key: str,
                    models: list[dict[str, Any]] | None = None, state_dir: Path | None = None) -> dict[str, Any]:
     """Template variables: the role's defaults with the test's values on top."""
     variables = _role_defaults()
+    ccq = _role_defaults(CCQ_DEFAULTS)
     variables.update({
         "ansible_managed": "Rendered by tests/helpers/stack.py for the integration tests",
         "litellm_proxy_models": models or [served_model()],
@@ -181,6 +183,9 @@ def role_variables(api_base: str, master_key: str, cerebras_key: str,
         "litellm_proxy_master_key": master_key,
         "litellm_proxy_cerebras_api_key": cerebras_key,
         "litellm_proxy_debug": False,
+        # The role's required inputs that site.yml takes from ccq's settings.
+        "litellm_proxy_max_tokens_ceiling": ccq["ccq_max_tokens_ceiling"],
+        "litellm_proxy_quota_max_wait": ccq["ccq_quota_max_wait"],
         "litellm_proxy_network_environment": {},
     })
     return variables
