@@ -49,7 +49,7 @@ from bench.procs import Registry  # noqa: E402
 # Debian 12 and this machine have Node 20, so the newest 2.x.
 CCR_VERSION = "2.0.0"
 CCR_PACKAGE = "@musistudio/claude-code-router"
-SERVICE_TEMPLATE = REPO / "roles/litellm_service/templates/litellm.service.j2"
+LAUNCHER_TEMPLATE = REPO / "roles/litellm_service/templates/ccq-proxy.sh.j2"
 UPSTREAM_MODEL = stack.MODEL_ALIAS  # what every fake serves and every route asks for
 
 # workload -> the fake's flags.  --tool-preference "" makes every answer text,
@@ -171,22 +171,22 @@ def _model_entry(alias: str, api_base: str) -> dict[str, Any]:
 
 
 def service_arguments(config: Path, port: int) -> list[str]:
-    """The proxy's arguments from the role's systemd unit (ExecStart), rendered.
+    """The proxy's arguments from the role's launcher (its `exec litellm` line), rendered.
 
     Read from the template so the benchmark starts ccq's proxy exactly as the
-    service does; the fallback is what the unit said when this was written.
+    service does; the fallback is what the launcher said when this was written.
     """
     fallback = ["--config", str(config), "--host", "127.0.0.1", "--port", str(port),
                 "--telemetry", "False"]
     try:
-        text = SERVICE_TEMPLATE.read_text(encoding="utf-8")
+        text = LAUNCHER_TEMPLATE.read_text(encoding="utf-8")
     except OSError:
         return fallback
-    match = re.search(r"^ExecStart=(.*)$", text, re.M)
+    match = re.search(r"^\s*exec \{\{[^}]*litellm_service_executable[^}]*\}\} (.*)$", text, re.M)
     if not match:
         return fallback
     args = []
-    for token in shlex.split(match.group(1))[1:]:
+    for token in re.split(r"\s+(?![^{]*\}\})", match.group(1).strip()):
         if "{{" in token:
             if "proxy_config" in token:
                 token = str(config)

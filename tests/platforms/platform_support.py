@@ -194,7 +194,8 @@ class HealthServer:
 class DarwinConverges:
     """One scratch Mac converged four times, with what each run did.
 
-    1. fresh, no GUI session (as over SSH)       -> the agent goes into user/<uid>
+    1. fresh (an older ccq's start script aside), no GUI session (as over SSH)
+                                                 -> the agent goes into user/<uid>
     2. the same again                            -> nothing changes
     3. a GUI session now, and another port       -> moved from user/<uid> to gui/<uid>
     4. another port again                        -> reloaded in gui/<uid> (bootout, bootstrap)
@@ -223,6 +224,8 @@ def converge_darwin_four_times(root: Path) -> DarwinConverges:
     # A Mac in use: the user's own rc files, and bash settings in ~/.profile.
     mac.write_user_rc_files(".zshrc", ".bashrc", ".profile")
     mac.write_key_files()
+    # Provisioned by an older ccq: the agent's start script of before the launcher.
+    write_executable(mac.home / ".config" / "ccq" / "litellm-launchd.sh", "#!/bin/sh\nexit 1\n")
     runs: list[PlaybookRun] = []
     calls: list[list[list[str]]] = []
     requests: list[list[str]] = []

@@ -93,7 +93,8 @@ def test_the_account_comes_from_the_macos_directory(check_run):
     mac, run, _, _ = check_run
     assert any(c[0] == "dscacheutil" for c in mac.calls())
     # Every per-user path is in the home dscacheutil reported.
-    assert f"{mac.home}/Library/LaunchAgents/ccq-litellm.plist" in run.stdout
+    assert f"path: {mac.home}/Library/LaunchAgents\n" in run.stdout
+    assert f"_ccq_proxy_launcher={mac.home}/.local/share/ccq/ccq-proxy\n" in run.stdout
 
 
 def test_ca_bundle_would_hold_the_system_roots_and_the_extra_ca(check_run):

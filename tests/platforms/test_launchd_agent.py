@@ -1,4 +1,4 @@
-"""The macOS launchd agent: the plist, its wrapper, and how the role drives launchctl.
+"""The macOS launchd agent: the plist, the launcher it runs, and how the role drives launchctl.
 
 The Darwin path of roles/litellm_service runs for real into a scratch home, with this host
 reported as Darwin and the macOS tools faked (platform_support.py). The fake launchctl keeps
@@ -31,8 +31,9 @@ def plist_path(home: Path) -> Path:
     return home / "Library" / "LaunchAgents" / f"{LABEL}.plist"
 
 
-def wrapper_path(home: Path) -> Path:
-    return home / ".config" / "ccq" / "litellm-launchd.sh"
+def launcher_path(home: Path) -> Path:
+    """The one script that runs the proxy (roles/litellm_service), here for launchd."""
+    return home / ".local" / "share" / "ccq" / "ccq-proxy"
 
 
 def load_plist(home: Path) -> dict:
@@ -70,19 +71,24 @@ def test_plist_holds_no_secret_and_no_environment(darwin: DarwinConverges):
     agent = plistlib.loads(raw)
     # `launchctl print` shows EnvironmentVariables to any process of the user.
     assert "EnvironmentVariables" not in agent
-    assert agent["ProgramArguments"] == ["/bin/sh", str(wrapper_path(darwin.home))]
+    assert agent["ProgramArguments"] == ["/bin/sh", str(launcher_path(darwin.home)), "--unless-served"]
 
 
-def test_wrapper_holds_no_secret_and_is_private(darwin: DarwinConverges):
-    wrapper = wrapper_path(darwin.home)
-    text = wrapper.read_text()
+def test_the_launcher_is_the_only_start_script(darwin: DarwinConverges):
+    # The agent's start script of an older ccq (platform_support.py puts one there) is gone.
+    assert not (darwin.home / ".config" / "ccq" / "litellm-launchd.sh").exists()
+
+
+def test_launcher_holds_no_secret_and_is_private(darwin: DarwinConverges):
+    launcher = launcher_path(darwin.home)
+    text = launcher.read_text()
     assert SENTINEL_API_KEY not in text and SENTINEL_MASTER_KEY not in text
-    assert (wrapper.stat().st_mode & 0o077) == 0
+    assert (launcher.stat().st_mode & 0o077) == 0
 
 
 @pytest.mark.parametrize("shell", ["sh", "bash"])
-def test_wrapper_is_valid_shell(darwin: DarwinConverges, shell: str):
-    proc = subprocess.run([shell, "-n", str(wrapper_path(darwin.home))], capture_output=True, text=True)
+def test_launcher_is_valid_shell(darwin: DarwinConverges, shell: str):
+    proc = subprocess.run([shell, "-n", str(launcher_path(darwin.home))], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
 
@@ -98,15 +104,17 @@ def stand_in_litellm(darwin: DarwinConverges, tmp_path: Path):
     shutil.rmtree(venv)
 
 
-def run_wrapper(home: Path) -> subprocess.CompletedProcess[str]:
-    # launchd starts agents with a bare environment: no key may come from the caller.
+def run_agent(home: Path) -> subprocess.CompletedProcess[str]:
+    """What launchd runs: the plist's ProgramArguments, from / with a bare environment (no key
+    may come from the caller)."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(home)}
-    return subprocess.run(["/bin/sh", str(wrapper_path(home))], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(load_plist(home)["ProgramArguments"], env=env, cwd="/", capture_output=True, text=True,
+                          timeout=60)
 
 
-def test_wrapper_starts_litellm_on_loopback_with_the_keys_from_the_env_file_only(
+def test_the_agent_starts_litellm_on_loopback_with_the_keys_from_the_env_file_only(
         darwin: DarwinConverges, stand_in_litellm: Path):
-    proc = run_wrapper(darwin.home)
+    proc = run_agent(darwin.home)
     assert proc.returncode == 0, proc.stderr
     argv, cwd, environ = stand_in_litellm.read_text().split("---\n")
     args = argv.splitlines()
@@ -119,27 +127,29 @@ def test_wrapper_starts_litellm_on_loopback_with_the_keys_from_the_env_file_only
     assert f"CEREBRAS_API_KEY={SENTINEL_API_KEY}" in environ.splitlines()
     assert f"LITELLM_MASTER_KEY={SENTINEL_MASTER_KEY}" in environ.splitlines()
     assert "LITELLM_LOCAL_MODEL_COST_MAP=True" in environ.splitlines()
+    # The start marker `ccq doctor` reads goes to the agent's log (launchd's StandardOutPath).
+    assert proc.stdout.startswith("ccq: starting the proxy at ")
 
 
 def test_a_second_copy_of_the_agent_stays_down_while_the_port_is_served(
         darwin: DarwinConverges, stand_in_litellm: Path):
     with HealthServer(darwin.port):
         started = time.monotonic()
-        proc = run_wrapper(darwin.home)
+        proc = run_agent(darwin.home)
     assert proc.returncode == 0, proc.stderr  # 0: KeepAlive does not restart it
     assert not stand_in_litellm.exists(), "litellm was started although the port was served"
     # It waited (a copy being replaced stops answering within that time).
     assert time.monotonic() - started >= 4
 
 
-def test_wrapper_refuses_to_start_without_the_env_file(darwin: DarwinConverges, stand_in_litellm: Path,
+def test_the_agent_refuses_to_start_without_the_env_file(darwin: DarwinConverges, stand_in_litellm: Path,
                                                       tmp_path: Path):
     """No env file, no keys: a non-zero exit (launchd retries) instead of a keyless proxy."""
     env_file = darwin.home / ".config" / "ccq" / "litellm.env"
     moved = tmp_path / "litellm.env"
     shutil.move(env_file, moved)
     try:
-        proc = run_wrapper(darwin.home)
+        proc = run_agent(darwin.home)
     finally:
         shutil.move(moved, env_file)
     assert proc.returncode != 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import ssl
 import socket
 import subprocess
@@ -26,6 +27,7 @@ from helpers.stack import served_model
 REPO = Path(__file__).resolve().parents[2]
 DOCTOR_FILE = REPO / "roles/ccq_doctor/files/ccq_doctor.py"
 UNIT_TEMPLATE = REPO / "roles/litellm_service/templates/litellm.service.j2"
+LAUNCHER_TEMPLATE = REPO / "roles/litellm_service/templates/ccq-proxy.sh.j2"
 CONFIG_TEMPLATE = REPO / "roles/litellm_proxy/templates/litellm_config.yaml.j2"
 
 
@@ -205,18 +207,49 @@ def _render(template: Path, **variables: Any) -> str:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["to_json"] = lambda v, **kw: json.dumps(v)
     env.filters["bool"] = lambda v: bool(v)
+    env.filters["quote"] = lambda v: shlex.quote(str(v))
     return env.from_string(template.read_text()).render(ansible_managed="test", **variables)
 
 
-def test_the_deployed_unit_file_is_read_like_systemd_reads_it():
-    text = _render(UNIT_TEMPLATE, litellm_service_port=4000, litellm_service_executable="/v/bin/litellm",
-                   litellm_service_paths={name: f"/h/{rel}" for name, rel in doctor.DEFAULT_LAYOUT.items()},
+LAYOUT_PATHS = {name: f"/h/{rel}" for name, rel in doctor.DEFAULT_LAYOUT.items()}
+
+
+def render_launcher(**overrides: Any) -> str:
+    variables = dict(litellm_service_port=4000, litellm_service_executable="/v/bin/litellm",
+                     litellm_service_paths=LAYOUT_PATHS, litellm_service_launcher=LAYOUT_PATHS["proxy_launcher"],
+                     litellm_service_name="ccq-litellm",
+                     litellm_service_health_url="http://127.0.0.1:4000/health/liveliness")
+    variables.update(overrides)
+    return _render(LAUNCHER_TEMPLATE, **variables)
+
+
+def test_the_deployed_unit_file_runs_the_launcher():
+    text = _render(UNIT_TEMPLATE, litellm_service_port=4000, litellm_service_launcher=LAYOUT_PATHS["proxy_launcher"],
+                   litellm_service_paths=LAYOUT_PATHS,
                    litellm_service_private_users=True, litellm_service_sandbox_properties=["ProtectSystem=strict"])
     argv = doctor.unit_exec_start(text)
+    assert argv == ["/bin/sh", "/h/.local/share/ccq/ccq-proxy"]
+    assert not doctor.runs_litellm(argv)
+    # The keys reach LiteLLM through the launcher only.
+    assert "EnvironmentFile" not in text
+
+
+def test_the_launchers_litellm_command_line_is_read_like_the_shell_runs_it():
+    argv = doctor.launcher_litellm_argv(render_launcher())
     assert argv[0] == "/v/bin/litellm"
+    assert doctor.option_value(argv, "--config") == "/h/.config/ccq/litellm_config.yaml"
     assert doctor.option_value(argv, "--port") == "4000"
     assert doctor.option_value(argv, "--host") == "127.0.0.1"
     assert "--drop_params" not in argv
+    # The comment that says "Never --drop_params" is not code.
+    assert "--drop_params" not in doctor.shell_code(render_launcher())
+
+
+def test_a_launcher_command_line_split_over_lines_is_joined():
+    text = "set -eu\n# litellm --drop_params\nexec /v/bin/litellm --config /c.yaml \\\n  --port 1 --host 0.0.0.0\n"
+    assert doctor.launcher_litellm_argv(text) == ["/v/bin/litellm", "--config", "/c.yaml", "--port", "1",
+                                                  "--host", "0.0.0.0"]
+    assert doctor.launcher_litellm_argv("#!/bin/sh\nexit 0\n") == []
 
 
 def test_the_small_config_reader_agrees_with_yaml_on_the_role_template():
@@ -372,6 +405,21 @@ def test_unit_without_host_option_fails_even_when_stopped(tmp_path):
     assert verdict("loopback", f).status == doctor.FAIL
 
 
+@pytest.mark.parametrize("manager", ["systemd", "launchd", "none"])
+def test_a_launcher_without_the_host_option_fails_even_when_stopped(tmp_path, manager):
+    launcher = doctor.shell_code(render_launcher().replace(" --host 127.0.0.1", ""))
+    f = facts(tmp_path, service=active_service(manager=manager), proxy_listeners=[], launcher=launcher)
+    finding = verdict("loopback", f)
+    assert finding.status == doctor.FAIL and str(f.settings.paths["proxy_launcher"]) in finding.message
+    assert "--host 127.0.0.1" in finding.message
+
+
+def test_the_launcher_as_deployed_is_loopback_only(tmp_path):
+    f = facts(tmp_path, launcher=doctor.shell_code(render_launcher()))
+    assert verdict("loopback", f).status == doctor.OK
+    assert verdict("drop-params", f).status == doctor.OK
+
+
 def test_rotated_key_without_restart_is_a_401_with_the_restart_fix(tmp_path):
     f = facts(tmp_path, proxy_models=doctor.HttpResult(status=401), proxy_process=running(key="sk-old-" + "0" * 12))
     finding = verdict("auth", f)
@@ -403,6 +451,16 @@ def test_drop_params_in_the_running_proxy_fails(tmp_path):
     process = running(argv=["python", "/venv/bin/litellm", "--config", "/c.yaml", "--drop_params"])
     finding = verdict("drop-params", facts(tmp_path, proxy_process=process))
     assert finding.status == doctor.FAIL and "running proxy" in finding.message
+
+
+def test_drop_params_in_the_launcher_fails_and_names_it(tmp_path):
+    f = facts(tmp_path)
+    launcher = f.settings.paths["proxy_launcher"]
+    launcher.parent.mkdir(parents=True)
+    launcher.write_text(render_launcher().replace("--telemetry False", "--telemetry False --drop_params"))
+    finding = verdict("drop-params", f)
+    assert finding.status == doctor.FAIL and str(launcher) in finding.message
+    assert "running proxy" not in finding.message
 
 
 def test_missing_callback_setting_fails(tmp_path):
@@ -533,7 +591,7 @@ LAUNCHCTL_PRINT = """gui/501/ccq-litellm = {
 \tpath = /Users/alice/Library/LaunchAgents/ccq-litellm.plist
 \ttype = LaunchAgent
 \tstate = running
-\tprogram = /Users/alice/.config/ccq/litellm-launchd.sh
+\tprogram = /bin/sh
 \tpid = 4242
 \tlast exit code = 0
 \tenvironment = {

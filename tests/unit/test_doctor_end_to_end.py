@@ -1,10 +1,10 @@
 """ccq doctor, status and logs run as a user would run them, on a machine without systemd.
 
 Each test builds a home directory laid out as the roles lay it out: the real ccq shell
-functions (rendered from roles/ccq_shell), a ~/.bashrc with ccq's marked block, 0600 key
-files, config.yaml rendered from roles/litellm_proxy, a LiteLLM venv (its dist-info only),
-a stand-in LiteLLM process started the way ccq starts it on demand (pidfile, log file), and
-the fake Cerebras upstream.  Faults are injected one at a time: doctor must name each with
+functions (rendered from roles/ccq_shell) and proxy launcher (roles/litellm_service), a
+~/.bashrc with ccq's marked block, 0600 key files, config.yaml rendered from
+roles/litellm_proxy, a LiteLLM venv (its dist-info only), a stand-in LiteLLM process started
+the way ccq starts it on demand (pidfile, log file), and the fake Cerebras upstream.  Faults are injected one at a time: doctor must name each with
 FAIL and exit 1, and be clean again once it is repaired.  No key may ever reach the output.
 """
 
@@ -33,6 +33,9 @@ from helpers.modules import load_doctor
 REPO = Path(__file__).resolve().parents[2]
 DOCTOR = REPO / "roles/ccq_doctor/files/ccq_doctor.py"
 SHELL_TEMPLATE = REPO / "roles/ccq_shell/templates/ccq.sh.j2"
+LAUNCHER_TEMPLATE = REPO / "roles/litellm_service/templates/ccq-proxy.sh.j2"
+# The launcher's systemd unit: none by this name, so its --start never touches a real ccq.
+TEST_SERVICE_NAME = "ccq-doctor-end-to-end-test"
 CONFIG_TEMPLATE = REPO / "roles/litellm_proxy/templates/litellm_config.yaml.j2"
 ALIAS = "qwen-3-coder-480b"
 SERVED = "qwen-3-coder-480b,gpt-oss-120b,zai-glm-4.7"
@@ -164,8 +167,14 @@ class Home:
         shell_paths = {name: str(path) for name, path in paths.items()}
         write_private(paths["shell_functions"], render(
             SHELL_TEMPLATE, ccq_shell_paths=shell_paths, ccq_shell_proxy_port=self.port, ccq_shell_model_alias=ALIAS,
-            ccq_shell_background_model_alias=self.background_alias, ccq_shell_service_name="ccq-litellm", ccq_shell_start_timeout=5,
+            ccq_shell_background_model_alias=self.background_alias, ccq_shell_start_timeout=5,
             ccq_shell_claude_code_environment=CLAUDE_CODE_LIMITS), 0o644)
+        paths["proxy_launcher"].parent.mkdir(parents=True, exist_ok=True)
+        write_private(paths["proxy_launcher"], render(
+            LAUNCHER_TEMPLATE, litellm_service_paths=shell_paths, litellm_service_port=self.port,
+            litellm_service_executable=str(paths["litellm_venv"] / "bin/litellm"),
+            litellm_service_launcher=str(paths["proxy_launcher"]), litellm_service_name=TEST_SERVICE_NAME,
+            litellm_service_health_url=f"http://127.0.0.1:{self.port}/health/liveliness"), 0o700)
         write_private(self.home / ".bashrc", "# the user's own line\n# BEGIN ccq: cc and ccq\n"
                       f'[ -r "{paths["shell_functions"]}" ] && . "{paths["shell_functions"]}"\n# END ccq: cc and ccq\n',
                       0o644)
@@ -444,6 +453,16 @@ def restart_with_drop_params(home: Home) -> Repair:
     return repair
 
 
+def let_the_launcher_bind_every_address(home: Home) -> Repair:
+    # LiteLLM's default is 0.0.0.0: the next start would be reachable from the network.
+    return edit(home.paths["proxy_launcher"], lambda text: text.replace(" --host 127.0.0.1", ""))
+
+
+def put_drop_params_in_the_launcher(home: Home) -> Repair:
+    return edit(home.paths["proxy_launcher"],
+                lambda text: text.replace("--telemetry False", "--telemetry False --drop_params"))
+
+
 def remove_the_callback_line(home: Home) -> Repair:
     return edit(home.paths["proxy_config"],
                 lambda text: "\n".join(line for line in text.splitlines() if "callbacks:" not in line) + "\n")
@@ -548,6 +567,8 @@ FAULTS: list[tuple[str, Callable[..., Repair], set[str]]] = [
     ("the key was rotated without a restart", rotate_the_master_key_without_restart, {"auth"}),
     ("openai 1.100.0 in LiteLLM's venv", put_openai_1_100_in_the_venv, {"versions"}),
     ("--drop_params", restart_with_drop_params, {"drop-params"}),
+    ("--drop_params in the launcher", put_drop_params_in_the_launcher, {"drop-params"}),
+    ("the launcher lacks --host 127.0.0.1", let_the_launcher_bind_every_address, {"loopback"}),
     ("the callback line is gone", remove_the_callback_line, {"callback"}),
     ("the callback does not import", break_the_callback_import, {"callback", "service"}),
     ("the running proxy has no callback", start_without_the_callback, {"callback"}),
@@ -591,3 +612,33 @@ def test_a_stopped_on_demand_proxy_is_only_a_warning(home):
     rc, statuses, output = home.doctor()
     assert rc == 0, output
     assert statuses["service"] == "warn" and "ccq starts it on its next call" in output
+
+
+def test_the_launcher_starts_the_proxy_on_demand_as_doctor_expects(home):
+    """ccq's on-demand start (the launcher's --start without a service manager): detached,
+    its pid in the pidfile, its output after a start marker in the proxy log."""
+    home.stop_proxy()
+    paths = home.paths
+    paths["proxy_pidfile"].unlink()
+    env = {"PATH": os.environ["PATH"], "HOME": str(home.home)}  # no key comes from the caller
+    started = subprocess.run(["/bin/sh", str(paths["proxy_launcher"]), "--start"], env=env, capture_output=True,
+                             text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert started.returncode == 0, started.stderr
+    pid = int(paths["proxy_pidfile"].read_text())
+    try:
+        wait_http_ok(f"http://127.0.0.1:{home.port}/health/liveliness", 15)
+        assert subprocess.run(["/bin/sh", str(paths["proxy_launcher"]), "--healthy"], env=env).returncode == 0
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert Path(argv[1].decode()).name == "litellm" and b"127.0.0.1" in argv
+        assert "ccq: starting the proxy at " in paths["proxy_log"].read_text()
+        assert paths["proxy_log"].stat().st_mode & 0o777 == 0o600
+        done = home.run("status")
+        assert done.returncode == 0 and f"on demand, no systemd, pid {pid}," in done.stdout, done.stdout
+        rc, statuses, output = home.doctor()
+        assert rc == 0 and doctor_failures(statuses) == [], output
+    finally:
+        os.kill(pid, 15)
+    deadline = time.monotonic() + 10
+    while subprocess.run(["/bin/sh", str(paths["proxy_launcher"]), "--healthy"], env=env).returncode == 0:
+        assert time.monotonic() < deadline, "the proxy did not stop"
+        time.sleep(0.2)

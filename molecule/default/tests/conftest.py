@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shlex
 import sys
 import textwrap
@@ -73,6 +74,23 @@ def as_user(command: str, login_shell: bool = False) -> str:
         return f"sudo -iu {USER} -- bash -lic {shlex.quote(command)}"
     return (f"sudo -u {USER} -H -- env XDG_RUNTIME_DIR=/run/user/1000 "
             f"bash -c {shlex.quote(command)}")
+
+
+def changed_tasks(output: str) -> set[str]:
+    """Names of the tasks (and handlers) that reported a change in a playbook run's output."""
+    names, current = set(), None
+    for line in output.splitlines():
+        task = re.match(r"^(?:TASK|RUNNING HANDLER) \[(.+?)\]", line)
+        if task:
+            current = task.group(1)
+        elif line.startswith("changed:") and current:
+            names.add(current)
+    return names
+
+
+def service_pid(host: Any) -> str:
+    """The proxy service's MainPID ("0" while it is not running)."""
+    return host.run(as_user("systemctl --user show -p MainPID --value ccq-litellm.service")).stdout.strip()
 
 
 def post(host: Any, path: str, body: dict[str, Any], bearer: str = "master") -> dict[str, Any]:

@@ -8,11 +8,12 @@ import re
 import time
 from typing import Any
 
-from conftest import (FAKE_URL, HOME, MODEL_ALIAS, PROXY_PORT,
+from conftest import (FAKE_URL, HOME, MODEL_ALIAS, PROXY_PORT, USER,
                       as_user, assemble_stream, post, pins, upstream_requests)
 from helpers.http import request
 from helpers.installs import read_pins, versions_off_pin
 
+LAUNCHER = f"{HOME}/.local/share/ccq/ccq-proxy"
 WEATHER_TOOL = {
     "name": "get_weather",
     "description": "Weather for a city",
@@ -179,9 +180,21 @@ def test_service_is_hardened_and_never_drops_params(host):
     assert props["ProtectSystem"] == "strict"
     assert props["ProtectHome"] == "read-only"
     assert props["Restart"] == "on-failure"
-    assert "--host 127.0.0.1" in props["ExecStart"]
-    assert "--drop_params" not in props["ExecStart"]
-    assert "sk-" not in props["ExecStart"] and "csk-" not in props["ExecStart"]
+    # The unit runs ccq's launcher, the one place the proxy's command line is written.
+    assert f"argv[]=/bin/sh {LAUNCHER} ;" in props["ExecStart"], props["ExecStart"]
+    unit = host.file(f"{HOME}/.config/systemd/user/ccq-litellm.service").content_string
+    launcher = host.file(LAUNCHER)
+    assert launcher.user == USER and launcher.mode == 0o700
+    for text in (unit, launcher.content_string):
+        assert "sk-" not in text and "csk-" not in text
+    # Its command line: loopback only, never --drop_params; and so is the running proxy's.
+    code = [line for line in launcher.content_string.splitlines() if not line.lstrip().startswith("#")]
+    [command] = [line for line in code if "/bin/litellm " in line]
+    assert command.split()[0] == "exec" and " --host 127.0.0.1 --port 14000 " in command + " "
+    assert "--drop_params" not in "\n".join(code)
+    cmdline = host.run(f"tr '\\0' '\\n' < /proc/{_main_pid(host)}/cmdline").stdout.splitlines()
+    assert cmdline[cmdline.index("--host") + 1] == "127.0.0.1"
+    assert "--drop_params" not in cmdline
 
 
 def test_the_running_proxy_is_inside_its_sandbox(host):

@@ -18,7 +18,7 @@ from typing import Any
 
 from conftest import HOME, MASTER_KEY_FILE, MODEL_ALIAS, PROXY_PORT, SENTINEL_KEY, as_user, run_playbook
 
-UNIT = f"{HOME}/.config/systemd/user/ccq-litellm.service"
+LAUNCHER = f"{HOME}/.local/share/ccq/ccq-proxy"
 CONFIG = f"{HOME}/.config/ccq/litellm_config.yaml"
 ENV_FILE = f"{HOME}/.config/ccq/litellm.env"
 FUNCTIONS = f"{HOME}/.config/ccq/ccq.sh"
@@ -198,14 +198,23 @@ def test_openai_1_100_in_litellms_venv_is_named_and_crash_loops_the_proxy(host):
     Doctor(host).assert_clean()
 
 
-def test_drop_params_in_the_unit_is_named(host):
-    with preserved(host, UNIT):
-        host.run(f"sed -i 's/^ExecStart=.*/& --drop_params/' {UNIT}")
-        user(host, "systemctl --user daemon-reload")
+def test_drop_params_in_the_launcher_is_named(host):
+    # The launcher (which the unit runs) is the one place the proxy's command line is written.
+    with preserved(host, LAUNCHER):
+        host.run(f"sed -i 's/ --telemetry False$/& --drop_params/' {LAUNCHER}")
+        assert "--telemetry False --drop_params" in host.file(LAUNCHER).content_string
         doctor = Doctor(host)
         doctor.assert_names("drop-params")
-        assert UNIT in doctor.output.split("FAIL  drop-params", 1)[1].splitlines()[0]
-    user(host, "systemctl --user daemon-reload")
+        assert LAUNCHER in doctor.output.split("FAIL  drop-params", 1)[1].splitlines()[0]
+    Doctor(host).assert_clean()
+
+
+def test_a_launcher_without_host_127_0_0_1_is_named_before_any_restart(host):
+    with preserved(host, LAUNCHER):
+        host.run(f"sed -i 's/ --host 127.0.0.1 / /' {LAUNCHER}")
+        doctor = Doctor(host)
+        doctor.assert_names("loopback")
+        assert LAUNCHER in doctor.output.split("FAIL  loopback", 1)[1].splitlines()[0]
     Doctor(host).assert_clean()
 
 

@@ -8,27 +8,11 @@ from __future__ import annotations
 
 import re
 
-from conftest import (API_KEY_FILE, HOME, MASTER_KEY_FILE, MODEL_ALIAS, USER, as_user, play_output, post,
-                      run_playbook)
+from conftest import (API_KEY_FILE, HOME, MASTER_KEY_FILE, MODEL_ALIAS, USER, as_user, changed_tasks, play_output,
+                      post, run_playbook, service_pid)
 
 ROTATED_KEY = "csk-sentinel-rotated-1111-not-a-real-key"
 SENTINEL_PREFIX = "csk-sentinel-"
-
-
-def changed_tasks(output: str) -> set[str]:
-    """Names of the tasks (and handlers) that reported a change."""
-    names, current = set(), None
-    for line in output.splitlines():
-        task = re.match(r"^(?:TASK|RUNNING HANDLER) \[(.+?)\]", line)
-        if task:
-            current = task.group(1)
-        elif line.startswith("changed:") and current:
-            names.add(current)
-    return names
-
-
-def service_pid(host) -> str:
-    return host.run(as_user("systemctl --user show -p MainPID --value ccq-litellm.service")).stdout.strip()
 
 
 def test_check_mode_on_a_converged_target_changes_nothing():

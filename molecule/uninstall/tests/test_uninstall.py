@@ -14,6 +14,7 @@ HOME = "/home/alice"
 OURS = [
     f"{HOME}/.config/ccq",
     f"{HOME}/.config/systemd/user/ccq-litellm.service",
+    f"{HOME}/.local/share/ccq/ccq-proxy",
     f"{HOME}/.local/share/pipx",
     f"{HOME}/.local/share/ccq/pipx-tool",
     f"{HOME}/.local/bin/claude",

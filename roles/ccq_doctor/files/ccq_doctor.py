@@ -64,6 +64,8 @@ DEFAULT_LAYOUT = {
     "state_dir": ".local/state/ccq",
     "proxy_log": ".local/state/ccq/litellm.log",
     "proxy_pidfile": ".local/state/ccq/litellm.pid",
+    # The one script that runs the proxy (roles/litellm_service): its litellm command line.
+    "proxy_launcher": ".local/share/ccq/ccq-proxy",
     # The proxy's last rate-limit figures per Cerebras model (ccq_quota.py), for `ccq status`.
     "quota_state": ".local/state/ccq/quota.json",
     "bin_dir": ".local/bin",
@@ -351,8 +353,8 @@ def parse_proc_net_tcp(text: str) -> list[Listener]:
 _ERROR_LINE = re.compile(r"Traceback|Error|Exception|error:|ERROR|CRITICAL|failed|Failed|refused")
 
 
-# ccq.sh writes this line to the proxy log before each on-demand start; what follows the last
-# one is that start's output. uvicorn's line says the start itself succeeded.
+# The launcher writes this line to its output (the proxy log, for an on-demand start) before
+# each start; what follows the last one is that start's output. uvicorn's line says the start itself succeeded.
 ON_DEMAND_START_MARKER = "ccq: starting the proxy at "
 _STARTED_LINE = re.compile(r"Uvicorn running on |Application startup complete")
 
@@ -371,8 +373,27 @@ def last_error_lines(lines: Sequence[str], count: int = 6) -> list[str]:
 
 
 def shell_code(text: str) -> str:
-    """A shell script without its comments (ccq.sh says "Never --drop_params" in one)."""
+    """A shell script without its comments (the launcher says "Never --drop_params" in one)."""
     return "\n".join(re.sub(r"(^|\s)#.*", "", line) for line in text.splitlines())
+
+
+def runs_litellm(argv: Sequence[str]) -> bool:
+    """Whether a command line runs LiteLLM itself (not a script that starts it)."""
+    return any(Path(arg).name in ("litellm", "litellm-proxy") for arg in argv[:3])
+
+
+def launcher_litellm_argv(text: str) -> list[str]:
+    """The litellm command line in the launcher script (roles/litellm_service's ccq-proxy, the
+    one place it is written), from the litellm executable on; [] when the script has none."""
+    for line in shell_code(re.sub(r"\\\n", " ", text)).splitlines():
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            continue
+        for index, word in enumerate(words):
+            if Path(word).name in ("litellm", "litellm-proxy"):
+                return words[index:]
+    return []
 
 
 def format_duration(seconds: float) -> str:
@@ -753,7 +774,7 @@ def listeners(proc: Path = Path("/proc")) -> list[Listener]:
 
 def is_litellm(process: Process) -> bool:
     """Whether the process is a LiteLLM proxy (python .../bin/litellm ...)."""
-    return any(Path(arg).name in ("litellm", "litellm-proxy") for arg in process.argv[:3])
+    return runs_litellm(process.argv)
 
 
 def find_litellm_processes(config_path: Path, proc: Path = Path("/proc")) -> list[Process]:
@@ -948,6 +969,11 @@ class Facts:
         """Fix facts in advance (tests; or a caller that knows them already)."""
         self._cache.update(facts)
         return self
+
+    # -- how the proxy runs ----------------------------------------------------------------
+    def _launcher(self) -> str:
+        """The launcher script's code (comments left out); "" when it is missing."""
+        return shell_code(read_text(self.settings.paths["proxy_launcher"]) or "")
 
     # -- secrets (memory only) -----------------------------------------------------------
     def _env_file(self) -> Optional[dict[str, str]]:
@@ -1188,8 +1214,9 @@ class Facts:
     def service_proxies(self) -> dict[str, str]:
         """The HTTP(S) proxies the running proxy uses to reach Cerebras.
 
-        The systemd service sees its EnvironmentFile and the user manager's environment, not
-        the login shell's; an on-demand proxy inherits the shell that ran ccq (this one).
+        The systemd service sees the environment file its launcher sources and the user
+        manager's environment, not the login shell's; an on-demand proxy inherits the shell that
+        ran ccq (this one).
         """
         env = dict(self.get("env_file") or {})
         if self.get("service").manager == "systemd":
@@ -1415,18 +1442,19 @@ def check_loopback(facts: Facts) -> Finding:
     exposed = sorted({str(entry) for entry in facts.get("proxy_listeners") if not entry.is_loopback})
     exposed += sorted({str(entry) for entry in facts.get("listeners")
                        if entry.port == facts.ccq_port() and not entry.is_loopback} - set(exposed))
-    argv = service.unit_file_exec_start or service.exec_start
-    fix = _reprovision(facts, f"its unit runs litellm --host 127.0.0.1; then {_restart_command(facts)}")
+    unit_argv = service.unit_file_exec_start or service.exec_start
+    launcher_argv = launcher_litellm_argv(facts.get("launcher"))
+    fix = _reprovision(facts, f"its launcher runs litellm --host 127.0.0.1; then {_restart_command(facts)}")
     if exposed:
         return Finding(FAIL, f"the proxy listens beyond loopback on {', '.join(exposed)}: anyone who can reach "
                              f"this machine can use it", fix)
-    if service.manager == "systemd" and argv and option_value(argv, "--host") != "127.0.0.1":
+    # A unit that runs litellm itself instead of the launcher (edited by hand, or older).
+    if service.manager == "systemd" and runs_litellm(unit_argv) and option_value(unit_argv, "--host") != "127.0.0.1":
         return Finding(FAIL, f"{settings.unit_path} starts litellm without --host 127.0.0.1 (LiteLLM binds 0.0.0.0 "
                              "by default)", fix)
-    functions = shell_code(read_text(settings.paths["shell_functions"]) or "")
-    if service.manager == "none" and "litellm" in functions and "--host 127.0.0.1" not in functions:
-        return Finding(FAIL, f"ccq's on-demand start in {settings.paths['shell_functions']} lacks --host 127.0.0.1 "
-                             "(LiteLLM binds 0.0.0.0 by default)", fix)
+    if launcher_argv and option_value(launcher_argv, "--host") != "127.0.0.1":
+        return Finding(FAIL, f"the launcher {settings.paths['proxy_launcher']} starts litellm without "
+                             "--host 127.0.0.1 (LiteLLM binds 0.0.0.0 by default)", fix)
     if not facts.get("proxy_listeners"):
         return Finding(OK, "the proxy is started with --host 127.0.0.1 (it is not listening now)")
     return Finding(OK, "the proxy listens on 127.0.0.1 only")
@@ -1494,18 +1522,17 @@ def check_drop_params(facts: Facts) -> Finding:
     process: Optional[Process] = facts.get("proxy_process")
     settings = facts.settings
     where = []
+    if "--drop_params" in facts.get("launcher"):
+        where.append(str(settings.paths["proxy_launcher"]))
     if "--drop_params" in service.unit_file_exec_start:
         where.append(str(settings.unit_path))
     if process and "--drop_params" in process.argv:
         where.append(f"the running proxy (pid {process.pid})")
-    functions = shell_code(read_text(settings.paths["shell_functions"]) or "")
-    if "--drop_params" in functions:
-        where.append(str(settings.paths["shell_functions"]))
     if where:
         return Finding(FAIL, "--drop_params in " + ", ".join(where) + ": LiteLLM then drops tools and tool_choice, "
                              "so Claude Code's subagents never start",
-                       _reprovision(facts, f"its unit and ccq never pass --drop_params; then {_restart_command(facts)}"))
-    return Finding(OK, "no --drop_params in the unit, the running proxy or ccq")
+                       _reprovision(facts, f"its launcher never passes --drop_params; then {_restart_command(facts)}"))
+    return Finding(OK, "no --drop_params in the launcher, the unit or the running proxy")
 
 
 def check_callback(facts: Facts) -> Finding:
@@ -1761,7 +1788,8 @@ def check_restart(facts: Facts) -> Finding:
     if process is None:
         return Finding(OK, "nothing to restart (the proxy is not running)")
     paths = facts.settings.paths
-    candidates = [paths["proxy_config"], paths["proxy_callbacks"], paths["proxy_env_file"], paths["master_key_file"]]
+    candidates = [paths["proxy_config"], paths["proxy_callbacks"], paths["proxy_env_file"], paths["master_key_file"],
+                  paths["proxy_launcher"]]
     service: ServiceState = facts.get("service")
     if service.manager == "systemd":
         candidates.append(facts.settings.unit_path)
