@@ -642,3 +642,14 @@ def test_the_launcher_starts_the_proxy_on_demand_as_doctor_expects(home):
     while subprocess.run(["/bin/sh", str(paths["proxy_launcher"]), "--healthy"], env=env).returncode == 0:
         assert time.monotonic() < deadline, "the proxy did not stop"
         time.sleep(0.2)
+
+
+def test_doctor_runs_only_the_checks_named(home):
+    done = home.run("doctor", "model", "window")
+    checks = [line.split()[1] for line in done.stdout.splitlines()[1:] if line.split()[:1] in (["ok"], ["warn"], ["FAIL"])]
+    assert checks == ["window", "model"], done.stdout  # in doctor's own order
+    unknown = home.run("doctor", "model", "windows")
+    assert unknown.returncode == 2
+    assert unknown.stdout.strip().splitlines() == [
+        "ccq doctor: no check named 'windows'; `ccq doctor` knows: "
+        + " ".join(check.id for check in load_doctor().CHECKS)]

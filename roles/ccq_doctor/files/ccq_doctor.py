@@ -1300,7 +1300,7 @@ class Finding:
 
 @dataclass(frozen=True)
 class Check:
-    """A doctor check, and its row in the README's troubleshooting table."""
+    """A doctor check, and its row in the troubleshooting table (docs/troubleshooting.md)."""
 
     id: str
     symptom: str  # what the user sees
@@ -1904,7 +1904,7 @@ def format_findings(results: Sequence[tuple[Check, Finding]], secrets: Iterable[
 
 
 def markdown_table(checks: Sequence[Check] = CHECKS) -> str:
-    """The README's troubleshooting table, one row per doctor check."""
+    """The troubleshooting table (docs/troubleshooting.md), one row per doctor check."""
     rows = ["| doctor check | symptom | what it verifies | fix |", "|---|---|---|---|"]
     rows += [f"| `{c.id}` | {c.symptom} | {c.looks_at} | {c.fix} |" for c in checks]
     return "\n".join(rows) + "\n"
@@ -1914,12 +1914,27 @@ def markdown_table(checks: Sequence[Check] = CHECKS) -> str:
 # Commands
 # ---------------------------------------------------------------------------------------
 
+def selected_checks(names: Sequence[str]) -> list[Check]:
+    """The checks named on the command line, in CHECKS' order (none named: all of them)."""
+    known = {check.id for check in CHECKS}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"no check named {', '.join(repr(n) for n in unknown)}; `ccq doctor` knows: "
+                         + " ".join(check.id for check in CHECKS))
+    return [check for check in CHECKS if not names or check.id in names]
+
+
 def cmd_doctor(settings: Settings, args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    try:
+        checks = selected_checks(getattr(args, "check", None) or [])
+    except ValueError as exc:
+        out(f"ccq doctor: {exc}")
+        return 2
     facts = Facts(settings)
     background = f" (background calls: {settings.background_model_alias})" if settings.background_model_alias else ""
     out(f"ccq doctor: {settings.user}@{socket.gethostname()}, proxy 127.0.0.1:{settings.port}, "
         f"alias {settings.model_alias}{background}")
-    results = run_checks(facts)
+    results = run_checks(facts, checks)
     for line in format_findings(results, facts.secrets()):
         out(line)
     return 1 if any(finding.status == FAIL for _, finding in results) else 0
@@ -2037,13 +2052,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     common.add_argument("--config", type=Path, help="doctor settings (default ~/.config/ccq/doctor.json)")
     parser = argparse.ArgumentParser(prog="ccq", description="ccq's own commands: doctor, status, logs.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("doctor", parents=[common], help="check everything; exit 1 when something fails")
+    doctor = sub.add_parser("doctor", parents=[common], help="check everything; exit 1 when something fails")
+    doctor.add_argument("check", nargs="*", help="run only these checks (`ccq checks` lists them)")
     sub.add_parser("status", parents=[common], help="is the proxy up: port, model, versions, uptime")
     logs = sub.add_parser("logs", parents=[common], help="the proxy's recent log lines, secrets masked")
     logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     checks = sub.add_parser("checks", parents=[common], help="list doctor's checks")
-    checks.add_argument("--markdown", action="store_true", help="as the README's troubleshooting table")
+    checks.add_argument("--markdown", action="store_true", help="as the troubleshooting table (docs/troubleshooting.md)")
     return parser.parse_args(argv)
 
 
