@@ -21,9 +21,10 @@ from typing import Any
 
 from .http import wait_http_ok
 from .installs import REPO_ROOT
+from .modules import CALLBACK_FILE
 
 FAKE_CEREBRAS = REPO_ROOT / "tests/fake_cerebras/fake_cerebras.py"
-ROLE_CALLBACK = REPO_ROOT / "roles/litellm_proxy/files/custom_callbacks.py"
+ROLE_CALLBACK = CALLBACK_FILE
 SEED_CALLBACK = REPO_ROOT / "tests/fixtures/seed_callback/custom_callbacks.py"
 CONFIG_TEMPLATE = REPO_ROOT / "roles/litellm_proxy/templates/litellm_config.yaml.j2"
 ENV_TEMPLATE = REPO_ROOT / "roles/litellm_proxy/templates/litellm.env.j2"

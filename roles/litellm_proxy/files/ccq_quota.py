@@ -92,18 +92,16 @@ class QuotaBook:
             return
         now = self.clock()
         q = self.quotas.setdefault(model, Quota())
-        remaining = _number(lowered, "remaining-tokens-minute")
-        if remaining is not None:
-            reset = _number(lowered, "reset-tokens-minute")
-            q.tokens_limit = _int(_number(lowered, "limit-tokens-minute")) or q.tokens_limit
-            q.tokens_remaining = int(remaining)
-            q.tokens_reset_at = now + reset if reset is not None else None
-        day_remaining = _number(lowered, "remaining-requests-day")
-        if day_remaining is not None:
-            reset = _number(lowered, "reset-requests-day")
-            q.requests_day_limit = _int(_number(lowered, "limit-requests-day")) or q.requests_day_limit
-            q.requests_day_remaining = int(day_remaining)
-            q.requests_day_reset_at = now + reset if reset is not None else None
+        # Cerebras' two windows, each a limit, what is left and seconds to its reset.
+        for window, field in (("tokens-minute", "tokens"), ("requests-day", "requests_day")):
+            remaining = _number(lowered, "remaining-" + window)
+            if remaining is None:
+                continue
+            reset = _number(lowered, "reset-" + window)
+            limit = _int(_number(lowered, "limit-" + window)) or getattr(q, field + "_limit")
+            setattr(q, field + "_limit", limit)
+            setattr(q, field + "_remaining", int(remaining))
+            setattr(q, field + "_reset_at", now + reset if reset is not None else None)
         q.seen_at = now
         self._write()
 
