@@ -15,6 +15,8 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,6 +308,23 @@ class LiteLLMProxy:
 
     def stop(self) -> None:
         stop_process(self.proc)
+
+
+@contextmanager
+def upstream_and_proxies(fake: FakeUpstream, proxies: Callable[[FakeUpstream], dict[str, LiteLLMProxy]]
+                         ) -> Iterator[tuple[FakeUpstream, dict[str, LiteLLMProxy]]]:
+    """Start ``fake``, then each proxy ``proxies(fake)`` names (built once the fake's port is
+    known); everything started is stopped on exit, also when a later start fails."""
+    started: dict[str, LiteLLMProxy] = {}
+    try:
+        fake.start()
+        for name, proxy in proxies(fake).items():
+            started[name] = proxy.start()
+        yield fake, started
+    finally:
+        for proxy in started.values():
+            proxy.stop()
+        fake.stop()
 
 
 class ProxyStack:

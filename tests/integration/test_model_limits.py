@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from helpers.http import messages, request
-from helpers.stack import MODEL_ALIAS, FakeUpstream, LiteLLMProxy, served_model
+from helpers.stack import MODEL_ALIAS, FakeUpstream, LiteLLMProxy, served_model, upstream_and_proxies
 
 pytestmark = pytest.mark.integration
 
@@ -44,17 +44,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, litellm_venv: Path,
     fake = FakeUpstream(root / "fake", ["--strict", "--models", f"{MAIN_MODEL},{BACKGROUND_MODEL}",
                                         "--tokens-per-minute", str(QUOTA),
                                         "--quota-window-seconds", str(WINDOW_SECONDS)])
-    started: dict[str, LiteLLMProxy] = {}
-    try:
-        fake.start()
-        for name, env in PROXIES.items():
-            started[name] = LiteLLMProxy(litellm_venv, root / name, fake, callback=callback_path,
-                                         models=MODELS, extra_env=env).start()
-        yield fake, started
-    finally:
-        for proxy in started.values():
-            proxy.stop()
-        fake.stop()
+    with upstream_and_proxies(fake, lambda fake: {
+            name: LiteLLMProxy(litellm_venv, root / name, fake, callback=callback_path, models=MODELS, extra_env=env)
+            for name, env in PROXIES.items()}) as running:
+        yield running
 
 
 def stats(fake: FakeUpstream) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from helpers.http import assemble_stream, from_message, messages, request, sse_events
-from helpers.stack import MODEL_ALIAS, FakeUpstream, LiteLLMProxy
+from helpers.stack import MODEL_ALIAS, FakeUpstream, LiteLLMProxy, upstream_and_proxies
 
 pytestmark = pytest.mark.integration
 
@@ -44,21 +44,18 @@ def relay(tmp_path_factory: pytest.TempPathFactory, litellm_venv: Path,
     root = tmp_path_factory.mktemp("contract")
     fake = FakeUpstream(root / "fake", ["--strict", "--vision-models", VISION_MODEL,
                                         "--models", f"{MODEL_ALIAS},{VISION_MODEL}"])
-    started: dict[str, LiteLLMProxy] = {}
-    try:
-        fake.start()
+
+    def proxies(fake: FakeUpstream) -> dict[str, LiteLLMProxy]:
         extra = [{"model_name": VISION_ALIAS, "litellm_params": {
                       "model": f"cerebras/{VISION_MODEL}", "api_base": fake.api_base,
                       "api_key": "os.environ/CEREBRAS_API_KEY", "max_retries": 0},
                   "model_info": {"supports_vision": True}}]
-        for name, mode in (("fast", "debug"), ("litellm", "0")):
-            started[name] = LiteLLMProxy(litellm_venv, root / name, fake, callback=callback_path,
-                                         extra_models=extra, extra_env={"CCQ_STREAM_FASTPATH": mode}).start()
-        yield fake, started
-    finally:
-        for proxy in started.values():
-            proxy.stop()
-        fake.stop()
+        return {name: LiteLLMProxy(litellm_venv, root / name, fake, callback=callback_path,
+                                   extra_models=extra, extra_env={"CCQ_STREAM_FASTPATH": mode})
+                for name, mode in (("fast", "debug"), ("litellm", "0"))}
+
+    with upstream_and_proxies(fake, proxies) as running:
+        yield running
 
 
 def queue(fake: FakeUpstream, *responses: dict[str, Any]) -> None:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from conftest import HOME, MASTER_KEY_FILE, MODEL_ALIAS, PROXY_PORT, SENTINEL_KEY, as_user, run_playbook
 
 LAUNCHER = f"{HOME}/.local/share/ccq/ccq-proxy"
@@ -198,23 +200,23 @@ def test_openai_1_100_in_litellms_venv_is_named_and_crash_loops_the_proxy(host):
     Doctor(host).assert_clean()
 
 
-def test_drop_params_in_the_launcher_is_named(host):
-    # The launcher (which the unit runs) is the one place the proxy's command line is written.
-    with preserved(host, LAUNCHER):
-        host.run(f"sed -i 's/ --telemetry False$/& --drop_params/' {LAUNCHER}")
-        assert "--telemetry False --drop_params" in host.file(LAUNCHER).content_string
-        doctor = Doctor(host)
-        doctor.assert_names("drop-params")
-        assert LAUNCHER in doctor.output.split("FAIL  drop-params", 1)[1].splitlines()[0]
-    Doctor(host).assert_clean()
+# The launcher (which the unit runs) is the one place the proxy's command line is written:
+# (the edit, what the edited launcher then holds or lacks, the check that must name it).
+LAUNCHER_FAULTS = {
+    "drop_params added": ("s/ --telemetry False$/& --drop_params/", "--telemetry False --drop_params", True,
+                          "drop-params"),
+    "host 127.0.0.1 gone": ("s/ --host 127.0.0.1 / /", "--host 127.0.0.1", False, "loopback"),
+}
 
 
-def test_a_launcher_without_host_127_0_0_1_is_named_before_any_restart(host):
+@pytest.mark.parametrize(("edit", "text", "present", "check"), LAUNCHER_FAULTS.values(), ids=LAUNCHER_FAULTS.keys())
+def test_a_launcher_fault_is_named_before_any_restart(host, edit, text, present, check):
     with preserved(host, LAUNCHER):
-        host.run(f"sed -i 's/ --host 127.0.0.1 / /' {LAUNCHER}")
+        host.run(f"sed -i '{edit}' {LAUNCHER}")
+        assert (text in host.file(LAUNCHER).content_string) is present
         doctor = Doctor(host)
-        doctor.assert_names("loopback")
-        assert LAUNCHER in doctor.output.split("FAIL  loopback", 1)[1].splitlines()[0]
+        doctor.assert_names(check)
+        assert LAUNCHER in doctor.output.split(f"FAIL  {check}", 1)[1].splitlines()[0]
     Doctor(host).assert_clean()
 
 
