@@ -205,7 +205,7 @@ def test_openai_1_100_in_litellms_venv_is_named_and_crash_loops_the_proxy(host):
 LAUNCHER_FAULTS = {
     "drop_params added": ("s/ --telemetry False$/& --drop_params/", "--telemetry False --drop_params", True,
                           "drop-params"),
-    "host 127.0.0.1 gone": ("s/ --host 127.0.0.1 / /", "--host 127.0.0.1", False, "loopback"),
+    "host 127.0.0.1 gone": ("s/ --host 127.0.0.1 / /", "--host 127.0.0.1 --port", False, "loopback"),
 }
 
 
