@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Build the disposable systemd test target: a Debian 12 image whose PID 1 is
-# systemd, made from Debian packages with debootstrap because no container
-# image registry is reachable from the machines this project is tested on.
+# Build the disposable systemd test target: a Debian 12 (or 13) image whose
+# PID 1 is systemd, made from Debian packages with debootstrap because no
+# container image registry is reachable from the machines this project is
+# tested on.
 #
 # Usage: build.sh [--print-ref]
 #   Prints the image reference as the last line of stdout (progress goes to
@@ -11,6 +12,7 @@
 #   building (no root, no podman needed).
 #
 # Environment:
+#   CCQ_TARGET_SUITE            bookworm (Debian 12, default) or trixie (Debian 13)
 #   CCQ_TARGET_MIRROR           Debian mirror (default: from the host's apt sources)
 #   CCQ_TARGET_SECURITY_MIRROR  Debian security mirror (default: likewise)
 #   CCQ_TARGET_IMAGE_NAME       image name (default: localhost/ccq-target)
@@ -18,7 +20,11 @@
 # Host prerequisites: tests/target_image/install-host-deps.sh (as root).
 set -euo pipefail
 
-readonly SUITE=bookworm
+# The Debian releases ccq supports as targets, by suite name.
+declare -rA DEBIAN_RELEASES=([bookworm]=12 [trixie]=13)
+readonly SUITE=${CCQ_TARGET_SUITE:-bookworm}
+[[ -n ${DEBIAN_RELEASES[$SUITE]:-} ]] \
+  || { echo "build.sh: error: CCQ_TARGET_SUITE=$SUITE: use one of ${!DEBIAN_RELEASES[*]}" >&2; exit 1; }
 readonly IMAGE_NAME=${CCQ_TARGET_IMAGE_NAME:-localhost/ccq-target}
 readonly DEFAULT_MIRROR=http://deb.debian.org/debian
 readonly DEFAULT_SECURITY_MIRROR=http://deb.debian.org/debian-security
@@ -84,10 +90,14 @@ host_apt_entries() {
   done
 }
 
-# First host mirror that serves SUITE, or the fallback.
+# The host mirror that serves SUITE, else the one that serves the host's own
+# release (a Debian 12 host's mirror serves Debian 13 too), else the fallback.
 mirror_for_suite() {
   local suite=$1 fallback=$2 uri
   uri=$(host_apt_entries | awk -F'\t' -v s="$suite" '$2 == s { print $1; exit }')
+  [[ -n $uri ]] || uri=$(host_apt_entries \
+    | awk -F'\t' -v security="$([[ $suite == *-security ]] && echo 1)" \
+        '($2 ~ /-security$/) == (security == 1) && $2 !~ /-(updates|backports)$/ { print $1; exit }')
   printf '%s\n' "${uri:-$fallback}" | sed 's:/*$::'
 }
 
@@ -101,12 +111,12 @@ readonly MIRROR SECURITY_MIRROR
 recipe_hash() {
   {
     cat "$SCRIPT_PATH"
-    printf 'mirror=%s\nsecurity=%s\narch=%s\n' "$MIRROR" "$SECURITY_MIRROR" \
+    printf 'suite=%s\nmirror=%s\nsecurity=%s\narch=%s\n' "$SUITE" "$MIRROR" "$SECURITY_MIRROR" \
       "$(dpkg --print-architecture 2>/dev/null || uname -m)"
   } | sha256sum | cut -c1-12
 }
 
-IMAGE_REF="$IMAGE_NAME:debian12-$(recipe_hash)"
+IMAGE_REF="$IMAGE_NAME:debian${DEBIAN_RELEASES[$SUITE]}-$(recipe_hash)"
 readonly IMAGE_REF
 
 if [[ ${1:-} == --print-ref ]]; then
@@ -187,7 +197,7 @@ if ! run_in_group debootstrap --variant=minbase --include="$include" \
 fi
 
 log "preparing rootfs"
-# The same sources a Debian 12 host has (release, updates, security), so the
+# The same sources a Debian host of this release has (release, updates, security), so the
 # roles' apt tasks see what they would see on a real machine.
 rm -f "$ROOTFS/etc/apt/sources.list"
 cat >"$ROOTFS/etc/apt/sources.list.d/debian.sources" <<EOF
