@@ -14,9 +14,11 @@ export PATH := $(BIN):$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/tests/target_image/containers.conf
 export ANSIBLE_FORCE_COLOR ?= 0
 PYTEST := $(BIN)/pytest
-MOLECULE_SCENARIOS ?= default uninstall
+MOLECULE_SCENARIOS ?= default uninstall fleet
+# The Debian releases ccq is tested on (tests/target_image/build.sh builds each once).
+TARGET_SUITES := bookworm trixie
 
-.PHONY: help venv provision test lint unit integration molecule host-deps test-image bench smoke clean
+.PHONY: help venv provision test lint unit integration molecule host-deps test-image bench smoke clean lock lock-litellm lock-claude-code
 
 help:
 	@echo "make provision  provision this machine (cc and ccq)"
@@ -44,7 +46,7 @@ host-deps:
 	bash tests/target_image/install-host-deps.sh
 
 test-image: host-deps
-	bash tests/target_image/build.sh
+	@set -e; for suite in $(TARGET_SUITES); do CCQ_TARGET_SUITE=$$suite bash tests/target_image/build.sh; done
 
 lint: venv
 	$(BIN)/yamllint --strict .
@@ -63,7 +65,9 @@ integration: venv
 # Each scenario's log is kept for `make bench` (first-converge and no-op timings).
 molecule: venv test-image
 	@set -e; mkdir -p bench/results/tmp; for s in $(MOLECULE_SCENARIOS); do \
-	  CCQ_TARGET_IMAGE=$$(bash tests/target_image/build.sh --print-ref) $(BIN)/molecule test -s $$s 2>&1 \
+	  CCQ_TARGET_IMAGE=$$(bash tests/target_image/build.sh --print-ref) \
+	  CCQ_TARGET_IMAGE_DEBIAN13=$$(CCQ_TARGET_SUITE=trixie bash tests/target_image/build.sh --print-ref) \
+	  $(BIN)/molecule test -s $$s 2>&1 \
 	    | tee bench/results/tmp/molecule-$$s.log; \
 	  test "$${PIPESTATUS[0]}" -eq 0; \
 	done
@@ -85,6 +89,46 @@ bench: $(BENCH_STAMP)
 # The seed's two checks against the real Cerebras (needs CEREBRAS_API_KEY; never in `make test`).
 smoke: venv
 	bash tests/smoke/smoke.sh
+
+# The committed locks: `make lock` regenerates each; review and commit what changes.
+lock: lock-litellm lock-claude-code
+
+# LiteLLM's lock (roles/litellm_proxy/files/, named by litellm_proxy_lock_file): the whole tree
+# of litellm[proxy] at ccq_litellm_version and openai within ccq_openai_version_spec, with every
+# file's sha256, resolved once for every Python a target runs (--universal from Ubuntu 22.04's
+# 3.10 up: Debian 12's 3.11, macOS' python@3.12, Debian 13's 3.13). Versions already in the lock
+# are kept while they fit, so moving a pin moves only what it must (delete the lock to take the
+# newest of everything). PyPI itself, so that a developer's pip or uv settings do not shape the
+# lock. Then every locked version must have a wheel for each of those Pythons on Linux (glibc of
+# Ubuntu 22.04, x86_64 and aarch64) and on macOS (Apple silicon, Intel): no target may need a
+# compiler. litellm is the one sdist: PyPI has only the pure-Python sdist of 1.74.0.post2.
+LITELLM_LOCK_PYTHONS := 3.10 3.11 3.12 3.13
+LITELLM_LOCK_PLATFORMS := x86_64-manylinux_2_35 aarch64-manylinux_2_35 aarch64-apple-darwin x86_64-apple-darwin
+LITELLM_LOCK_INDEX := --no-config --default-index https://pypi.org/simple
+lock-litellm: venv
+	@set -euo pipefail; \
+	lock=$$($(BIN)/python -c 'import sys; sys.path.insert(0, "tests"); from helpers.installs import litellm_lock; print(litellm_lock().path)'); \
+	$(BIN)/python -c 'import sys; sys.path.insert(0, "tests"); from helpers.installs import litellm_lock_inputs; print(*litellm_lock_inputs(), sep="\n")' \
+	  | $(BIN)/uv pip compile - $(LITELLM_LOCK_INDEX) --universal \
+	      --python-version $(firstword $(LITELLM_LOCK_PYTHONS)) --generate-hashes \
+	      --custom-compile-command "make lock-litellm" --quiet --output-file "$$lock"; \
+	for python in $(LITELLM_LOCK_PYTHONS); do for platform in $(LITELLM_LOCK_PLATFORMS); do \
+	  $(BIN)/uv pip compile "$$lock" $(LITELLM_LOCK_INDEX) --no-deps \
+	    --python-version "$$python" --python-platform "$$platform" --only-binary :all: --no-binary litellm \
+	    --quiet --output-file /dev/null \
+	    || { echo "$$lock: a version above has no wheel for Python $$python on $$platform: constrain it in litellm_lock_inputs (tests/helpers/installs.py) and say why." >&2; exit 1; }; \
+	done; done
+
+# Claude Code's lock (roles/claude_code/files/claude-code-lock): ccq_claude_code_version, or
+# CLAUDE_CODE_VERSION=x.y.z, with the registry's sha512 of it and of all eight platform packages
+# (npm locks optional dependencies for every platform, not only this one). Registry and resolved
+# URLs are given so that the developer's npmrc does not shape the lock.
+CLAUDE_CODE_LOCK_DIR := roles/claude_code/files/claude-code-lock
+lock-claude-code: venv
+	spec=$$($(BIN)/python -c 'import sys; sys.path.insert(0, "tests"); from helpers.installs import claude_code_spec; print(claude_code_spec(sys.argv[1]))' "$(CLAUDE_CODE_VERSION)") && \
+	cd $(CLAUDE_CODE_LOCK_DIR) && rm -f package-lock.json && \
+	npm install --package-lock-only --save-exact --ignore-scripts --no-audit --no-fund \
+	  --registry=https://registry.npmjs.org/ --omit-lockfile-registry-resolved=false "$$spec"
 
 clean:
 	-for s in $(MOLECULE_SCENARIOS); do $(BIN)/molecule destroy -s $$s; done

@@ -9,18 +9,13 @@ the role's config template and the callback under test.  Everything binds
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-TESTS_DIR = Path(__file__).resolve().parent
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
-
-from helpers import installs  # noqa: E402
-from helpers.stack import (  # noqa: E402
+from helpers import installs
+from helpers.stack import (
     CLAUDE_CODE_REQUESTS_DIR,
     EMPTY_CONTENT_ALIAS,
     MODEL_ALIAS,

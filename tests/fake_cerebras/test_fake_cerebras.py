@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import base64
 import http.client
-import importlib.util
 import json
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,14 +17,11 @@ from typing import Any
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-_spec = importlib.util.spec_from_file_location("fake_cerebras", HERE / "fake_cerebras.py")
-fc = importlib.util.module_from_spec(_spec)
-sys.modules["fake_cerebras"] = fc
-_spec.loader.exec_module(fc)  # type: ignore[union-attr]
+from helpers.http import request, sse_events
+from helpers.modules import load_file
 
-sys.path.insert(0, str(HERE.parent))
-from helpers.http import request, sse_events  # noqa: E402
+HERE = Path(__file__).resolve().parent
+fc = load_file(HERE / "fake_cerebras.py", "fake_cerebras", register=True)
 
 KEY = "csk-unit-test-key"
 AGENT_TOOL = {"type": "function", "function": {

@@ -2,7 +2,8 @@
 
 LiteLLM loads the callback by file path (importlib.util.spec_from_file_location) without
 registering it in sys.modules; the tests load every deployed file the same way, so a file
-that only imports under pytest is caught.
+that only imports under pytest is caught. Stdlib only: a script the tests run in the pinned
+LiteLLM venv imports it too, given ``PYTHONPATH=TESTS_DIR``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-REPO = Path(__file__).resolve().parents[2]
+# What makes ``helpers`` importable (pytest.ini's pythonpath).
+TESTS_DIR = Path(__file__).resolve().parents[1]
+REPO = TESTS_DIR.parent
 PROXY_FILES = REPO / "roles/litellm_proxy/files"
 CALLBACK_FILE = PROXY_FILES / "custom_callbacks.py"
 NORMALIZER_FILE = PROXY_FILES / "ccq_normalizer.py"

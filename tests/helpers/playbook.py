@@ -33,6 +33,20 @@ def play_output(result: subprocess.CompletedProcess[str]) -> str:
     return " ".join((result.stdout + result.stderr).split())
 
 
+def changed_tasks(output: str) -> set[str]:
+    """Names of the tasks (and handlers) that reported a change in a playbook run's output."""
+    import re
+
+    names, current = set(), None
+    for line in output.splitlines():
+        task = re.match(r"^(?:TASK|RUNNING HANDLER) \[(.+?)\]", line)
+        if task:
+            current = task.group(1)
+        elif line.startswith("changed:") and current:
+            names.add(current)
+    return names
+
+
 SELECT_MODEL_TASKS = REPO / "roles/ccq/tasks/select_model.yml"
 CCQ_DEFAULTS = REPO / "roles/ccq/defaults/main.yml"
 CCQ_VARS = REPO / "roles/ccq/vars/main.yml"

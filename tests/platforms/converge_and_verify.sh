@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Converge THIS machine with `make provision` against the fake Cerebras on loopback, prove
-# that a second run changes nothing, and run the verify checks that apply here
-# (tests/platforms/verify_local). What the macOS CI job runs (.github/workflows/ci.yml); it
+# that a second run changes nothing, and run the converged-host checks that apply here
+# (tests/converged_host, Molecule's too). What the macOS CI job runs (.github/workflows/ci.yml); it
 # also works on a Linux box. It provisions the current user for real: run it on a CI machine
 # or a machine you are setting up anyway, not on a laptop you care about.
 #
@@ -27,7 +27,11 @@ for _ in $(seq 1 30); do
   sleep 1
 done
 
-provision_args="-e ccq_cerebras_api_base=http://127.0.0.1:${upstream_port}/v1 -e ccq_proxy_port=${proxy_port}"
+# The settings of both converges, and what the checks read back (CCQ_VERIFY_SETTINGS).
+settings="$work/settings.json"
+printf '{"ccq_cerebras_api_base": "http://127.0.0.1:%s/v1", "ccq_proxy_port": %s}\n' \
+  "$upstream_port" "$proxy_port" >"$settings"
+provision_args="-e @$settings"
 echo "== first converge"
 make provision ARGS="$provision_args" 2>&1 | tee "$work/converge.log"
 echo "== second converge (must change nothing)"
@@ -42,5 +46,5 @@ if grep -Fq "$CEREBRAS_API_KEY" "$work/converge.log" "$work/idempotence.log"; th
 fi
 
 echo "== verify"
-CCQ_VERIFY_LOCAL_HOST=1 CCQ_VERIFY_PROXY_PORT="$proxy_port" CCQ_VERIFY_UPSTREAM_LOG="$work/requests.jsonl" \
-  .venv/bin/pytest -v -p no:cacheprovider tests/platforms/verify_local
+CCQ_VERIFY_SETTINGS="$settings" CCQ_VERIFY_UPSTREAM_LOG="$work/requests.jsonl" \
+  .venv/bin/pytest -v -p no:cacheprovider --hosts=local:// tests/converged_host

@@ -195,7 +195,7 @@ def test_the_windows_ci_job_checks_the_same_profile_ansible_renders(ps1: str, da
     assert spec and spec.loader
     render_profile = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(render_profile)
-    variables = yaml.safe_load((render_profile.ROLE / "defaults" / "main.yml").read_text())
+    variables = render_profile.profile_variables()
     variables.update(ccq_shell_proxy_port=darwin.port, ansible_managed=ps1.splitlines()[0][2:],
                      ccq_shell_claude_code_environment=ps_limits(ps1))
     assert render_profile.render(render_profile.ROLE / "templates" / "ccq.ps1.j2", variables) == ps1

@@ -2,7 +2,7 @@
 """Run one check against a real LiteLLM 1.74.0.post2; used by test_callback_litellm.py.
 
 Runs inside the pinned LiteLLM venv (the test suite's cached one), not in the
-test venv:  ``<litellm python> litellm_harness.py SCENARIO < input.json``.
+test venv:  ``PYTHONPATH=tests <litellm python> litellm_harness.py SCENARIO < input.json``.
 It loads the deployed callback the way the proxy does (which also applies
 the response-side patches unless CCQ_LITELLM_PATCHES=0), runs the scenario
 and prints one line ``CCQ-RESULT <json>`` (LiteLLM prints other lines).
@@ -25,26 +25,22 @@ Every server binds 127.0.0.1 on a free port.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
+from helpers.modules import CALLBACK_FILE, load_file
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-CALLBACK_FILE = Path(__file__).resolve().parents[2] / "roles/litellm_proxy/files/custom_callbacks.py"
 TOOL_ARGS = '{"file_path": "/tmp/a.txt", "limit": 5}'
 
 
 def load_callbacks() -> Any:
-    spec = importlib.util.spec_from_file_location("custom_callbacks", CALLBACK_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(CALLBACK_FILE, "custom_callbacks")
 
 
 # ------------------------------------------------------------------ stub upstream

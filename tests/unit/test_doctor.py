@@ -6,6 +6,7 @@ The module is loaded from the very file roles/ccq_doctor deploys.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
@@ -73,7 +74,7 @@ def running(pid: int = 4242, argv: list[str] | None = None, age: float = 600.0, 
 
 def active_service(**overrides: Any) -> Any:
     argv = ["/venv/bin/litellm", "--config", "/c.yaml", "--host", "127.0.0.1", "--port", "4000", "--telemetry", "False"]
-    values = dict(manager="systemd", loaded=True, enabled="enabled", active="active", sub="running",
+    values = dict(loaded=True, enabled="enabled", active="active", sub="running",
                   result="success", main_pid=4242, exec_start=argv, unit_file_exec_start=argv, linger=True)
     values.update(overrides)
     return doctor.ServiceState(**values)
@@ -97,7 +98,7 @@ def facts(tmp_path: Path, settings_overrides: dict[str, Any] | None = None, **pr
             {"litellm_version": "1.74.0.post2", "success_callbacks": ["CcqAnthropicNormalizer"]}).encode()),
         upstream=doctor.Upstream("https://api.cerebras.ai/v1/models", doctor.HttpResult(status=200),
                                  ["qwen-3-coder-480b", "gpt-oss-120b"]),
-        claude_version="2.1.332", node_version="v18.19.0", journal=[], log_tail=[], manager_environment={},
+        claude_version="2.1.332", node_version="v18.19.0", journal=[], log_tail=[], service_environment={},
     )
     healthy.update(preset)
     return doctor.Facts(s, environ={"HOME": str(s.home), "PATH": "/usr/bin:/bin"}).preset(**healthy)
@@ -330,6 +331,34 @@ def test_a_crashing_check_is_reported_as_a_failure_not_a_traceback(tmp_path):
     assert finding.status == doctor.FAIL and "KeyError" in finding.message
 
 
+def test_a_fact_that_raises_fails_the_checks_that_use_it_and_no_other(tmp_path, monkeypatch):
+    f = facts(tmp_path)
+    del f.versions  # gathered for real, from a venv that cannot be read
+
+    def unreadable(*_args: Any) -> None:
+        raise PermissionError("site-packages is not readable")
+    monkeypatch.setattr(doctor, "venv_versions", unreadable)
+    results = {check.id: finding for check, finding in doctor.run_checks(f)}
+    assert results["versions"].status == doctor.FAIL
+    assert "the check itself failed: PermissionError: site-packages is not readable" in results["versions"].message
+    assert [check_id for check_id, finding in results.items() if finding.status != doctor.OK] == ["versions"]
+
+
+def test_only_facts_can_be_preset(tmp_path):
+    with pytest.raises(TypeError, match="'journl' is not a fact"):
+        facts(tmp_path, journl=[])
+
+
+@pytest.mark.parametrize("name, manager", [("systemd", "Systemd"), ("launchd", "Launchd"), ("none", "OnDemand")])
+def test_the_service_manager_is_the_one_the_settings_name(tmp_path, name, manager):
+    assert type(doctor.Facts(settings(tmp_path, service_manager=name)).manager) is getattr(doctor, manager)
+
+
+def test_without_a_service_manager_in_the_settings_macos_has_launchd(tmp_path, monkeypatch):
+    monkeypatch.setattr(doctor.sys, "platform", "darwin")
+    assert type(doctor.Facts(settings(tmp_path, service_manager=None)).manager) is doctor.Launchd
+
+
 def test_output_is_one_status_line_per_check_and_masked(tmp_path):
     f = facts(tmp_path, proxy_models=doctor.HttpResult(status=401))
     results = doctor.run_checks(f)
@@ -408,7 +437,7 @@ def test_unit_without_host_option_fails_even_when_stopped(tmp_path):
 @pytest.mark.parametrize("manager", ["systemd", "launchd", "none"])
 def test_a_launcher_without_the_host_option_fails_even_when_stopped(tmp_path, manager):
     launcher = doctor.shell_code(render_launcher().replace(" --host 127.0.0.1", ""))
-    f = facts(tmp_path, service=active_service(manager=manager), proxy_listeners=[], launcher=launcher)
+    f = facts(tmp_path, {"service_manager": manager}, service=active_service(), proxy_listeners=[], launcher=launcher)
     finding = verdict("loopback", f)
     assert finding.status == doctor.FAIL and str(f.settings.paths["proxy_launcher"]) in finding.message
     assert "--host 127.0.0.1" in finding.message
@@ -435,11 +464,14 @@ def test_a_seed_style_ccq_with_its_own_token_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("openai", ["1.100.0", "1.98.0", None])
-def test_openai_outside_the_pin_fails_with_the_pip_command(tmp_path, openai):
+def test_openai_outside_the_pin_fails_with_the_rebuild_from_the_lock(tmp_path, openai):
     versions = {"litellm": "1.74.0.post2"} | ({"openai": openai} if openai else {})
     finding = verdict("versions", facts(tmp_path, versions=versions))
     assert finding.status == doctor.FAIL
-    assert "pip install 'openai>=1.99.1,<1.100.0'" in finding.fix
+    assert "outside >=1.99.1,<1.100.0" in finding.message
+    # A pip install by hand would leave the lock; provisioning rebuilds the venv from it.
+    assert "re-run the provisioning" in finding.fix and "lock" in finding.fix
+    assert "pip install" not in finding.fix
 
 
 def test_another_litellm_version_fails(tmp_path):
@@ -489,11 +521,11 @@ def test_a_running_proxy_without_the_callback_needs_a_restart(tmp_path):
 
 def test_the_callback_class_is_read_from_the_deployed_file(tmp_path):
     f = facts(tmp_path)
-    del f._cache["callback_classes"]
+    del f.callback_classes
     callbacks = f.settings.paths["proxy_callbacks"]
     callbacks.parent.mkdir(parents=True)
     callbacks.write_text((REPO / "roles/litellm_proxy/files/custom_callbacks.py").read_text())
-    assert f.get("callback_classes") == {doctor.CALLBACK_SETTING: "CcqAnthropicNormalizer"}
+    assert f.callback_classes == {doctor.CALLBACK_SETTING: "CcqAnthropicNormalizer"}
 
 
 @pytest.mark.parametrize("check_id, missing", [("routing", "CLAUDE_CODE_SUBAGENT_MODEL"),
@@ -544,6 +576,13 @@ def test_a_shell_proxy_the_service_does_not_see_is_named(tmp_path):
     f.environ["HTTPS_PROXY"] = "http://proxy.corp:3128"
     finding = verdict("upstream", f)
     assert "does not see it" in finding.message and "set-environment HTTPS_PROXY" in finding.fix
+
+
+def test_an_on_demand_proxy_uses_the_proxy_of_the_shell_that_starts_it(tmp_path):
+    f = facts(tmp_path, {"service_manager": "none"})
+    del f.service_environment
+    f.environ["HTTPS_PROXY"] = "http://proxy.corp:3128"
+    assert f.service_proxies() == {"https": "http://proxy.corp:3128"}
 
 
 def test_claude_code_off_the_pin_warns_and_old_node_fails(tmp_path):
@@ -606,27 +645,68 @@ def test_launchctl_print_gives_state_pid_and_exit_code():
     assert (values["state"], values["pid"], values["last exit code"]) == ("running", "4242", "0")
 
 
+LAUNCHD = {"service_manager": "launchd"}
+
+
 def test_a_running_launch_agent_is_ok_without_proc(tmp_path):
-    service = doctor.ServiceState("launchd", loaded=True, enabled="gui/501", active="running", main_pid=4242)
-    finding = verdict("service", facts(tmp_path, service=service, proxy_process=None))
+    service = doctor.ServiceState(loaded=True, enabled="gui/501", active="running", main_pid=4242)
+    finding = verdict("service", facts(tmp_path, LAUNCHD, service=service, proxy_process=None))
     assert finding.status == doctor.OK and "pid 4242" in finding.message
 
 
 def test_a_stopped_launch_agent_names_kickstart(tmp_path):
-    service = doctor.ServiceState("launchd", loaded=True, enabled="gui/501", active="not running", result="1")
-    finding = verdict("service", facts(tmp_path, service=service, proxy_process=None, launchd_log_tail=[
+    service = doctor.ServiceState(loaded=True, enabled="gui/501", active="not running", result="1")
+    finding = verdict("service", facts(tmp_path, LAUNCHD, service=service, proxy_process=None, log_tail=[
         "ImportError: cannot import name 'ResponseTextConfig'"]))
     assert finding.status == doctor.FAIL and finding.fix == "launchctl kickstart -k gui/501/ccq-litellm"
     assert any("ResponseTextConfig" in line for line in finding.details)
 
 
 def test_an_unloaded_launch_agent_names_bootstrap(tmp_path):
-    finding = verdict("service", facts(tmp_path, service=doctor.ServiceState("launchd"), proxy_process=None))
+    finding = verdict("service", facts(tmp_path, LAUNCHD, service=doctor.ServiceState(), proxy_process=None))
     assert finding.status == doctor.FAIL and finding.fix.startswith("launchctl bootstrap gui/$(id -u) ")
 
 
+def run_command(monkeypatch: Any, command: str, f: Any, **args: Any) -> tuple[int, list[str]]:
+    """`ccq status` / `ccq logs` on the facts ``f``: their exit status and lines."""
+    monkeypatch.setattr(doctor, "Facts", lambda _settings: f)
+    lines: list[str] = []
+    return getattr(doctor, command)(f.settings, argparse.Namespace(**args), lines.append), lines
 
-ON_DEMAND = {"service": doctor.ServiceState("none"), "proxy_process": None}
+
+@pytest.mark.parametrize("manager, how, logs", [
+    ("systemd", "systemd ccq-litellm.service", "journalctl --user -u ccq-litellm.service"),
+    ("launchd", "launchd ccq-litellm", "{home}/Library/Logs/ccq/litellm.log"),
+    ("none", "on demand, no systemd", "{home}/.local/state/ccq/litellm.log"),
+])
+def test_status_says_how_the_proxy_is_kept_up_and_where_it_logs(tmp_path, monkeypatch, manager, how, logs):
+    f = facts(tmp_path, {"service_manager": manager})
+    rc, lines = run_command(monkeypatch, "cmd_status", f)
+    assert rc == 0 and lines[0].startswith(f"proxy     up ({how}, pid 4242, up ")
+    assert f"logs      {logs.format(home=f.settings.home)} (ccq logs)" in lines
+
+
+def test_logs_of_a_launch_agent_are_its_log_file_masked(tmp_path, monkeypatch):
+    f = facts(tmp_path, LAUNCHD)
+    log = f.settings.paths["launchd_log"]
+    log.parent.mkdir(parents=True)
+    log.write_text(f"older\nstarted\nkey {MASTER_KEY}\n")
+    assert run_command(monkeypatch, "cmd_logs", f, lines=2, follow=False) == (0, ["started", "key ***"])
+
+
+def test_logs_fall_back_to_the_log_file_when_the_journal_cannot_be_read(tmp_path, monkeypatch):
+    f = facts(tmp_path)
+    log = f.settings.paths["proxy_log"]
+    log.parent.mkdir(parents=True)
+    log.write_text("started\n")
+    refused = subprocess.CompletedProcess(["journalctl"], 1, "", "No journal files were found.")
+    monkeypatch.setattr(doctor, "run", lambda argv, **_kwargs: refused)
+    rc, lines = run_command(monkeypatch, "cmd_logs", f, lines=5, follow=False)
+    assert (rc, lines) == (0, [f"(the journal cannot be read: No journal files were found.; showing {log})", "started"])
+
+
+
+ON_DEMAND = {"service_manager": "none"}
 SERVED = ["INFO:     Uvicorn running on http://127.0.0.1:4000 (Press CTRL+C to quit)"]
 REFUSED_KEY = ["Traceback (most recent call last):",
                'PermissionError: Authentication Error: missing or wrong proxy key (ccq reads it from ~/.secrets)']
@@ -650,7 +730,8 @@ def _start(*lines: str) -> list[str]:
     ([], doctor.WARN),
 ])
 def test_a_stopped_on_demand_proxy_fails_only_when_its_last_start_failed(tmp_path, log, status):
-    finding = verdict("service", facts(tmp_path, log_tail=log, **ON_DEMAND))
+    finding = verdict("service", facts(tmp_path, ON_DEMAND, service=doctor.ServiceState(), proxy_process=None,
+                                       log_tail=log))
     assert finding.status == status, finding
     if status == doctor.FAIL:
         assert any("ResponseTextConfig" in line for line in finding.details)
@@ -960,7 +1041,11 @@ def test_the_role_writes_the_background_alias_from_the_proxy_models(tmp_path, ba
     models = [served_model("qwen-3-coder-480b", "zai-glm-4.7")]
     if background:
         models.append(served_model(BACKGROUND, "gpt-oss-120b", role="background"))
-    (tmp_path / "vars.json").write_text(json.dumps({"ccq_doctor_proxy_models": models,
+    # The role's other required inputs (site.yml passes them) do not matter here: blanks.
+    yaml = pytest.importorskip("yaml")
+    specs = yaml.safe_load((role / "meta/argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+    required = {name: "" for name, spec in specs.items() if spec.get("required")}
+    (tmp_path / "vars.json").write_text(json.dumps({**required, "ccq_doctor_proxy_models": models,
                                                     "ccq_doctor_retired_models": RETIRED}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default")

@@ -18,22 +18,15 @@ from typing import Any
 
 import pytest
 
-from helpers.modules import CALLBACK_FILE, FASTPATH_FILE, PATCHES_FILE
+from helpers.modules import CALLBACK_FILE, FASTPATH_FILE, PATCHES_FILE, TESTS_DIR
 
 pytestmark = pytest.mark.integration
 
 PRELUDE = f"""
-import importlib.util, json, sys
+import json, sys
 import litellm.proxy.proxy_server  # the proxy imports this before the callback
 from litellm.llms.anthropic.experimental_pass_through.adapters import transformation as tf
-
-def load(path, name, register=False):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    if register:
-        sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from helpers.modules import load_file as load
 
 def load_callbacks():
     return load({str(CALLBACK_FILE)!r}, "custom_callbacks")
@@ -43,7 +36,7 @@ def load_callbacks():
 def run(python: str, body: str, tmp_path: Path, **env: str) -> tuple[int, Any, str]:
     """Run PRELUDE + body; return (exit code, the JSON it printed last, stderr)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("CEREBRAS_", "LITELLM_", "CCQ_"))}
-    clean.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", **env})
+    clean.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(TESTS_DIR), **env})
     proc = subprocess.run([python, "-c", PRELUDE + textwrap.dedent(body)], capture_output=True, text=True,
                           timeout=180, env=clean, cwd=tmp_path)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]

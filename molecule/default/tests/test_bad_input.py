@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import play_output, run_playbook
+from helpers.playbook import play_output, run_playbook
 
 
 def home_tree_digest(host, home: str) -> str:

@@ -1,34 +1,28 @@
-"""`ccq doctor` on the converged target: each failure of issue 5 is injected, doctor must name
-it with FAIL and exit non-zero, then the failure is repaired (with doctor's own fix where that
-is a command) and doctor must be clean again.
+"""`ccq doctor` on the converged target, for the faults that need a real systemd user service:
+a stopped service, a crash loop (systemd's restarts, the journal's error lines), status and logs
+as systemd and the journal show them, and the fleet playbook. Doctor must name each with FAIL
+and exit non-zero, its fix must work, and doctor must be clean again. The faults doctor reads
+from files (the launcher, the config, ccq's environment, key files, the upstream's models) are
+tests/unit/test_doctor.py's and test_doctor_end_to_end.py's.
 
-Every test leaves the target as it found it: files are restored byte for byte with their
-mode, owner and mtime (cp -p from a backup beside them, so no key passes through a command
-line), units are reloaded and the proxy is healthy again before the next test runs.
+Every test leaves the target as it found it: the proxy is healthy again before the next test runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-import shlex
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
+from helpers.converged_host import as_user, converged_host, proxy_answers
+from helpers.playbook import run_playbook
 
-from conftest import HOME, MASTER_KEY_FILE, MODEL_ALIAS, PROXY_PORT, SENTINEL_KEY, as_user, run_playbook
-
-LAUNCHER = f"{HOME}/.local/share/ccq/ccq-proxy"
-CONFIG = f"{HOME}/.config/ccq/litellm_config.yaml"
-ENV_FILE = f"{HOME}/.config/ccq/litellm.env"
-FUNCTIONS = f"{HOME}/.config/ccq/ccq.sh"
-API_KEY_FILE = f"{HOME}/.secrets/cerebras_api_key"
-SECRETS_DIR = f"{HOME}/.secrets"
-VENV = f"{HOME}/.local/share/pipx/venvs/litellm"
-FAKE_UNIT = "/etc/systemd/system/fake-cerebras.service"
-FAKE_DROP_IN = "/etc/systemd/system/fake-cerebras.service.d/doctor-test.conf"
+TARGET = converged_host()
+PROXY_PORT, MODEL_ALIAS = TARGET.proxy_port, TARGET.model_alias
+MASTER_KEY_FILE, API_KEY_FILE = TARGET.path("master_key_file"), TARGET.path("api_key_file")
+# The Cerebras key of Molecule's inventory: a sentinel, searched for in what doctor prints.
+SENTINEL_KEY = TARGET.settings["ccq_cerebras_api_key"]
+VENV = TARGET.path("litellm_venv")
 STATUS_LINE = re.compile(r"^(ok|warn|FAIL)\s+(\S+)\s")
 # pip inside the target trusts the host's CA through the system store the roles filled.
 PIP_ENV = "PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1"
@@ -37,8 +31,8 @@ PIP_ENV = "PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_C
 class Doctor:
     """One `ccq doctor` run as the user would type it in a new terminal."""
 
-    def __init__(self, host: Any, prelude: str = "") -> None:
-        result = host.run(as_user(f"{prelude}cd ~ && ccq doctor", login_shell=True))
+    def __init__(self, host: Any) -> None:
+        result = host.run(as_user("cd ~ && ccq doctor", login_shell=True))
         self.rc = result.rc
         self.output = result.stdout
         self.statuses = {m.group(2): m.group(1) for m in map(STATUS_LINE.match, result.stdout.splitlines()) if m}
@@ -72,35 +66,18 @@ def user(host: Any, command: str) -> Any:
     return result
 
 
-def healthy(host: Any, port: int = PROXY_PORT) -> bool:
-    return host.run(f"curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:{port}/health/liveliness").rc == 0
-
-
-def wait_healthy(host: Any, port: int = PROXY_PORT, timeout: float = 120) -> None:
+def wait_healthy(host: Any, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if healthy(host, port):
+        if proxy_answers(host):
             return
         time.sleep(1)
-    raise AssertionError(f"the proxy did not answer on {port} within {timeout}s")
+    raise AssertionError(f"the proxy did not answer on {PROXY_PORT} within {timeout}s")
 
 
-def restart_proxy(host: Any, reload: bool = False) -> None:
-    user(host, ("systemctl --user daemon-reload && " if reload else "")
-         + "systemctl --user reset-failed ccq-litellm.service; systemctl --user restart ccq-litellm.service")
+def restart_proxy(host: Any) -> None:
+    user(host, "systemctl --user reset-failed ccq-litellm.service; systemctl --user restart ccq-litellm.service")
     wait_healthy(host)
-
-
-@contextlib.contextmanager
-def preserved(host: Any, *paths: str) -> Iterator[None]:
-    """Files put back exactly (bytes, mode, owner, mtime) however the test ends."""
-    for path in paths:
-        assert host.run(f"cp -p {path} {path}.doctor-test").rc == 0
-    try:
-        yield
-    finally:
-        for path in paths:
-            host.run(f"cp -p {path}.doctor-test {path} && rm -f {path}.doctor-test")
 
 
 def test_doctor_is_clean_on_the_converged_target(host):
@@ -132,36 +109,8 @@ def test_a_stopped_service_is_named_and_its_fix_starts_it(host):
         user(host, doctor.fix("service"))
         wait_healthy(host)
     finally:
-        if not healthy(host):
+        if not proxy_answers(host):
             restart_proxy(host)
-    Doctor(host).assert_clean()
-
-
-def test_ccq_and_the_proxy_on_different_ports_are_named_with_both_ports(host):
-    # ccq talks to another port than the one the proxy listens on (no restart needed to show it).
-    other = PROXY_PORT + 1
-    assert not healthy(host, other)
-    with preserved(host, FUNCTIONS):
-        host.run(f"sed -i 's|http://127.0.0.1:{PROXY_PORT}\"|http://127.0.0.1:{other}\"|' {FUNCTIONS}")
-        doctor = Doctor(host)
-        doctor.assert_names("port")
-        assert f"nothing answers on 127.0.0.1:{other}, the port ccq uses" in doctor.output
-        assert f"listens on 127.0.0.1:{PROXY_PORT}" in doctor.output
-    Doctor(host).assert_clean()
-
-
-def test_a_key_rotated_without_a_restart_is_a_401(host):
-    # The new key is made and written inside python: it never appears on a command line.
-    rotate = ("python3 -c \"import re, secrets, pathlib; k = 'sk-ccq-' + secrets.token_hex(20); "
-              f"pathlib.Path('{MASTER_KEY_FILE}').write_text(k); e = pathlib.Path('{ENV_FILE}'); "
-              "e.write_text(re.sub(r'(?m)^LITELLM_MASTER_KEY=.*$', 'LITELLM_MASTER_KEY=' + k, e.read_text()))\"")
-    with preserved(host, MASTER_KEY_FILE, ENV_FILE):
-        user(host, rotate)
-        doctor = Doctor(host)
-        doctor.assert_names("auth")
-        assert "older master key" in doctor.output
-        assert doctor.fix("auth") == "systemctl --user restart ccq-litellm.service"
-    # The files hold the key the running proxy was started with again.
     Doctor(host).assert_clean()
 
 
@@ -195,113 +144,8 @@ def test_openai_1_100_in_litellms_venv_is_named_and_crash_loops_the_proxy(host):
         if now != original:  # a newer 1.99.x appeared on PyPI: put back exactly what was there
             user(host, f"{PIP_ENV} {VENV}/bin/python -m pip install --quiet --no-deps openai=={original}")
             restart_proxy(host)
-        elif not healthy(host):
+        elif not proxy_answers(host):
             restart_proxy(host)
-    Doctor(host).assert_clean()
-
-
-# The launcher (which the unit runs) is the one place the proxy's command line is written:
-# (the edit, what the edited launcher then holds or lacks, the check that must name it).
-LAUNCHER_FAULTS = {
-    "drop_params added": ("s/ --telemetry False$/& --drop_params/", "--telemetry False --drop_params", True,
-                          "drop-params"),
-    "host 127.0.0.1 gone": ("s/ --host 127.0.0.1 / /", "--host 127.0.0.1 --port", False, "loopback"),
-}
-
-
-@pytest.mark.parametrize(("edit", "text", "present", "check"), LAUNCHER_FAULTS.values(), ids=LAUNCHER_FAULTS.keys())
-def test_a_launcher_fault_is_named_before_any_restart(host, edit, text, present, check):
-    with preserved(host, LAUNCHER):
-        host.run(f"sed -i '{edit}' {LAUNCHER}")
-        assert (text in host.file(LAUNCHER).content_string) is present
-        doctor = Doctor(host)
-        doctor.assert_names(check)
-        assert LAUNCHER in doctor.output.split(f"FAIL  {check}", 1)[1].splitlines()[0]
-    Doctor(host).assert_clean()
-
-
-def test_a_config_without_the_callback_line_is_named(host):
-    with preserved(host, CONFIG):
-        host.run(f"sed -i '/callbacks:/d' {CONFIG}")
-        Doctor(host).assert_names("callback")
-    Doctor(host).assert_clean()
-
-
-def test_unset_routing_variables_are_named(host):
-    with preserved(host, FUNCTIONS):
-        host.run(f"sed -i '/^ *\\(ANTHROPIC_DEFAULT_SONNET_MODEL\\|ANTHROPIC_DEFAULT_OPUS_MODEL\\|"
-                 f"CLAUDE_CODE_SUBAGENT_MODEL\\)=/d' {FUNCTIONS}")
-        doctor = Doctor(host)
-        doctor.assert_names("routing")
-        assert "CLAUDE_CODE_SUBAGENT_MODEL is unset" in doctor.output
-    Doctor(host).assert_clean()
-
-
-def test_unset_small_fast_variables_are_named(host):
-    with preserved(host, FUNCTIONS):
-        host.run(f"sed -i '/^ *\\(ANTHROPIC_SMALL_FAST_MODEL\\|ANTHROPIC_DEFAULT_HAIKU_MODEL\\)=/d' {FUNCTIONS}")
-        Doctor(host).assert_names("small-fast")
-    Doctor(host).assert_clean()
-
-
-def test_a_stale_alias_is_named_as_model_not_found(host):
-    with preserved(host, CONFIG):
-        host.run(f"sed -i 's/model_name: \"{MODEL_ALIAS}\"/model_name: \"ccq-renamed-alias\"/' {CONFIG}")
-        doctor = Doctor(host)
-        doctor.assert_names("alias")
-        assert f"ccq asks for model '{MODEL_ALIAS}'" in doctor.output and "ccq-renamed-alias" in doctor.output
-    Doctor(host).assert_clean()
-
-
-def _restart_fake(host: Any) -> None:
-    assert host.run("systemctl daemon-reload && systemctl restart fake-cerebras.service").rc == 0
-    port = re.search(r"--port (\d+)", host.file(FAKE_UNIT).content_string).group(1)
-    deadline = time.monotonic() + 30
-    while host.run(f"curl -fsS -o /dev/null http://127.0.0.1:{port}/health").rc != 0:
-        assert time.monotonic() < deadline, "the fake Cerebras did not come back"
-        time.sleep(0.5)
-
-
-def test_a_model_the_upstream_no_longer_serves_is_named_with_what_it_serves(host):
-    unit = re.sub(r"\\\n\s*", " ", host.file(FAKE_UNIT).content_string)  # join continued lines
-    exec_start = re.search(r"(?m)^ExecStart=(.*)$", unit).group(1)
-    drop_in = f"[Service]\nExecStart=\nExecStart={exec_start} --models gemma-4-31b,zai-glm-4.7\n"
-    host.run(f"mkdir -p {FAKE_DROP_IN.rsplit('/', 1)[0]} && printf %s {shlex.quote(drop_in)} > {FAKE_DROP_IN}")
-    try:
-        _restart_fake(host)
-        doctor = Doctor(host)
-        doctor.assert_names("model")
-        # The converged model is the first preference (gpt-oss-120b), which this list lacks.
-        assert "it serves: gemma-4-31b, zai-glm-4.7" in doctor.output
-    finally:
-        host.run(f"rm -rf {FAKE_DROP_IN.rsplit('/', 1)[0]}")
-        _restart_fake(host)
-    Doctor(host).assert_clean()
-
-
-def test_loose_file_modes_are_named_and_doctors_chmod_fixes_them(host):
-    user(host, f"chmod 644 {API_KEY_FILE} && chmod 640 {ENV_FILE} && chmod 755 {SECRETS_DIR}")
-    try:
-        doctor = Doctor(host)
-        doctor.assert_names("file-modes")
-        user(host, doctor.fix("file-modes"))
-    finally:
-        user(host, f"chmod 600 {API_KEY_FILE} {ENV_FILE} && chmod 700 {SECRETS_DIR}")
-    Doctor(host).assert_clean()
-    assert host.file(API_KEY_FILE).mode == 0o600 and host.file(SECRETS_DIR).mode == 0o700
-
-
-def test_a_proxy_variable_without_no_proxy_is_named(host):
-    proxy = "export HTTPS_PROXY=http://proxy.invalid:3128 HTTP_PROXY=http://proxy.invalid:3128; unset NO_PROXY no_proxy; "
-    # ccq itself adds 127.0.0.1 to NO_PROXY for Claude Code: the shell's variable alone is a warning.
-    doctor = Doctor(host, prelude=proxy)
-    assert doctor.rc == 0 and doctor.statuses["proxy-env"] == "warn", doctor.output
-    # A ccq that does not (older, or edited by hand) lets the proxy variable capture loopback.
-    with preserved(host, FUNCTIONS):
-        host.run(f"sed -i '/^ *\\(NO_PROXY\\|no_proxy\\)=/d' {FUNCTIONS}")
-        doctor = Doctor(host, prelude=proxy)
-        doctor.assert_names("proxy-env")
-        assert "HTTPS_PROXY" in doctor.output.split("FAIL  proxy-env", 1)[1]
     Doctor(host).assert_clean()
 
 

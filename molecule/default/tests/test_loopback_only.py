@@ -15,7 +15,9 @@ import time
 
 import pytest
 
-from conftest import PROXY_PORT
+from helpers.converged_host import converged_host
+
+PROXY_PORT = converged_host().proxy_port
 
 NETNS = "ccq-test-peer"
 HOST_IF, PEER_IF = "ccqt-host", "ccqt-peer"

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import time
 
-from conftest import PROXY_PORT, as_user, play_output, run_playbook
+from helpers.converged_host import as_user, converged_host
+from helpers.playbook import play_output, run_playbook
+
+PROXY_PORT = converged_host().proxy_port
 
 
 def _healthy(host) -> bool:

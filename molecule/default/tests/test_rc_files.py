@@ -13,7 +13,10 @@ import shlex
 from collections.abc import Iterator
 from typing import Any
 
-from conftest import HOME, USER, as_user, play_output, run_playbook
+from helpers.converged_host import as_user, converged_host
+from helpers.playbook import play_output, run_playbook
+
+HOME, USER = converged_host().home, converged_host().account
 
 BASHRC = f"{HOME}/.bashrc"
 ZSHRC = f"{HOME}/.zshrc"

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import re
 
-from conftest import (API_KEY_FILE, HOME, MASTER_KEY_FILE, MODEL_ALIAS, USER, as_user, changed_tasks, play_output,
-                      post, run_playbook, service_pid)
+from helpers.converged_host import as_user, converged_host, post, service_pid
+from helpers.playbook import changed_tasks, play_output, run_playbook
+
+TARGET = converged_host()
+HOME, MODEL_ALIAS = TARGET.home, TARGET.model_alias
+API_KEY_FILE, MASTER_KEY_FILE = TARGET.path("api_key_file"), TARGET.path("master_key_file")
 
 ROTATED_KEY = "csk-sentinel-rotated-1111-not-a-real-key"
 SENTINEL_PREFIX = "csk-sentinel-"
@@ -97,10 +101,3 @@ def test_no_group_or_world_readable_file_holds_a_key(host):
         f" | xargs -0 -r grep -l -F -e {SENTINEL_PREFIX} -e {master} 2>/dev/null").stdout.split()
     assert found == []
 
-
-def test_key_files_and_directories_are_private(host):
-    for path in (API_KEY_FILE, MASTER_KEY_FILE, f"{HOME}/.config/ccq/litellm.env"):
-        assert host.file(path).mode == 0o600, path
-        assert host.file(path).user == USER
-    for path in (f"{HOME}/.secrets", f"{HOME}/.config/ccq"):
-        assert host.file(path).mode == 0o700, path

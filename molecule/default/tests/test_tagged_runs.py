@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import time
 
-from conftest import HOME, PROXY_PORT, changed_tasks, play_output, run_playbook, service_pid
+from helpers.converged_host import converged_host, service_pid
+from helpers.playbook import changed_tasks, play_output, run_playbook
+
+HOME, PROXY_PORT = converged_host().home, converged_host().proxy_port
 
 ENV_FILE = f"{HOME}/.config/ccq/litellm.env"
 RESTARTED = "litellm_service : The ccq proxy is restarted"

@@ -12,7 +12,7 @@ import shlex
 
 import pytest
 import testinfra
-from conftest import BROKEN, HEALTHY, host_vars, recap, summary, tail_from, team_play, vault_key
+from fleet_support import BROKEN, HEALTHY, host_vars, recap, summary, tail_from, team_play, vault_key
 
 TOOL_PROMPT = "Use a subagent to say pong"
 
@@ -74,6 +74,21 @@ def test_debian13_builds_the_proxy_on_its_own_python(converged):
     venv = host.run("/home/carol/.local/share/pipx/venvs/litellm/bin/python -c "
                     "'import sys; print(sys.version_info[:2])'").stdout.strip()
     assert system == "(3, 13)" and venv == system
+
+
+@pytest.mark.parametrize("name", HEALTHY)
+def test_the_proxy_runs_in_its_read_only_sandbox_on_both_releases(converged, name):
+    """systemd 252 (Debian 12) applies a user unit's mount sandbox only with PrivateUsers=yes,
+    systemd 257 (Debian 13) implies the user namespace: on both, the running proxy sees the
+    home directory read-only (checked through its own /proc/<pid>/root)."""
+    host, user = target(name), host_vars(name)["ccq_user"]
+    uid = host.user(user).uid
+    pid = host.run(f"sudo -u {user} XDG_RUNTIME_DIR=/run/user/{uid} "
+                   "systemctl --user show -p MainPID --value ccq-litellm.service").stdout.strip()
+    assert pid not in ("", "0")
+    attempt = host.run(f"touch /proc/{pid}/root/home/{user}/ccq-sandbox-probe")
+    host.run(f"rm -f /home/{user}/ccq-sandbox-probe")
+    assert attempt.rc != 0 and "Read-only file system" in attempt.stderr, attempt.stderr
 
 
 def test_a_second_run_changes_nothing_on_the_healthy_laptops(converged):

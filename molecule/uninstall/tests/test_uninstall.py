@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
+from helpers.converged_host import converged_host
+from helpers.playbook import play_output, run_playbook
 
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
-sys.path.insert(0, str(PROJECT / "tests"))
-from helpers.playbook import play_output, run_playbook  # noqa: E402
-
-HOME = "/home/alice"
+TARGET = converged_host()
+HOME = TARGET.home
 OURS = [
     f"{HOME}/.config/ccq",
     f"{HOME}/.config/systemd/user/ccq-litellm.service",
@@ -20,6 +16,7 @@ OURS = [
     f"{HOME}/.local/bin/claude",
     f"{HOME}/.local/bin/litellm",
     f"{HOME}/.local/lib/node_modules/@anthropic-ai/claude-code",
+    f"{HOME}/.local/share/ccq/claude-code",
     f"{HOME}/.local/state/ccq",
     f"{HOME}/.secrets/ccq_litellm_master_key",
 ]
@@ -33,12 +30,12 @@ def test_nothing_of_ccq_is_left(host):
 
 
 def test_the_proxy_is_stopped_and_its_port_closed(host):
-    assert host.run("curl -fsS -o /dev/null http://127.0.0.1:14001/health/liveliness").rc != 0
+    assert host.run(f"curl -fsS -o /dev/null {TARGET.proxy_url}/health/liveliness").rc != 0
     assert "litellm" not in host.run("ps -eo args").stdout
 
 
 def test_linger_is_back_to_what_it_was(host):
-    assert not host.file("/var/lib/systemd/linger/alice").exists
+    assert not host.file(f"/var/lib/systemd/linger/{TARGET.account}").exists
 
 
 def test_the_cerebras_key_file_is_kept_by_default(host):

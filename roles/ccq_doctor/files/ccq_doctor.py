@@ -42,8 +42,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
 
@@ -798,9 +800,8 @@ def find_litellm_processes(config_path: Path, proc: Path = Path("/proc")) -> lis
 
 @dataclass
 class ServiceState:
-    """How the proxy is kept up: by systemd, or by ccq on demand (pidfile)."""
+    """What the service manager says about the proxy's service (each manager fills its fields)."""
 
-    manager: str  # systemd | launchd | none
     loaded: bool = False
     enabled: str = ""  # systemd's UnitFileState; for launchd, the domain the agent is in
     active: str = ""
@@ -950,163 +951,111 @@ if missing:
 
 
 class Facts:
-    """Everything the checks look at, each gathered at most once."""
+    """Everything the checks look at.
+
+    Each fact is a cached property: gathered on first use (``ccq doctor <check>`` gathers only
+    what its checks need) and at most once. A fact that raises is not cached: every check that
+    uses it fails with the error (run_checks) and the other checks still run. The methods
+    derive answers from the facts.
+    """
 
     def __init__(self, settings: Settings, environ: Mapping[str, str] = os.environ,
                  proc: Path = Path("/proc")) -> None:
         self.settings = settings
         self.environ = dict(environ)
         self.proc = proc
-        self._cache: dict[str, Any] = {}
         self._callback_probe: Optional[subprocess.Popen[str]] = None
-
-    def get(self, name: str) -> Any:
-        if name not in self._cache:
-            self._cache[name] = getattr(self, "_" + name)()
-        return self._cache[name]
 
     def preset(self, **facts: Any) -> Facts:
         """Fix facts in advance (tests; or a caller that knows them already)."""
-        self._cache.update(facts)
+        for name, value in facts.items():
+            if not isinstance(getattr(type(self), name, None), cached_property):
+                raise TypeError(f"{name!r} is not a fact (a cached property of {type(self).__name__})")
+            # Where cached_property keeps a computed value, so it is never computed.
+            self.__dict__[name] = value
         return self
 
     # -- how the proxy runs ----------------------------------------------------------------
-    def _launcher(self) -> str:
+    @cached_property
+    def manager(self) -> ServiceManager:
+        return service_manager(self.settings, self.environ)
+
+    @cached_property
+    def launcher(self) -> str:
         """The launcher script's code (comments left out); "" when it is missing."""
         return shell_code(read_text(self.settings.paths["proxy_launcher"]) or "")
 
     # -- secrets (memory only) -----------------------------------------------------------
-    def _env_file(self) -> Optional[dict[str, str]]:
+    @cached_property
+    def env_file(self) -> Optional[dict[str, str]]:
         text = read_text(self.settings.paths["proxy_env_file"])
         return parse_env_file(text) if text is not None else None
 
-    def _master_key(self) -> str:
+    @cached_property
+    def master_key(self) -> str:
         return read_secret(self.settings.paths["master_key_file"])
 
-    def _api_key(self) -> str:
-        env_file = self.get("env_file") or {}
+    @cached_property
+    def api_key(self) -> str:
+        env_file = self.env_file or {}
         return env_file.get("CEREBRAS_API_KEY") or read_secret(self.settings.paths["api_key_file"])
 
     def secrets(self) -> list[str]:
-        env_file = self.get("env_file") or {}
-        return [self.get("master_key"), read_secret(self.settings.paths["api_key_file"]),
+        env_file = self.env_file or {}
+        return [self.master_key, read_secret(self.settings.paths["api_key_file"]),
                 *(env_file.get(name, "") for name in SECRET_ENV_NAMES)]
 
-    # -- environment for systemctl / journalctl --------------------------------------------
-    def systemd_env(self) -> dict[str, str]:
-        env = dict(self.environ)
-        runtime = Path(f"/run/user/{os.getuid()}")
-        if not env.get("XDG_RUNTIME_DIR") and runtime.is_dir():
-            # `systemctl --user` from sudo/ssh without a session: "Failed to connect to bus".
-            env["XDG_RUNTIME_DIR"] = str(runtime)
-        return env
-
     # -- the service -----------------------------------------------------------------------
-    def _service(self) -> ServiceState:
-        settings = self.settings
-        manager = settings.service_manager or (
-            "launchd" if sys.platform == "darwin" else "systemd" if Path("/run/systemd/system").is_dir() else "none")
-        if manager == "launchd":
-            return self._launchd_service()
-        if manager != "systemd":
-            state = ServiceState("none")
-            text = read_text(settings.paths["proxy_pidfile"])
-            if text and text.strip().isdigit():
-                state.pidfile_pid = int(text.strip())
-            return state
-        state = ServiceState("systemd")
-        props = "LoadState,UnitFileState,ActiveState,SubState,Result,NRestarts,MainPID,ExecStart,NeedDaemonReload"
-        shown = run(["systemctl", "--user", "show", settings.unit, "-p", props], env=self.systemd_env())
-        if shown.returncode != 0:
-            state.error = (shown.stderr.strip().splitlines() or ["systemctl --user failed"])[-1]
-            return state
-        values = parse_systemctl_show(shown.stdout)
-        state.loaded = values.get("LoadState") == "loaded"
-        state.enabled = values.get("UnitFileState", "")
-        state.active = values.get("ActiveState", "")
-        state.sub = values.get("SubState", "")
-        state.result = values.get("Result", "")
-        state.n_restarts = int(values.get("NRestarts") or 0)
-        state.main_pid = int(values.get("MainPID") or 0)
-        state.exec_start = exec_start_argv(values.get("ExecStart", ""))
-        state.need_reload = values.get("NeedDaemonReload") == "yes"
-        unit_text = read_text(settings.unit_path)
-        state.unit_file_exec_start = unit_exec_start(unit_text) if unit_text else []
-        linger_dir = Path("/var/lib/systemd/linger")
-        state.linger = (linger_dir / settings.user).exists() if linger_dir.is_dir() else None
-        return state
+    @cached_property
+    def service(self) -> ServiceState:
+        return self.manager.read_state()
 
-    def _launchd_service(self) -> ServiceState:
-        """The launch agent as `launchctl print` shows it (GUI session first, then the user domain)."""
-        state = ServiceState("launchd")
-        for domain in (f"gui/{os.getuid()}", f"user/{os.getuid()}"):
-            done = run(["launchctl", "print", f"{domain}/{self.settings.service_name}"], env=self.environ)
-            if done.returncode == 0:
-                values = parse_launchctl_print(done.stdout)
-                state.loaded = True
-                state.enabled = domain
-                state.active = values.get("state", "")
-                state.main_pid = int(values.get("pid", "0") or 0)
-                state.result = values.get("last exit code", "")
-                return state
-        return state
-
-    def _proxy_process(self) -> Optional[Process]:
-        service: ServiceState = self.get("service")
-        pid = service.pidfile_pid if service.manager == "none" else service.main_pid
+    @cached_property
+    def proxy_process(self) -> Optional[Process]:
+        pid = self.manager.proxy_pid(self.service)
         process = read_process(pid, self.proc) if pid else None
         if process and is_litellm(process):
             return process
-        if service.manager == "systemd" and service.active == "active":
+        if not self.manager.may_search_for_the_proxy(self.service):
             return None
         found = find_litellm_processes(self.settings.paths["proxy_config"], self.proc)
         return found[0] if found else None
 
-    def _proxy_listeners(self) -> list[Listener]:
-        process = self.get("proxy_process")
+    @cached_property
+    def proxy_listeners(self) -> list[Listener]:
+        process = self.proxy_process
         if process is None:
             return []
         inodes = socket_inodes(child_pids(process.pid, self.proc), self.proc)
-        return [entry for entry in self.get("listeners") if entry.inode in inodes]
+        return [entry for entry in self.listeners if entry.inode in inodes]
 
-    def _listeners(self) -> list[Listener]:
+    @cached_property
+    def listeners(self) -> list[Listener]:
         return listeners(self.proc)
 
-    def _journal(self) -> Optional[list[str]]:
-        """The proxy's recent journal lines, None when the journal cannot be read."""
-        done = run(["journalctl", "--user", "-u", self.settings.unit, "-n", "300", "--no-pager", "-o", "cat"],
-                   env=self.systemd_env())
-        if done.returncode != 0 or "No journal files" in done.stderr:
-            return None
-        return done.stdout.splitlines()
+    @cached_property
+    def journal(self) -> Optional[list[str]]:
+        """The proxy's recent journal lines, None when there is no journal to read."""
+        return self.manager.journal()
 
-    def _launchd_log_tail(self) -> list[str]:
-        text = read_text(self.settings.paths["launchd_log"], limit=65536)
+    @cached_property
+    def log_tail(self) -> list[str]:
+        """The end of the log file the proxy's output goes to."""
+        text = read_text(self.manager.log_file, limit=65536)
         return text.splitlines() if text else []
-
-    def _log_tail(self) -> list[str]:
-        text = read_text(self.settings.paths["proxy_log"], limit=65536)
-        return text.splitlines() if text else []
-
-    def error_lines(self) -> list[str]:
-        """The proxy's last error lines, from the journal or the on-demand log."""
-        manager = self.get("service").manager
-        lines = self.get("journal") if manager == "systemd" else None
-        if lines is None:
-            lines = self.get("launchd_log_tail") if manager == "launchd" else self.get("log_tail")
-        return last_error_lines(lines)
 
     # -- what ccq does --------------------------------------------------------------------
-    def _capture(self) -> Capture:
+    @cached_property
+    def capture(self) -> Capture:
         return capture_ccq(self.settings, self.environ, interactive=True)
 
-    def _capture_direct(self) -> Capture:
+    @cached_property
+    def capture_direct(self) -> Capture:
         return capture_ccq(self.settings, self.environ, interactive=False)
 
     def usable_capture(self) -> Capture:
         """The user's shell's ccq, else ccq.sh alone (so the other checks still run)."""
-        capture = self.get("capture")
-        return capture if capture.ok else self.get("capture_direct")
+        return self.capture if self.capture.ok else self.capture_direct
 
     def ccq_port(self) -> int:
         capture = self.usable_capture()
@@ -1116,32 +1065,36 @@ class Facts:
         return self.usable_capture().alias or self.settings.model_alias
 
     # -- the proxy over HTTP ----------------------------------------------------------------
-    def _health(self) -> HttpResult:
+    @cached_property
+    def health(self) -> HttpResult:
         return http_get(f"http://127.0.0.1:{self.ccq_port()}/health/liveliness", timeout=3)
 
-    def _proxy_models(self) -> HttpResult:
-        key = self.get("master_key")
+    @cached_property
+    def proxy_models(self) -> HttpResult:
+        key = self.master_key
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return http_get(f"http://127.0.0.1:{self.ccq_port()}/v1/models", headers=headers, timeout=10)
 
-    def _readiness(self) -> HttpResult:
+    @cached_property
+    def readiness(self) -> HttpResult:
         """LiteLLM's /health/readiness: its version and the callbacks it actually loaded."""
-        key = self.get("master_key")
+        key = self.master_key
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return http_get(f"http://127.0.0.1:{self.ccq_port()}/health/readiness", headers=headers, timeout=10)
 
     def loaded_callbacks(self) -> Optional[list[str]]:
         """Class names of the callbacks the running proxy loaded; None when it cannot be asked."""
-        if not self.get("health").ok:
+        if not self.health.ok:
             return None
-        data = self.get("readiness").json() if self.get("readiness").ok else None
+        data = self.readiness.json() if self.readiness.ok else None
         if not isinstance(data, dict) or not isinstance(data.get("success_callbacks"), list):
             return None
         return [str(name) for name in data["success_callbacks"]]
 
-    def _callback_classes(self) -> dict[str, str]:
+    @cached_property
+    def callback_classes(self) -> dict[str, str]:
         """For each configured ``custom_callbacks.<name>``: the class the file instantiates as <name>."""
-        config = self.get("proxy_config")
+        config = self.proxy_config
         source = read_text(self.settings.paths["proxy_callbacks"]) or ""
         classes = {}
         for setting in (config.callbacks if config else []):
@@ -1153,7 +1106,8 @@ class Facts:
         return classes
 
     # -- config.yaml -----------------------------------------------------------------------
-    def _proxy_config(self) -> Optional[ProxyConfig]:
+    @cached_property
+    def proxy_config(self) -> Optional[ProxyConfig]:
         path = self.settings.paths["proxy_config"]
         text = read_text(path)
         if text is None:
@@ -1171,7 +1125,7 @@ class Facts:
         return parse_proxy_config(text)
 
     def upstream_model(self) -> str:
-        config = self.get("proxy_config")
+        config = self.proxy_config
         return (config.upstream_model(self.ccq_alias()) if config else "") or self.settings.upstream_model
 
     def background_alias(self) -> str:
@@ -1183,21 +1137,22 @@ class Facts:
         alias = self.background_alias()
         if not alias:
             return ""
-        config = self.get("proxy_config")
+        config = self.proxy_config
         return (config.upstream_model(alias) if config else "") or self.settings.background_model
 
     def api_base(self) -> str:
-        config = self.get("proxy_config")
+        config = self.proxy_config
         base = config.models.get(self.ccq_alias(), {}).get("api_base", "") if config else ""
         return (base or self.settings.api_base or "https://api.cerebras.ai/v1").rstrip("/")
 
     # -- Cerebras ----------------------------------------------------------------------------
-    def _upstream(self) -> Upstream:
-        env_file = self.get("env_file") or {}
+    @cached_property
+    def upstream(self) -> Upstream:
+        env_file = self.env_file or {}
         cafile = env_file.get("SSL_CERT_FILE") or env_file.get("REQUESTS_CA_BUNDLE") or None
         proxies = self.service_proxies()
         url = self.api_base() + "/models"
-        key = self.get("api_key")
+        key = self.api_key
         result = http_get(url, headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=15,
                           cafile=cafile if cafile and Path(cafile).exists() else None, proxies=proxies)
         served: list[str] = []
@@ -1206,24 +1161,14 @@ class Facts:
             served = [str(m.get("id")) for m in data["data"] if isinstance(m, dict) and m.get("id")]
         return Upstream(url, result, served)
 
-    def _manager_environment(self) -> dict[str, str]:
-        """The systemd user manager's environment, which the service inherits."""
-        done = run(["systemctl", "--user", "show-environment"], env=self.systemd_env())
-        return parse_env_file(done.stdout) if done.returncode == 0 else {}
+    @cached_property
+    def service_environment(self) -> Mapping[str, str]:
+        """The environment the proxy inherits, besides the environment file its launcher sources."""
+        return self.manager.service_environment()
 
     def service_proxies(self) -> dict[str, str]:
-        """The HTTP(S) proxies the running proxy uses to reach Cerebras.
-
-        The systemd service sees the environment file its launcher sources and the user
-        manager's environment, not the login shell's; an on-demand proxy inherits the shell that
-        ran ccq (this one).
-        """
-        env = dict(self.get("env_file") or {})
-        if self.get("service").manager == "systemd":
-            base = self.get("manager_environment")
-        else:
-            base = self.environ
-        merged = {**base, **env}
+        """The HTTP(S) proxies the running proxy uses to reach Cerebras."""
+        merged = {**self.service_environment, **(self.env_file or {})}
         proxies = {}
         for scheme in ("https", "http"):
             value = merged.get(f"{scheme.upper()}_PROXY") or merged.get(f"{scheme}_proxy") \
@@ -1233,19 +1178,20 @@ class Facts:
         return proxies
 
     # -- LiteLLM's venv ---------------------------------------------------------------------
-    def _versions(self) -> dict[str, str]:
+    @cached_property
+    def versions(self) -> dict[str, str]:
         return venv_versions(self.settings.paths["litellm_venv"], ["litellm", "openai"])
 
     def start_callback_probe(self) -> None:
         """Start importing the callback in LiteLLM's venv now: it takes seconds (LiteLLM's import)."""
-        config = self.get("proxy_config")
+        config = self.proxy_config
         python = self.settings.paths["litellm_venv"] / "bin" / "python"
         callback_file = self.settings.paths["proxy_callbacks"]
         if self._callback_probe or not python.exists() or not callback_file.exists():
             return
         attributes = [c.split(".", 1)[1] for c in (config.callbacks if config else [])
                       if c.startswith("custom_callbacks.")] or ["proxy_handler_instance"]
-        env = {k: v for k, v in (self.get("env_file") or {}).items() if k not in SECRET_ENV_NAMES}
+        env = {k: v for k, v in (self.env_file or {}).items() if k not in SECRET_ENV_NAMES}
         env.update({"PATH": self.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.settings.home),
                     "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
         self._callback_probe = subprocess.Popen(
@@ -1253,7 +1199,8 @@ class Facts:
             cwd=self.settings.paths["config_dir"], env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
-    def _callback_import(self) -> Optional[str]:
+    @cached_property
+    def callback_import(self) -> Optional[str]:
         """None when the callback imports; else the error's last line."""
         self.start_callback_probe()
         if self._callback_probe is None:
@@ -1269,7 +1216,8 @@ class Facts:
         return lines[-1] if lines else f"exit status {self._callback_probe.returncode}"
 
     # -- Claude Code ------------------------------------------------------------------------
-    def _claude_version(self) -> Optional[str]:
+    @cached_property
+    def claude_version(self) -> Optional[str]:
         claude = self.settings.paths["bin_dir"] / "claude"
         found = str(claude) if claude.exists() else shutil.which("claude", path=self.environ.get("PATH"))
         if not found:
@@ -1279,7 +1227,8 @@ class Facts:
         match = re.match(r"\s*(\d+\.\d+\.\d+\S*)", done.stdout)
         return match.group(1) if done.returncode == 0 and match else ""
 
-    def _node_version(self) -> Optional[str]:
+    @cached_property
+    def node_version(self) -> Optional[str]:
         done = run(["node", "--version"], env=self.environ, timeout=10)
         return done.stdout.strip() if done.returncode == 0 else None
 
@@ -1309,17 +1258,328 @@ class Check:
     run: Callable[[Facts], Finding]
 
 
-def _restart_command(facts: Facts) -> str:
-    service = facts.get("service")
-    unit = facts.settings.unit
-    if service.manager == "launchd":
-        return f"launchctl kickstart -k {service.enabled or 'gui/$(id -u)'}/{facts.settings.service_name}"
-    if service.manager == "systemd":
+# ---------------------------------------------------------------------------------------
+# The service manager: what keeps the proxy up, and what that changes for the checks
+# ---------------------------------------------------------------------------------------
+
+class ServiceManager(ABC):
+    """One class per way the proxy is kept up, picked once from the settings (service_manager);
+    the checks ask it rather than branch on its name. The defaults are for a manager without a
+    unit file or journal that doctor reads."""
+
+    name: str  # the settings' service_manager
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.environ = environ
+
+    @abstractmethod
+    def read_state(self) -> ServiceState:
+        """What the manager says about the proxy's service now."""
+
+    @abstractmethod
+    def service_finding(self, facts: Facts) -> Finding:
+        """The service check's verdict."""
+
+    @abstractmethod
+    def restart_command(self, state: ServiceState) -> str:
+        """The command that restarts the proxy."""
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """How the proxy is kept up, in a few words (`ccq status`)."""
+
+    @property
+    def log_file(self) -> Path:
+        """The file the proxy's output goes to."""
+        return self.settings.paths["proxy_log"]
+
+    @property
+    def log_location(self) -> str:
+        """Where to read the proxy's output (`ccq status`)."""
+        return str(self.log_file)
+
+    def proxy_pid(self, state: ServiceState) -> int:
+        """The pid the manager gives for the proxy (0: none)."""
+        return state.main_pid
+
+    def may_search_for_the_proxy(self, state: ServiceState) -> bool:
+        """Whether a LiteLLM process found by its config counts as the proxy when the manager's
+        pid is not a LiteLLM process."""
+        return True
+
+    def unit_command(self, state: ServiceState) -> list[str]:
+        """The command line the manager's unit runs; [] without a unit file doctor reads."""
+        return []
+
+    def unit_files(self) -> list[Path]:
+        """The manager's files the running proxy was started from."""
+        return []
+
+    def journal(self) -> Optional[list[str]]:
+        """The proxy's recent journal lines, None when there is no journal to read."""
+        return None
+
+    def service_environment(self) -> Mapping[str, str]:
+        """The environment the proxy inherits besides its environment file: this process's, as
+        ccq's on-demand start passes the shell's on."""
+        return self.environ
+
+    def error_lines(self, facts: Facts) -> list[str]:
+        """The proxy's last error lines."""
+        return last_error_lines(facts.log_tail)
+
+    def not_running(self, message: str) -> Finding:
+        """The port check's verdict when nothing listens and no proxy runs."""
+        return Finding(WARN, message, "run ccq (it starts the proxy)")
+
+    def show_journal(self, lines: int, follow: bool, out: Callable[[str], None]) -> bool:
+        """Print the journal's last ``lines`` lines (``follow``: and then new ones); False when
+        there is none, so `ccq logs` shows the log file."""
+        return False
+
+
+class Systemd(ServiceManager):
+    """A systemd user unit keeps the proxy up (Debian, Ubuntu; WSL with systemd)."""
+
+    name = "systemd"
+
+    @property
+    def description(self) -> str:
+        return f"systemd {self.settings.unit}"
+
+    @property
+    def log_location(self) -> str:
+        return f"journalctl --user -u {self.settings.unit}"
+
+    def _systemctl(self, verb: str) -> str:
+        return f"systemctl --user {verb} {self.settings.unit}"
+
+    def _environment(self) -> dict[str, str]:
+        """The environment for systemctl and journalctl."""
+        env = dict(self.environ)
+        runtime = Path(f"/run/user/{os.getuid()}")
+        if not env.get("XDG_RUNTIME_DIR") and runtime.is_dir():
+            # `systemctl --user` from sudo/ssh without a session: "Failed to connect to bus".
+            env["XDG_RUNTIME_DIR"] = str(runtime)
+        return env
+
+    def _journalctl(self, lines: int, output: str) -> list[str]:
+        return ["journalctl", "--user", "-u", self.settings.unit, "-n", str(lines), "--no-pager", "-o", output]
+
+    def read_state(self) -> ServiceState:
+        settings = self.settings
+        state = ServiceState()
+        props = "LoadState,UnitFileState,ActiveState,SubState,Result,NRestarts,MainPID,ExecStart,NeedDaemonReload"
+        shown = run(["systemctl", "--user", "show", settings.unit, "-p", props], env=self._environment())
+        if shown.returncode != 0:
+            state.error = (shown.stderr.strip().splitlines() or ["systemctl --user failed"])[-1]
+            return state
+        values = parse_systemctl_show(shown.stdout)
+        state.loaded = values.get("LoadState") == "loaded"
+        state.enabled = values.get("UnitFileState", "")
+        state.active = values.get("ActiveState", "")
+        state.sub = values.get("SubState", "")
+        state.result = values.get("Result", "")
+        state.n_restarts = int(values.get("NRestarts") or 0)
+        state.main_pid = int(values.get("MainPID") or 0)
+        state.exec_start = exec_start_argv(values.get("ExecStart", ""))
+        state.need_reload = values.get("NeedDaemonReload") == "yes"
+        unit_text = read_text(settings.unit_path)
+        state.unit_file_exec_start = unit_exec_start(unit_text) if unit_text else []
+        linger_dir = Path("/var/lib/systemd/linger")
+        state.linger = (linger_dir / settings.user).exists() if linger_dir.is_dir() else None
+        return state
+
+    def may_search_for_the_proxy(self, state: ServiceState) -> bool:
+        # An active unit names its process: another LiteLLM on ccq's config is not the one it keeps up.
+        return state.active != "active"
+
+    def unit_command(self, state: ServiceState) -> list[str]:
+        return state.unit_file_exec_start or state.exec_start
+
+    def unit_files(self) -> list[Path]:
+        return [self.settings.unit_path]
+
+    def journal(self) -> Optional[list[str]]:
+        done = run(self._journalctl(300, "cat"), env=self._environment())
+        if done.returncode != 0 or "No journal files" in done.stderr:
+            return None
+        return done.stdout.splitlines()
+
+    def service_environment(self) -> Mapping[str, str]:
+        """The user manager's environment: the service does not see the login shell's."""
+        done = run(["systemctl", "--user", "show-environment"], env=self._environment())
+        return parse_env_file(done.stdout) if done.returncode == 0 else {}
+
+    def error_lines(self, facts: Facts) -> list[str]:
+        lines = facts.journal
+        return last_error_lines(facts.log_tail if lines is None else lines)
+
+    def restart_command(self, state: ServiceState) -> str:
         # After StartLimitBurst failures systemd refuses even a manual start until reset.
-        if service.active == "failed":
-            return f"systemctl --user reset-failed {unit} && systemctl --user restart {unit}"
-        return f"systemctl --user restart {unit}"
-    return f"kill $(cat {facts.settings.paths['proxy_pidfile']})  # ccq starts it again on its next call"
+        if state.active == "failed":
+            return self._reset_and_restart()
+        return self._systemctl("restart")
+
+    def _reset_and_restart(self) -> str:
+        return f"{self._systemctl('reset-failed')} && {self._systemctl('restart')}"
+
+    def not_running(self, message: str) -> Finding:
+        return Finding(FAIL, message, self._systemctl("start"))
+
+    def service_finding(self, facts: Facts) -> Finding:
+        service = facts.service
+        settings = self.settings
+        process = facts.proxy_process
+        if service.error:
+            return Finding(FAIL, f"systemctl --user does not answer: {service.error}",
+                           f"log in as {settings.user} (or export XDG_RUNTIME_DIR=/run/user/{os.getuid()}) and retry")
+        if not service.loaded:
+            return Finding(FAIL, f"{settings.unit} is not installed ({settings.unit_path} missing)",
+                           _reprovision(facts, "it installs and starts the user unit"))
+        errors = self.error_lines(facts)
+        # Between crashes a Type=simple unit shows active/running for the seconds LiteLLM takes
+        # to fail its imports; restarts that never reach a healthy proxy are the loop.
+        restarting_unhealthy = service.active == "active" and service.n_restarts >= 1 and not facts.health.ok
+        if service.active in ("failed", "activating") or service.sub == "auto-restart" or restarting_unhealthy:
+            return Finding(FAIL, f"{settings.unit} is crash-looping ({service.active}/{service.sub}, "
+                                 f"{service.n_restarts} restarts, result {service.result}); its last error lines:",
+                           f"fix the error below, then: {self._reset_and_restart()}", errors)
+        if service.active != "active":
+            return Finding(FAIL, f"{settings.unit} is stopped ({service.active}/{service.sub})",
+                           self._systemctl("start"), errors if service.result != "success" else [])
+        if service.enabled != "enabled":
+            return Finding(FAIL, f"{settings.unit} runs but is {service.enabled or 'not enabled'}: it will not start at boot",
+                           self._systemctl("enable"))
+        uptime = f", up {format_duration(process.uptime)}" if process else ""
+        running = f"{settings.unit} is enabled and running (pid {service.main_pid}{uptime})"
+        if service.n_restarts >= 3:
+            return Finding(WARN, f"{running}, but systemd restarted it {service.n_restarts} times; last error lines:",
+                           f"journalctl --user -u {settings.unit} -n 100", errors)
+        if service.linger is False:
+            return Finding(WARN, f"{running}, but lingering is off: it stops when {settings.user} logs out",
+                           f"sudo loginctl enable-linger {settings.user}")
+        return Finding(OK, running)
+
+    def show_journal(self, lines: int, follow: bool, out: Callable[[str], None]) -> bool:
+        argv = self._journalctl(lines, "short-iso")
+        if follow:
+            proc = subprocess.Popen(argv + ["-f"], env=self._environment(), stdout=subprocess.PIPE, text=True)
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    out(line.rstrip("\n"))
+            except KeyboardInterrupt:
+                proc.terminate()
+            return True
+        done = run(argv, env=self._environment(), timeout=30)
+        if done.returncode == 0 and "No journal files" not in done.stderr:
+            for line in done.stdout.splitlines():
+                out(line)
+            return True
+        out(f"(the journal cannot be read: {done.stderr.strip()}; showing {self.log_file})")
+        return False
+
+
+class Launchd(ServiceManager):
+    """A launch agent keeps the proxy up (macOS). Untested here (no macOS): issue 6's macOS CI job runs it."""
+
+    name = "launchd"
+
+    @property
+    def description(self) -> str:
+        return f"launchd {self.settings.service_name}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.settings.paths["launchd_log"]
+
+    def read_state(self) -> ServiceState:
+        """The launch agent as `launchctl print` shows it (GUI session first, then the user domain)."""
+        state = ServiceState()
+        for domain in (f"gui/{os.getuid()}", f"user/{os.getuid()}"):
+            done = run(["launchctl", "print", f"{domain}/{self.settings.service_name}"], env=self.environ)
+            if done.returncode == 0:
+                values = parse_launchctl_print(done.stdout)
+                state.loaded = True
+                state.enabled = domain
+                state.active = values.get("state", "")
+                state.main_pid = int(values.get("pid", "0") or 0)
+                state.result = values.get("last exit code", "")
+                return state
+        return state
+
+    def restart_command(self, state: ServiceState) -> str:
+        return f"launchctl kickstart -k {state.enabled or 'gui/$(id -u)'}/{self.settings.service_name}"
+
+    def service_finding(self, facts: Facts) -> Finding:
+        service = facts.service
+        process = facts.proxy_process
+        settings = self.settings
+        plist = settings.home / "Library/LaunchAgents" / f"{settings.service_name}.plist"
+        if not service.loaded:
+            return Finding(FAIL, f"the launch agent {settings.service_name} is not loaded",
+                           f"launchctl bootstrap gui/$(id -u) {plist}")
+        if service.active != "running" or not service.main_pid:
+            return Finding(FAIL, f"the launch agent {settings.service_name} is {service.active or 'not running'} "
+                                 f"(last exit code {service.result or '?'}); its last error lines:",
+                           self.restart_command(service), self.error_lines(facts))
+        # No /proc on macOS: the pid is launchd's word, the uptime unknown.
+        uptime = f", up {format_duration(process.uptime)}" if process else ""
+        return Finding(OK, f"launch agent {settings.service_name} is running (pid {service.main_pid}{uptime})")
+
+
+class OnDemand(ServiceManager):
+    """No service manager (containers, WSL without systemd): ccq starts the proxy when it is
+    down, in the background, with a pidfile and a log file."""
+
+    name = "none"
+
+    @property
+    def description(self) -> str:
+        return "on demand, no systemd"
+
+    def read_state(self) -> ServiceState:
+        state = ServiceState()
+        text = read_text(self.settings.paths["proxy_pidfile"])
+        if text and text.strip().isdigit():
+            state.pidfile_pid = int(text.strip())
+        return state
+
+    def proxy_pid(self, state: ServiceState) -> int:
+        return state.pidfile_pid
+
+    def restart_command(self, state: ServiceState) -> str:
+        return f"kill $(cat {self.settings.paths['proxy_pidfile']})  # ccq starts it again on its next call"
+
+    def service_finding(self, facts: Facts) -> Finding:
+        settings = self.settings
+        process = facts.proxy_process
+        if process:
+            return Finding(OK, f"running on demand (no systemd here): pid {process.pid}, up {format_duration(process.uptime)}")
+        start_lines, served = last_start(facts.log_tail)
+        errors = last_error_lines(start_lines)
+        if errors and not served:
+            return Finding(FAIL, f"not running, and its last start failed (log {settings.paths['proxy_log']})",
+                           "fix the error below, then run ccq again (it starts the proxy and waits for it)", errors)
+        return Finding(WARN, f"not running (no systemd here: ccq starts it on its next call; pidfile "
+                             f"{settings.paths['proxy_pidfile']})")
+
+
+SERVICE_MANAGERS: dict[str, type[ServiceManager]] = {manager.name: manager for manager in (Systemd, Launchd, OnDemand)}
+
+
+def service_manager(settings: Settings, environ: Mapping[str, str]) -> ServiceManager:
+    """The manager the settings name; unset: launchd on macOS, systemd where it runs, else none."""
+    name = settings.service_manager or (
+        "launchd" if sys.platform == "darwin" else "systemd" if Path("/run/systemd/system").is_dir() else "none")
+    return SERVICE_MANAGERS.get(name, OnDemand)(settings, environ)
+
+
+def _restart_command(facts: Facts) -> str:
+    return facts.manager.restart_command(facts.service)
 
 
 def _reprovision(facts: Facts, why: str = "") -> str:
@@ -1329,13 +1589,13 @@ def _reprovision(facts: Facts, why: str = "") -> str:
 
 def _proxy_down(facts: Facts) -> Optional[Finding]:
     """A warning for checks that need the running proxy when it is not up."""
-    if facts.get("health").ok:
+    if facts.health.ok:
         return None
     return Finding(WARN, f"not checked: nothing answers on 127.0.0.1:{facts.ccq_port()} (see service, port)")
 
 
 def check_shell(facts: Facts) -> Finding:
-    capture: Capture = facts.get("capture")
+    capture: Capture = facts.capture
     if capture.ok:
         return Finding(OK, f"a new {capture.source} defines ccq, which runs claude --model {capture.alias}")
     rc = facts.settings.paths["shell_functions"]
@@ -1344,80 +1604,25 @@ def check_shell(facts: Facts) -> Finding:
 
 
 def check_service(facts: Facts) -> Finding:
-    service: ServiceState = facts.get("service")
-    settings = facts.settings
-    process: Optional[Process] = facts.get("proxy_process")
-    if service.manager == "none":
-        pidfile = settings.paths["proxy_pidfile"]
-        if process:
-            return Finding(OK, f"running on demand (no systemd here): pid {process.pid}, up {format_duration(process.uptime)}")
-        start_lines, served = last_start(facts.get("log_tail"))
-        errors = last_error_lines(start_lines)
-        if errors and not served:
-            return Finding(FAIL, f"not running, and its last start failed (log {settings.paths['proxy_log']})",
-                           "fix the error below, then run ccq again (it starts the proxy and waits for it)", errors)
-        return Finding(WARN, f"not running (no systemd here: ccq starts it on its next call; pidfile {pidfile})")
-    if service.manager == "launchd":
-        # Untested here (no macOS): issue 6's macOS CI job runs it.
-        plist = settings.home / "Library/LaunchAgents" / f"{settings.service_name}.plist"
-        if not service.loaded:
-            return Finding(FAIL, f"the launch agent {settings.service_name} is not loaded",
-                           f"launchctl bootstrap gui/$(id -u) {plist}")
-        if service.active != "running" or not service.main_pid:
-            return Finding(FAIL, f"the launch agent {settings.service_name} is {service.active or 'not running'} "
-                                 f"(last exit code {service.result or '?'}); its last error lines:",
-                           _restart_command(facts), facts.error_lines())
-        # No /proc on macOS: the pid is launchd's word, the uptime unknown.
-        uptime = f", up {format_duration(process.uptime)}" if process else ""
-        return Finding(OK, f"launch agent {settings.service_name} is running (pid {service.main_pid}{uptime})")
-    if service.error:
-        return Finding(FAIL, f"systemctl --user does not answer: {service.error}",
-                       f"log in as {settings.user} (or export XDG_RUNTIME_DIR=/run/user/{os.getuid()}) and retry")
-    if not service.loaded:
-        return Finding(FAIL, f"{settings.unit} is not installed ({settings.unit_path} missing)",
-                       _reprovision(facts, "it installs and starts the user unit"))
-    errors = facts.error_lines()
-    # Between crashes a Type=simple unit shows active/running for the seconds LiteLLM takes
-    # to fail its imports; restarts that never reach a healthy proxy are the loop.
-    restarting_unhealthy = service.active == "active" and service.n_restarts >= 1 and not facts.get("health").ok
-    if service.active in ("failed", "activating") or service.sub == "auto-restart" or restarting_unhealthy:
-        return Finding(FAIL, f"{settings.unit} is crash-looping ({service.active}/{service.sub}, "
-                             f"{service.n_restarts} restarts, result {service.result}); its last error lines:",
-                       f"fix the error below, then: systemctl --user reset-failed {settings.unit} && "
-                       f"systemctl --user restart {settings.unit}", errors)
-    if service.active != "active":
-        return Finding(FAIL, f"{settings.unit} is stopped ({service.active}/{service.sub})",
-                       f"systemctl --user start {settings.unit}", errors if service.result != "success" else [])
-    if service.enabled != "enabled":
-        return Finding(FAIL, f"{settings.unit} runs but is {service.enabled or 'not enabled'}: it will not start at boot",
-                       f"systemctl --user enable {settings.unit}")
-    uptime = f", up {format_duration(process.uptime)}" if process else ""
-    running = f"{settings.unit} is enabled and running (pid {service.main_pid}{uptime})"
-    if service.n_restarts >= 3:
-        return Finding(WARN, f"{running}, but systemd restarted it {service.n_restarts} times; last error lines:",
-                       f"journalctl --user -u {settings.unit} -n 100", errors)
-    if service.linger is False:
-        return Finding(WARN, f"{running}, but lingering is off: it stops when {settings.user} logs out",
-                       f"sudo loginctl enable-linger {settings.user}")
-    return Finding(OK, running)
+    return facts.manager.service_finding(facts)
 
 
 def check_port(facts: Facts) -> Finding:
     port = facts.ccq_port()
     settings = facts.settings
-    service: ServiceState = facts.get("service")
-    unit_port = option_value(service.unit_file_exec_start or service.exec_start, "--port")
+    service: ServiceState = facts.service
+    unit_port = option_value(facts.manager.unit_command(service), "--port")
     mismatch = ""
-    if service.manager == "systemd" and unit_port and unit_port != str(port):
+    if unit_port and unit_port != str(port):
         mismatch = f"the unit starts the proxy with --port {unit_port} but ccq uses {port}"
-    if facts.get("health").ok and not mismatch:
+    if facts.health.ok and not mismatch:
         return Finding(OK, f"the proxy answers on 127.0.0.1:{port}, the port ccq uses")
-    process: Optional[Process] = facts.get("proxy_process")
-    own = sorted({str(entry) for entry in facts.get("proxy_listeners")})
-    taken = [entry for entry in facts.get("listeners") if entry.port == port]
+    process: Optional[Process] = facts.proxy_process
+    own = sorted({str(entry) for entry in facts.proxy_listeners})
+    taken = [entry for entry in facts.listeners if entry.port == port]
     fix = _reprovision(facts, f"it writes ccq_proxy_port ({settings.port}) into both the unit and ccq; "
                               f"then {_restart_command(facts)}")
-    if facts.get("health").ok:
+    if facts.health.ok:
         return Finding(FAIL, mismatch + " (the unit changed since the proxy started)", fix)
     if process and own:
         return Finding(FAIL, f"nothing answers on 127.0.0.1:{port}, the port ccq uses; the proxy (pid {process.pid}) "
@@ -1431,31 +1636,29 @@ def check_port(facts: Facts) -> Finding:
                              f"(still starting, or stuck)", f"{_restart_command(facts)}; then run ccq doctor again")
     if mismatch:
         return Finding(FAIL, mismatch, fix)
-    return Finding(FAIL if service.manager == "systemd" else WARN,
-                   f"nothing listens on 127.0.0.1:{port}: the proxy is not running (see service)",
-                   f"systemctl --user start {settings.unit}" if service.manager == "systemd" else "run ccq (it starts the proxy)")
+    return facts.manager.not_running(f"nothing listens on 127.0.0.1:{port}: the proxy is not running (see service)")
 
 
 def check_loopback(facts: Facts) -> Finding:
-    service: ServiceState = facts.get("service")
+    service: ServiceState = facts.service
     settings = facts.settings
-    exposed = sorted({str(entry) for entry in facts.get("proxy_listeners") if not entry.is_loopback})
-    exposed += sorted({str(entry) for entry in facts.get("listeners")
+    exposed = sorted({str(entry) for entry in facts.proxy_listeners if not entry.is_loopback})
+    exposed += sorted({str(entry) for entry in facts.listeners
                        if entry.port == facts.ccq_port() and not entry.is_loopback} - set(exposed))
-    unit_argv = service.unit_file_exec_start or service.exec_start
-    launcher_argv = launcher_litellm_argv(facts.get("launcher"))
+    unit_argv = facts.manager.unit_command(service)
+    launcher_argv = launcher_litellm_argv(facts.launcher)
     fix = _reprovision(facts, f"its launcher runs litellm --host 127.0.0.1; then {_restart_command(facts)}")
     if exposed:
         return Finding(FAIL, f"the proxy listens beyond loopback on {', '.join(exposed)}: anyone who can reach "
                              f"this machine can use it", fix)
     # A unit that runs litellm itself instead of the launcher (edited by hand, or older).
-    if service.manager == "systemd" and runs_litellm(unit_argv) and option_value(unit_argv, "--host") != "127.0.0.1":
+    if runs_litellm(unit_argv) and option_value(unit_argv, "--host") != "127.0.0.1":
         return Finding(FAIL, f"{settings.unit_path} starts litellm without --host 127.0.0.1 (LiteLLM binds 0.0.0.0 "
                              "by default)", fix)
     if launcher_argv and option_value(launcher_argv, "--host") != "127.0.0.1":
         return Finding(FAIL, f"the launcher {settings.paths['proxy_launcher']} starts litellm without "
                              "--host 127.0.0.1 (LiteLLM binds 0.0.0.0 by default)", fix)
-    if not facts.get("proxy_listeners"):
+    if not facts.proxy_listeners:
         return Finding(OK, "the proxy is started with --host 127.0.0.1 (it is not listening now)")
     return Finding(OK, "the proxy listens on 127.0.0.1 only")
 
@@ -1463,7 +1666,7 @@ def check_loopback(facts: Facts) -> Finding:
 def check_auth(facts: Facts) -> Finding:
     settings = facts.settings
     key_file = settings.paths["master_key_file"]
-    master_key = facts.get("master_key")
+    master_key = facts.master_key
     if not master_key:
         return Finding(FAIL, f"the master key file {key_file} is missing or empty: ccq has nothing to send",
                        _reprovision(facts, "it makes a random master key once and keeps it"))
@@ -1478,14 +1681,14 @@ def check_auth(facts: Facts) -> Finding:
     down = _proxy_down(facts)
     if down:
         return down
-    reply: HttpResult = facts.get("proxy_models")
+    reply: HttpResult = facts.proxy_models
     if reply.ok:
         return Finding(OK, f"the proxy accepts the master key from {key_file}")
     if reply.status not in (401, 403):
         return Finding(FAIL, f"GET /v1/models with the master key answered {reply.status or reply.error}",
                        f"{_restart_command(facts)}; if it persists, see ccq logs")
-    env_file = facts.get("env_file") or {}
-    process: Optional[Process] = facts.get("proxy_process")
+    env_file = facts.env_file or {}
+    process: Optional[Process] = facts.proxy_process
     if env_file.get("LITELLM_MASTER_KEY") and fingerprint(env_file["LITELLM_MASTER_KEY"]) != fingerprint(master_key):
         return Finding(FAIL, f"401 Unauthorized: {settings.paths['proxy_env_file']} holds a different master key "
                              f"than {key_file}", _reprovision(facts, "it writes the same key into both and restarts the proxy"))
@@ -1500,29 +1703,30 @@ def check_auth(facts: Facts) -> Finding:
 def check_versions(facts: Facts) -> Finding:
     settings = facts.settings
     venv = settings.paths["litellm_venv"]
-    versions = facts.get("versions")
+    versions = facts.versions
     if "litellm" not in versions:
-        return Finding(FAIL, f"LiteLLM is not installed in {venv}", _reprovision(facts, "it installs it with pipx"))
-    problems, fixes = [], []
+        return Finding(FAIL, f"LiteLLM is not installed in {venv}", _reprovision(facts, "it builds LiteLLM's venv from ccq's lock"))
+    problems = []
     if versions["litellm"] != settings.litellm_version:
         problems.append(f"litellm {versions['litellm']} (ccq needs {settings.litellm_version})")
-        fixes.append(_reprovision(facts, f"it reinstalls litellm[proxy]=={settings.litellm_version} with pipx"))
     openai = versions.get("openai")
     if openai is None or not version_satisfies(openai, settings.openai_version_spec):
         problems.append(f"openai {openai or 'missing'} outside {settings.openai_version_spec} "
                         "(openai 1.100 breaks LiteLLM 1.74: ImportError ResponseTextConfig)")
-        fixes.append(f"{venv}/bin/python -m pip install 'openai{settings.openai_version_spec}' && {_restart_command(facts)}")
     if problems:
-        return Finding(FAIL, "LiteLLM's venv has " + "; ".join(problems), "; ".join(fixes))
+        # A pip install by hand would take the venv off the lock (the next provision undoes it):
+        # provisioning rebuilds the venv from the lock and restarts the proxy.
+        return Finding(FAIL, "LiteLLM's venv has " + "; ".join(problems),
+                       _reprovision(facts, "it rebuilds LiteLLM's venv from ccq's lock and restarts the proxy"))
     return Finding(OK, f"litellm {versions['litellm']}, openai {openai} (within {settings.openai_version_spec})")
 
 
 def check_drop_params(facts: Facts) -> Finding:
-    service: ServiceState = facts.get("service")
-    process: Optional[Process] = facts.get("proxy_process")
+    service: ServiceState = facts.service
+    process: Optional[Process] = facts.proxy_process
     settings = facts.settings
     where = []
-    if "--drop_params" in facts.get("launcher"):
+    if "--drop_params" in facts.launcher:
         where.append(str(settings.paths["proxy_launcher"]))
     if "--drop_params" in service.unit_file_exec_start:
         where.append(str(settings.unit_path))
@@ -1537,7 +1741,7 @@ def check_drop_params(facts: Facts) -> Finding:
 
 def check_callback(facts: Facts) -> Finding:
     settings = facts.settings
-    config: Optional[ProxyConfig] = facts.get("proxy_config")
+    config: Optional[ProxyConfig] = facts.proxy_config
     path = settings.paths["proxy_config"]
     callbacks_file = settings.paths["proxy_callbacks"]
     if config is None:
@@ -1546,13 +1750,13 @@ def check_callback(facts: Facts) -> Finding:
         return Finding(FAIL, f"{path} does not load the callback (litellm_settings.callbacks: {CALLBACK_SETTING}): "
                              "Claude Code's thinking/cache_control fields then reach Cerebras and subagents fail",
                        _reprovision(facts, f"it rewrites {path.name}; then {_restart_command(facts)}"))
-    wanted = facts.get("callback_classes").get(CALLBACK_SETTING) or ""
+    wanted = facts.callback_classes.get(CALLBACK_SETTING) or ""
     loaded = facts.loaded_callbacks()
     if loaded is not None and wanted and wanted in loaded:
         return Finding(OK, f"the running proxy loaded {wanted} ({CALLBACK_SETTING})")
     # The proxy cannot be asked, or did not load it: does the file import in LiteLLM's venv?
     # (This imports LiteLLM itself: seconds.)
-    error = facts.get("callback_import")
+    error = facts.callback_import
     python = settings.paths["litellm_venv"] / "bin" / "python"
     details = f" (details: cd {settings.paths['config_dir']} && {python} -c 'import custom_callbacks')"
     if error:
@@ -1623,7 +1827,7 @@ def check_alias(facts: Facts) -> Finding:
     aliases = [alias] + ([background] if background else [])
     # How each alias is named in a message: the background one says what asks for it.
     named = {alias: f"'{alias}'", background: f"'{background}' (background calls)"}
-    config: Optional[ProxyConfig] = facts.get("proxy_config")
+    config: Optional[ProxyConfig] = facts.proxy_config
     path = facts.settings.paths["proxy_config"]
     fix = _reprovision(facts, "set ccq_model_alias once; it writes the same alias into config.yaml and ccq"
                               + (" (and the background alias, for ccq_background_model)" if background else ""))
@@ -1633,7 +1837,7 @@ def check_alias(facts: Facts) -> Finding:
     if missing:
         return Finding(FAIL, f"ccq asks for model {' and '.join(named[a] for a in missing)} but {path.name} names only "
                              f"{', '.join(sorted(config.models)) or 'no model'}: model_not_found", fix)
-    reply: HttpResult = facts.get("proxy_models")
+    reply: HttpResult = facts.proxy_models
     if reply.ok:
         data = reply.json() or {}
         served = [str(m.get("id")) for m in data.get("data", []) if isinstance(m, dict)]
@@ -1648,7 +1852,7 @@ def check_alias(facts: Facts) -> Finding:
 
 
 def check_upstream(facts: Facts) -> Finding:
-    upstream: Upstream = facts.get("upstream")
+    upstream: Upstream = facts.upstream
     result = upstream.result
     settings = facts.settings
     host = urllib.parse.urlsplit(upstream.url).hostname
@@ -1677,7 +1881,7 @@ def check_upstream(facts: Facts) -> Finding:
 
 
 def check_model(facts: Facts) -> Finding:
-    upstream: Upstream = facts.get("upstream")
+    upstream: Upstream = facts.upstream
     model = facts.upstream_model()
     background = facts.background_upstream_model()
     settings = facts.settings
@@ -1720,8 +1924,8 @@ def check_model(facts: Facts) -> Finding:
 
 def check_claude_code(facts: Facts) -> Finding:
     settings = facts.settings
-    version = facts.get("claude_version")
-    node = facts.get("node_version")
+    version = facts.claude_version
+    node = facts.node_version
     if version is None:
         return Finding(FAIL, f"claude is not installed ({settings.paths['bin_dir']}/claude)",
                        _reprovision(facts, "it installs the pinned Claude Code"))
@@ -1784,15 +1988,14 @@ def check_proxy_env(facts: Facts) -> Finding:
 
 
 def check_restart(facts: Facts) -> Finding:
-    process: Optional[Process] = facts.get("proxy_process")
+    process: Optional[Process] = facts.proxy_process
     if process is None:
         return Finding(OK, "nothing to restart (the proxy is not running)")
     paths = facts.settings.paths
     candidates = [paths["proxy_config"], paths["proxy_callbacks"], paths["proxy_env_file"], paths["master_key_file"],
                   paths["proxy_launcher"]]
-    service: ServiceState = facts.get("service")
-    if service.manager == "systemd":
-        candidates.append(facts.settings.unit_path)
+    candidates += facts.manager.unit_files()
+    service: ServiceState = facts.service
     newer = []
     for path in candidates:
         try:
@@ -1827,7 +2030,7 @@ CHECKS: tuple[Check, ...] = (
           "`systemctl --user restart ccq-litellm`", check_auth),
     Check("versions", "`ImportError: ResponseTextConfig` (the proxy dies at start)",
           "litellm and openai in LiteLLM's venv are the pinned versions (openai `>=1.99.1,<1.100.0`)",
-          "`~/.local/share/pipx/venvs/litellm/bin/python -m pip install 'openai>=1.99.1,<1.100.0'`, restart",
+          "`make provision` (rebuilds LiteLLM's venv from ccq's lock, restarts the proxy)",
           check_versions),
     Check("drop-params", "subagents never start (tools silently dropped)",
           "no `--drop_params` in the unit, the running proxy or ccq's on-demand start",
@@ -1942,11 +2145,10 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace, out: Callable[[str]
 
 def cmd_status(settings: Settings, args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     facts = Facts(settings)
-    service: ServiceState = facts.get("service")
-    process: Optional[Process] = facts.get("proxy_process")
-    healthy = facts.get("health").ok
-    how = {"systemd": f"systemd {settings.unit}", "launchd": f"launchd {settings.service_name}"}.get(
-        service.manager, "on demand, no systemd")
+    service: ServiceState = facts.service
+    process: Optional[Process] = facts.proxy_process
+    healthy = facts.health.ok
+    how = facts.manager.description
     if healthy and process:
         state = f"up ({how}, pid {process.pid}, up {format_duration(process.uptime)})"
     elif healthy:
@@ -1955,7 +2157,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: Callable[[str]
         state = f"starting or stuck ({how}, pid {process.pid}, not answering)"
     else:
         state = f"down ({how}{', ' + service.active if service.active else ''})"
-    versions = facts.get("versions")
+    versions = facts.versions
     lines = [
         f"proxy     {state}",
         f"port      127.0.0.1:{facts.ccq_port()}",
@@ -1966,10 +2168,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: Callable[[str]
                      "(Claude Code's background calls)")
     lines += [
         f"versions  litellm {versions.get('litellm', 'missing')}, openai {versions.get('openai', 'missing')}, "
-        f"claude {facts.get('claude_version') or 'missing'}",
-        "logs      " + {"systemd": f"journalctl --user -u {settings.unit}",
-                           "launchd": str(settings.paths["launchd_log"])}.get(service.manager, str(settings.paths["proxy_log"]))
-        + " (ccq logs)",
+        f"claude {facts.claude_version or 'missing'}",
+        f"logs      {facts.manager.log_location} (ccq logs)",
     ]
     # What the proxy last heard of Cerebras' per-minute and per-day limits, per model.
     in_use = [m for m in (facts.upstream_model(), facts.background_upstream_model()) if m]
@@ -2002,39 +2202,25 @@ def _follow_file(path: Path, start_lines: int) -> Iterator[str]:
 def cmd_logs(settings: Settings, args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     facts = Facts(settings)
     secrets = facts.secrets()
-    service: ServiceState = facts.get("service")
-    if service.manager == "systemd":
-        argv = ["journalctl", "--user", "-u", settings.unit, "-n", str(args.lines), "--no-pager", "-o", "short-iso"]
-        if args.follow:
-            argv.append("-f")
-            proc = subprocess.Popen(argv, env=facts.systemd_env(), stdout=subprocess.PIPE, text=True)
-            try:
-                assert proc.stdout is not None
-                for line in proc.stdout:
-                    out(mask_secrets(line.rstrip("\n"), secrets))
-            except KeyboardInterrupt:
-                proc.terminate()
-            return 0
-        done = run(argv, env=facts.systemd_env(), timeout=30)
-        if done.returncode == 0 and "No journal files" not in done.stderr:
-            for line in done.stdout.splitlines():
-                out(mask_secrets(line, secrets))
-            return 0
-        out(mask_secrets(f"(the journal cannot be read: {done.stderr.strip()}; showing {settings.paths['proxy_log']})",
-                         secrets))
-    path = settings.paths["launchd_log" if service.manager == "launchd" else "proxy_log"]
+
+    def masked(line: str) -> None:
+        out(mask_secrets(line, secrets))
+
+    if facts.manager.show_journal(args.lines, args.follow, masked):
+        return 0
+    path = facts.manager.log_file
     if not path.exists():
         out(f"no log yet: {path}")
         return 1
     if args.follow:
         try:
             for line in _follow_file(path, args.lines):
-                out(mask_secrets(line, secrets))
+                masked(line)
         except KeyboardInterrupt:
             pass
         return 0
     for line in (read_text(path, limit=1 << 20) or "").splitlines()[-args.lines:]:
-        out(mask_secrets(line, secrets))
+        masked(line)
     return 0
 
 

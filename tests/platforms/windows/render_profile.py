@@ -1,7 +1,8 @@
 """Render roles/ccq_shell/templates/ccq.ps1.j2 without Ansible (which does not run on Windows).
 
 For the CI job that hands the profile to Windows PowerShell and PowerShell 7. The template
-uses plain Jinja2 only; its variables come from the role's defaults, as a play would pass them.
+uses plain Jinja2 only; its variables are what site.yml would pass: the role's own defaults, and
+for the inputs the role requires, ccq's settings from their one source, roles/ccq/defaults.
 Usage: python tests/platforms/windows/render_profile.py OUTPUT.ps1
 """
 
@@ -13,7 +14,9 @@ from pathlib import Path
 import jinja2
 import yaml
 
-ROLE = Path(__file__).resolve().parents[3] / "roles" / "ccq_shell"
+REPO = Path(__file__).resolve().parents[3]
+ROLE = REPO / "roles" / "ccq_shell"
+CCQ_DEFAULTS = REPO / "roles" / "ccq" / "defaults" / "main.yml"
 
 
 def render(template: Path, variables: dict[str, object]) -> str:
@@ -23,8 +26,16 @@ def render(template: Path, variables: dict[str, object]) -> str:
     return env.from_string(template.read_text(encoding="utf-8")).render(variables)
 
 
-def main(output: str) -> None:
+def profile_variables() -> dict[str, object]:
+    """The template's variables, wired from ccq's settings as site.yml wires the role."""
+    ccq = yaml.safe_load(CCQ_DEFAULTS.read_text(encoding="utf-8"))
     variables = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text(encoding="utf-8"))
+    variables.update(ccq_shell_model_alias=ccq["ccq_model_alias"], ccq_shell_proxy_port=ccq["ccq_proxy_port"])
+    return variables
+
+
+def main(output: str) -> None:
+    variables = profile_variables()
     variables["ansible_managed"] = "Rendered by tests/platforms/windows/render_profile.py"
     Path(output).write_text(render(ROLE / "templates" / "ccq.ps1.j2", variables), encoding="utf-8")
 

@@ -1,0 +1,30 @@
+"""The converged target's LiteLLM venv is the committed lock's: every distribution pip reports in
+it is the lock's version for the target's Python and platform, nothing else but the installer;
+the lock it was built from is kept beside it, and `litellm` on the user's PATH runs it."""
+
+from __future__ import annotations
+
+from helpers.converged_host import as_user, converged_host
+from helpers.installs import litellm_lock, venv_differences_from_lock
+
+TARGET = converged_host()
+VENV = TARGET.path("litellm_venv")
+LOCK = litellm_lock()
+
+
+def test_litellms_venv_holds_exactly_the_lock(host):
+    inspect = host.run(as_user(f"{VENV}/bin/python -m pip --disable-pip-version-check inspect"))
+    assert inspect.rc == 0, inspect.stderr
+    assert venv_differences_from_lock(inspect.stdout, LOCK) == []
+
+
+def test_the_venv_keeps_the_lock_it_was_built_from(host):
+    kept = host.file(f"{VENV}/{LOCK.path.name}")
+    assert kept.exists
+    assert kept.content_string == LOCK.path.read_text(encoding="utf-8")
+
+
+def test_litellm_on_the_path_runs_the_venvs(host):
+    command = host.file(f"{TARGET.path('bin_dir')}/litellm")
+    assert command.is_symlink
+    assert command.linked_to == f"{VENV}/bin/litellm"
