@@ -10,6 +10,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import shlex
 import ssl
 import socket
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from helpers.doctor_settings import ccq_layout, doctor_settings
 from helpers.modules import load_doctor
 from helpers.stack import served_model
 
@@ -40,16 +42,17 @@ MASTER_KEY = "sk-ccq-" + "unit" * 10
 LIMITS = {"CLAUDE_CODE_MAX_CONTEXT_TOKENS": "65536", "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "16384",
           "DISABLE_AUTOUPDATER": "1"}
 API_KEY = "csk-" + "unit" * 8
+# The proxy's unit / launchd label as the role writes it (litellm_service_name).
+SERVICE = doctor_settings(Path("/"))["service_name"]
 
 
 def settings(tmp_path: Path, **overrides: Any) -> Any:
-    home = tmp_path / "home"
-    paths = {name: home / rel for name, rel in doctor.DEFAULT_LAYOUT.items()}
-    values = dict(home=home, user="alice", paths=paths, port=4000, model_alias="qwen-3-coder-480b",
+    """doctor's settings as the role writes them for alice (ccq's values, tests/helpers/doctor_settings)."""
+    values = dict(user="alice", model_alias="qwen-3-coder-480b",
                   model_preference=["qwen-3-coder-480b", "zai-glm-4.7", "gpt-oss-120b"],
-                  claude_code_version="2.1.332", service_manager="systemd", claude_code_environment=dict(LIMITS))
+                  service_manager="systemd", claude_code_environment=dict(LIMITS))
     values.update(overrides)
-    return doctor.Settings(**values)
+    return doctor.settings_from(doctor_settings(tmp_path / "home", **values))
 
 
 def capture(alias: str = "qwen-3-coder-480b", port: int = 4000, **env: str) -> Any:
@@ -86,19 +89,19 @@ def facts(tmp_path: Path, settings_overrides: dict[str, Any] | None = None, **pr
     healthy = dict(
         service=active_service(), proxy_process=running(), health=doctor.HttpResult(status=200, body=b'"ok"'),
         proxy_models=doctor.HttpResult(status=200, body=json.dumps({"data": [{"id": "qwen-3-coder-480b"}]}).encode()),
-        listeners=[doctor.Listener("127.0.0.1", 4000, 11)], proxy_listeners=[doctor.Listener("127.0.0.1", 4000, 11)],
-        capture=capture(), capture_direct=capture(), master_key=MASTER_KEY, api_key=API_KEY,
+        listeners=[doctor.Listener("127.0.0.1", s.port, 11)], proxy_listeners=[doctor.Listener("127.0.0.1", s.port, 11)],
+        capture=capture(port=s.port), capture_direct=capture(port=s.port), master_key=MASTER_KEY, api_key=API_KEY,
         env_file={"LITELLM_MASTER_KEY": MASTER_KEY, "CEREBRAS_API_KEY": API_KEY},
         proxy_config=doctor.ProxyConfig(models={"qwen-3-coder-480b": {"model": "cerebras/qwen-3-coder-480b",
-                                                                      "api_base": "https://api.cerebras.ai/v1"}},
+                                                                      "api_base": s.api_base}},
                                         callbacks=[doctor.CALLBACK_SETTING]),
-        versions={"litellm": "1.74.0.post2", "openai": "1.99.9"}, callback_import=None,
+        versions={"litellm": s.litellm_version, "openai": "1.99.9"}, callback_import=None,
         callback_classes={doctor.CALLBACK_SETTING: "CcqAnthropicNormalizer"},
         readiness=doctor.HttpResult(status=200, body=json.dumps(
-            {"litellm_version": "1.74.0.post2", "success_callbacks": ["CcqAnthropicNormalizer"]}).encode()),
-        upstream=doctor.Upstream("https://api.cerebras.ai/v1/models", doctor.HttpResult(status=200),
+            {"litellm_version": s.litellm_version, "success_callbacks": ["CcqAnthropicNormalizer"]}).encode()),
+        upstream=doctor.Upstream(f"{s.api_base}/models", doctor.HttpResult(status=200),
                                  ["qwen-3-coder-480b", "gpt-oss-120b"]),
-        claude_version="2.1.332", node_version="v18.19.0", journal=[], log_tail=[], service_environment={},
+        claude_version=s.claude_code_version, node_version="v18.19.0", journal=[], log_tail=[], service_environment={},
     )
     healthy.update(preset)
     return doctor.Facts(s, environ={"HOME": str(s.home), "PATH": "/usr/bin:/bin"}).preset(**healthy)
@@ -111,13 +114,14 @@ def verdict(check_id: str, f: Any) -> Any:
 
 # --- masking ------------------------------------------------------------------------------
 
-def test_doctors_layout_matches_the_roles_layout():
-    """doctor runs on the target without Ansible, so it keeps a copy of ccq_layout: they must agree."""
-    yaml = pytest.importorskip("yaml")
-    roles_layout = yaml.safe_load((REPO / "roles/ccq/vars/main.yml").read_text())["ccq_layout"]
-    shared = set(doctor.DEFAULT_LAYOUT) & set(roles_layout)
-    assert {"api_key_file", "proxy_config", "proxy_env_file", "proxy_pidfile", "litellm_venv"} <= shared
-    assert {name: doctor.DEFAULT_LAYOUT[name] for name in shared} == {name: roles_layout[name] for name in shared}
+def test_doctor_reads_only_paths_the_role_writes():
+    """Every path doctor reads comes from doctor.json, whose paths are ccq_layout's; only
+    doctor.json's own location is written in the script, and it is ccq_layout's too."""
+    layout = ccq_layout()
+    read = set(re.findall(r"paths\[[\"']([a-z_]+)[\"']\]", DOCTOR_FILE.read_text()))
+    assert read and read <= set(doctor.PATHS_READ), sorted(read - set(doctor.PATHS_READ))
+    assert set(doctor.PATHS_READ) <= set(layout), sorted(set(doctor.PATHS_READ) - set(layout))
+    assert doctor.DEFAULT_SETTINGS_FILE == layout["doctor_config"]
 
 
 def test_known_secrets_are_masked_wherever_they_appear():
@@ -212,13 +216,13 @@ def _render(template: Path, **variables: Any) -> str:
     return env.from_string(template.read_text()).render(ansible_managed="test", **variables)
 
 
-LAYOUT_PATHS = {name: f"/h/{rel}" for name, rel in doctor.DEFAULT_LAYOUT.items()}
+LAYOUT_PATHS = {name: f"/h/{rel}" for name, rel in ccq_layout().items()}
 
 
 def render_launcher(**overrides: Any) -> str:
     variables = dict(litellm_service_port=4000, litellm_service_executable="/v/bin/litellm",
                      litellm_service_paths=LAYOUT_PATHS, litellm_service_launcher=LAYOUT_PATHS["proxy_launcher"],
-                     litellm_service_name="ccq-litellm",
+                     litellm_service_name=SERVICE,
                      litellm_service_health_url="http://127.0.0.1:4000/health/liveliness")
     variables.update(overrides)
     return _render(LAUNCHER_TEMPLATE, **variables)
@@ -376,7 +380,7 @@ def test_stopped_service_names_the_start_command(tmp_path):
     f = facts(tmp_path, service=active_service(active="inactive", sub="dead", main_pid=0), proxy_process=None)
     finding = verdict("service", f)
     assert finding.status == doctor.FAIL
-    assert finding.fix == "systemctl --user start ccq-litellm.service"
+    assert finding.fix == f"systemctl --user start {SERVICE}.service"
 
 
 def test_crash_loop_shows_the_last_error_lines(tmp_path):
@@ -403,7 +407,7 @@ def test_one_restart_after_a_crash_that_recovered_is_fine(tmp_path):
 
 def test_a_service_that_is_not_enabled_fails(tmp_path):
     finding = verdict("service", facts(tmp_path, service=active_service(enabled="disabled")))
-    assert finding.status == doctor.FAIL and finding.fix == "systemctl --user enable ccq-litellm.service"
+    assert finding.status == doctor.FAIL and finding.fix == f"systemctl --user enable {SERVICE}.service"
 
 
 def test_missing_linger_is_a_warning(tmp_path):
@@ -453,7 +457,7 @@ def test_rotated_key_without_restart_is_a_401_with_the_restart_fix(tmp_path):
     f = facts(tmp_path, proxy_models=doctor.HttpResult(status=401), proxy_process=running(key="sk-old-" + "0" * 12))
     finding = verdict("auth", f)
     assert finding.status == doctor.FAIL and "older master key" in finding.message
-    assert finding.fix == "systemctl --user restart ccq-litellm.service"
+    assert finding.fix == f"systemctl --user restart {SERVICE}.service"
 
 
 def test_a_seed_style_ccq_with_its_own_token_is_named(tmp_path):
@@ -516,7 +520,7 @@ def test_a_running_proxy_without_the_callback_needs_a_restart(tmp_path):
     readiness = doctor.HttpResult(status=200, body=b'{"success_callbacks": ["ServiceLogging"]}')
     finding = verdict("callback", facts(tmp_path, readiness=readiness))
     assert finding.status == doctor.FAIL and "did not load CcqAnthropicNormalizer" in finding.message
-    assert finding.fix == "systemctl --user restart ccq-litellm.service"
+    assert finding.fix == f"systemctl --user restart {SERVICE}.service"
 
 
 def test_the_callback_class_is_read_from_the_deployed_file(tmp_path):
@@ -658,7 +662,7 @@ def test_a_stopped_launch_agent_names_kickstart(tmp_path):
     service = doctor.ServiceState(loaded=True, enabled="gui/501", active="not running", result="1")
     finding = verdict("service", facts(tmp_path, LAUNCHD, service=service, proxy_process=None, log_tail=[
         "ImportError: cannot import name 'ResponseTextConfig'"]))
-    assert finding.status == doctor.FAIL and finding.fix == "launchctl kickstart -k gui/501/ccq-litellm"
+    assert finding.status == doctor.FAIL and finding.fix == f"launchctl kickstart -k gui/501/{SERVICE}"
     assert any("ResponseTextConfig" in line for line in finding.details)
 
 
@@ -675,9 +679,9 @@ def run_command(monkeypatch: Any, command: str, f: Any, **args: Any) -> tuple[in
 
 
 @pytest.mark.parametrize("manager, how, logs", [
-    ("systemd", "systemd ccq-litellm.service", "journalctl --user -u ccq-litellm.service"),
-    ("launchd", "launchd ccq-litellm", "{home}/Library/Logs/ccq/litellm.log"),
-    ("none", "on demand, no systemd", "{home}/.local/state/ccq/litellm.log"),
+    ("systemd", f"systemd {SERVICE}.service", f"journalctl --user -u {SERVICE}.service"),
+    ("launchd", f"launchd {SERVICE}", "{home}/" + ccq_layout()["launchd_log"]),
+    ("none", "on demand, no systemd", "{home}/" + ccq_layout()["proxy_log"]),
 ])
 def test_status_says_how_the_proxy_is_kept_up_and_where_it_logs(tmp_path, monkeypatch, manager, how, logs):
     f = facts(tmp_path, {"service_manager": manager})
@@ -858,7 +862,7 @@ def test_alias_names_a_background_alias_the_running_proxy_does_not_serve(tmp_pat
     finding = verdict("alias", background_facts(tmp_path, proxy_models=proxy_serves("qwen-3-coder-480b")))
     assert finding.status == doctor.FAIL and f"'{BACKGROUND}' (background calls) is in" in finding.message
     assert "predates the config" in finding.message
-    assert finding.fix == "systemctl --user restart ccq-litellm.service"
+    assert finding.fix == f"systemctl --user restart {SERVICE}.service"
 
 
 def test_alias_without_a_background_model_ignores_background_aliases(tmp_path):
@@ -1002,23 +1006,81 @@ def test_an_unreadable_quota_file_is_one_line(tmp_path):
 
 # --- settings ------------------------------------------------------------------------------------
 
+def write_settings(tmp_path: Path, /, **overrides: Any) -> Path:
+    """doctor.json at its place in the home ``tmp_path``, as the role writes it, ``overrides`` applied."""
+    path = tmp_path / ccq_layout()["doctor_config"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doctor_settings(tmp_path, **overrides)))
+    return path
+
+
 def test_settings_read_the_background_model_and_the_retired_models(tmp_path):
-    path = tmp_path / "doctor.json"
-    path.write_text(json.dumps({"home": str(tmp_path), "model_alias": "a", "background_model_alias": "a-background",
-                                "background_model": "gpt-oss-120b", "retired_models": RETIRED}))
+    path = write_settings(tmp_path, model_alias="a", background_model_alias="a-background",
+                          background_model="gpt-oss-120b", retired_models=RETIRED)
     loaded = doctor.load_settings(path, {"HOME": str(tmp_path)})
     assert (loaded.background_model_alias, loaded.background_model) == ("a-background", "gpt-oss-120b")
     assert loaded.retired_models["zai-glm-4.6"] == {"retired": "2026-01-20", "replacement": "zai-glm-4.7"}
-    assert loaded.paths["quota_state"] == tmp_path / ".local/state/ccq/quota.json"
+    assert loaded.paths["quota_state"] == tmp_path / ccq_layout()["quota_state"]
 
 
-def test_an_older_settings_file_without_them_still_loads(tmp_path):
-    path = tmp_path / "doctor.json"
-    path.write_text(json.dumps({"home": str(tmp_path), "model_alias": "a",
-                                "paths": {"proxy_log": str(tmp_path / "log")}}))
+def test_an_older_settings_file_without_the_optional_fields_still_loads(tmp_path):
+    """Empty means none for these: no background model, no retired models, nothing told Claude Code."""
+    path = write_settings(tmp_path, background_model_alias=None, background_model=None, retired_models=None,
+                          claude_code_environment=None, upstream_model=None, claude_code_version=None)
     loaded = doctor.load_settings(path, {"HOME": str(tmp_path)})
     assert (loaded.background_model_alias, loaded.background_model, loaded.retired_models) == ("", "", {})
-    assert loaded.paths["quota_state"] == tmp_path / ".local/state/ccq/quota.json"
+    assert (loaded.claude_code_environment, loaded.upstream_model, loaded.claude_code_version) == ({}, "", "")
+
+
+def run_main(monkeypatch: Any, capsys: Any, home: Path, *argv: str) -> tuple[int, list[str]]:
+    """ccq_doctor.py as the ccq shell function runs it (no --config), for the account whose home is ``home``."""
+    monkeypatch.setenv("HOME", str(home))
+    rc = doctor.main(list(argv))
+    out, err = capsys.readouterr()
+    assert err == ""
+    return rc, out.splitlines()
+
+
+@pytest.mark.parametrize("command, exit_status", [("doctor", 1), ("status", 4), ("logs", 1)])
+def test_without_doctor_json_each_command_says_so_in_one_line(tmp_path, monkeypatch, capsys, command, exit_status):
+    rc, lines = run_main(monkeypatch, capsys, tmp_path, command)
+    assert (rc, lines) == (exit_status, [
+        f"FAIL  settings  {tmp_path / ccq_layout()['doctor_config']} is missing: "
+        f"re-run the provisioning ({doctor.REPROVISION_HINT}), which writes it"])
+
+
+@pytest.mark.parametrize("lacking", doctor.required_settings())
+def test_a_doctor_json_lacking_a_field_names_it(tmp_path, monkeypatch, capsys, lacking):
+    # The command the file names is the fix; without it, the hint.
+    path = write_settings(tmp_path, **{"reprovision": "make again", lacking: None})
+    rc, lines = run_main(monkeypatch, capsys, tmp_path, "doctor")
+    fix = doctor.REPROVISION_HINT if lacking == "reprovision" else "make again"
+    assert (rc, lines) == (1, [f"FAIL  settings  {path} lacks {lacking}: re-run the provisioning ({fix}), which writes it"])
+
+
+@pytest.mark.parametrize("path_name", ["quota_state", "launchd_log"])
+def test_a_doctor_json_lacking_a_path_names_it(tmp_path, monkeypatch, capsys, path_name):
+    paths = {name: str(tmp_path / rel) for name, rel in ccq_layout().items() if name != path_name}
+    write_settings(tmp_path, paths=paths)
+    rc, lines = run_main(monkeypatch, capsys, tmp_path, "status")
+    assert rc == 4 and len(lines) == 1 and f" lacks paths.{path_name}: " in lines[0]
+
+
+@pytest.mark.parametrize("content, problem", [
+    ('{"port": ', "is not valid JSON ("),
+    ("[]", "is not a JSON object"),
+])
+def test_a_garbled_doctor_json_is_one_line(tmp_path, monkeypatch, capsys, content, problem):
+    path = write_settings(tmp_path)
+    path.write_text(content)
+    rc, lines = run_main(monkeypatch, capsys, tmp_path, "doctor")
+    assert rc == 1 and len(lines) == 1 and lines[0].startswith(f"FAIL  settings  {path} {problem}")
+
+
+def test_a_port_that_is_not_a_number_is_named(tmp_path, monkeypatch, capsys):
+    path = write_settings(tmp_path, port="four thousand")
+    rc, lines = run_main(monkeypatch, capsys, tmp_path, "doctor")
+    assert (rc, len(lines)) == (1, 1) and lines[0].startswith(f"FAIL  settings  {path} has a port that is not a number")
 
 
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
@@ -1041,10 +1103,16 @@ def test_the_role_writes_the_background_alias_from_the_proxy_models(tmp_path, ba
     models = [served_model("qwen-3-coder-480b", "zai-glm-4.7")]
     if background:
         models.append(served_model(BACKGROUND, "gpt-oss-120b", role="background"))
-    # The role's other required inputs (site.yml passes them) do not matter here: blanks.
+    # The role's other required inputs as site.yml passes them on a machine with nothing
+    # configured: ccq_doctor_<field> is the settings' <field>, from its one source.
     yaml = pytest.importorskip("yaml")
     specs = yaml.safe_load((role / "meta/argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
-    required = {name: "" for name, spec in specs.items() if spec.get("required")}
+    expected = doctor_settings(tmp_path, upstream_model="zai-glm-4.7")
+    inputs = {"ccq_doctor_user": expected["user"], "ccq_doctor_user_home": expected["home"], **{
+        f"ccq_doctor_{name}": value for name, value in expected.items() if f"ccq_doctor_{name}" in specs}}
+    inputs["ccq_doctor_proxy_port"] = expected["port"]
+    required = {name: inputs[name] for name, spec in specs.items()
+                if spec.get("required") and name not in ("ccq_doctor_proxy_models", "ccq_doctor_retired_models")}
     (tmp_path / "vars.json").write_text(json.dumps({**required, "ccq_doctor_proxy_models": models,
                                                     "ccq_doctor_retired_models": RETIRED}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
@@ -1060,9 +1128,12 @@ def test_the_role_writes_the_background_alias_from_the_proxy_models(tmp_path, ba
     assert written["background_model_alias"] == (BACKGROUND if background else "")
     assert written["background_model"] == ("gpt-oss-120b" if background else "")
     assert written["retired_models"] == RETIRED
-    # What the role writes is what doctor reads.
+    # What the role writes is what doctor reads: every field, nothing left to a default.
     path = tmp_path / "doctor.json"
-    path.write_text(json.dumps({**written, "home": str(tmp_path), "paths": {}}))
+    path.write_text(json.dumps(written))
     loaded = doctor.load_settings(path, {"HOME": str(tmp_path)})
     assert loaded.background_model_alias == written["background_model_alias"]
     assert loaded.retired_models == RETIRED
+    assert loaded == doctor.settings_from({**expected, "retired_models": RETIRED,
+                                           "background_model_alias": written["background_model_alias"],
+                                           "background_model": written["background_model"]})

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from helpers.stack import free_port, served_model, stop_process
 from helpers.http import wait_http_ok
+from helpers.doctor_settings import ccq_layout, doctor_settings
 from helpers.modules import load_doctor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,14 +44,10 @@ RETIRED = {"zai-glm-4.6": {"retired": "2026-01-20", "replacement": "zai-glm-4.7"
            "zai-glm-4.7": {"retired": "2026-10", "replacement": "gpt-oss-120b"}}
 
 
-def _layout() -> dict[str, str]:
-    """ccq's file layout: the roles' table (roles/ccq/vars ccq_layout) over doctor's own copy,
-    which adds the service manager's paths."""
-    roles_layout = yaml.safe_load((REPO / "roles/ccq/vars/main.yml").read_text())["ccq_layout"]
-    return {**load_doctor().DEFAULT_LAYOUT, **roles_layout}
-
-
-LAYOUT = _layout()
+LAYOUT = ccq_layout()
+# The versions ccq pins, which the stand-in venv and claude report.
+PINNED = doctor_settings(Path("/"))
+LITELLM_VERSION, CLAUDE_CODE_VERSION = PINNED["litellm_version"], PINNED["claude_code_version"]
 STATUS_LINE = re.compile(r"^(ok|warn|FAIL)\s+(\S+)\s")
 
 # Serves what doctor asks of LiteLLM: /health/liveliness without a key; /v1/models and
@@ -83,7 +79,7 @@ class H(BaseHTTPRequestHandler):
         elif self.path == "/v1/models":
             status, body = 200, {{"data": [{{"id": a}} for a in aliases]}}
         elif self.path == "/health/readiness":
-            status, body = 200, {{"litellm_version": "1.74.0.post2", "success_callbacks": loaded + ["ServiceLogging"]}}
+            status, body = 200, {{"litellm_version": "{litellm_version}", "success_callbacks": loaded + ["ServiceLogging"]}}
         else:
             status, body = 404, {{}}
         data = json.dumps(body).encode()
@@ -180,24 +176,18 @@ class Home:
                       0o644)
         venv = paths["litellm_venv"]
         write_private(venv / "bin/python", f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', 0o755)
-        write_private(venv / "bin/litellm", FAKE_LITELLM.format(python=sys.executable), 0o755)
-        for name, version in (("litellm", "1.74.0.post2"), ("openai", "1.99.9")):
+        write_private(venv / "bin/litellm", FAKE_LITELLM.format(python=sys.executable, litellm_version=LITELLM_VERSION), 0o755)
+        for name, version in (("litellm", LITELLM_VERSION), ("openai", "1.99.9")):
             write_private(venv / f"lib/python3.11/site-packages/{name}-{version}.dist-info/METADATA",
                           f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", 0o644)
-        write_private(paths["bin_dir"] / "claude", "#!/bin/sh\necho '2.1.332 (Claude Code)'\n", 0o755)
+        write_private(paths["bin_dir"] / "claude", f"#!/bin/sh\necho '{CLAUDE_CODE_VERSION} (Claude Code)'\n", 0o755)
         write_private(self.root / "fakebin/node", "#!/bin/sh\necho v18.19.0\n", 0o755)
-        settings = {
-            "user": os.environ.get("USER") or "root", "home": str(self.home),
-            "paths": {name: str(path) for name, path in paths.items()},
-            "port": self.port, "model_alias": ALIAS, "api_base": self.upstream_base,
-            "model_preference": ["qwen-3-coder-480b", "zai-glm-4.7", "gpt-oss-120b"],
-            "litellm_version": "1.74.0.post2", "openai_version_spec": ">=1.99.1,<1.100.0",
-            "claude_code_version": "2.1.332", "node_min_version": "18.0.0", "service_manager": "none",
-            "claude_code_environment": CLAUDE_CODE_LIMITS,
-            "background_model_alias": self.background_alias, "background_model": self.background,
-            "retired_models": RETIRED,
-        }
-        write_private(paths["config_dir"] / "doctor.json", json.dumps(settings))
+        settings = doctor_settings(
+            self.home, port=self.port, model_alias=ALIAS, api_base=self.upstream_base,
+            model_preference=["qwen-3-coder-480b", "zai-glm-4.7", "gpt-oss-120b"], service_manager="none",
+            claude_code_environment=CLAUDE_CODE_LIMITS, background_model_alias=self.background_alias,
+            background_model=self.background, retired_models=RETIRED)
+        write_private(paths["doctor_config"], json.dumps(settings))
         return self
 
     # -- the proxy, as ccq starts it on demand ------------------------------------------------
@@ -282,10 +272,21 @@ def test_status_says_up_port_model_versions_and_uptime(home):
     assert re.search(rf"^proxy\s+up \(on demand, no systemd, pid {home.proxy.pid}, up \d+s\)", done.stdout, re.M)
     assert f"127.0.0.1:{home.port}" in done.stdout
     assert f"{ALIAS} -> cerebras/{ALIAS} at {home.upstream_base}" in done.stdout
-    assert "litellm 1.74.0.post2, openai 1.99.9, claude 2.1.332" in done.stdout
+    assert f"litellm {LITELLM_VERSION}, openai 1.99.9, claude {CLAUDE_CODE_VERSION}" in done.stdout
     home.stop_proxy()
     down = home.run("status")
     assert down.returncode == 3 and re.search(r"^proxy\s+down", down.stdout, re.M)
+
+
+def test_without_doctor_json_doctor_and_status_say_so_in_one_line(home):
+    settings_file = home.paths["doctor_config"]
+    settings_file.rename(settings_file.with_name("doctor.json.moved"))
+    doctor_run, status_run = home.run("doctor"), home.run("status")
+    line = f"FAIL  settings  {settings_file} is missing: re-run the provisioning ("
+    assert doctor_run.returncode == 1 and doctor_run.stdout.splitlines()[0].startswith(line), doctor_run.stdout
+    assert status_run.returncode == 4 and status_run.stdout.splitlines()[0].startswith(line), status_run.stdout
+    assert len(doctor_run.stdout.splitlines()) == len(status_run.stdout.splitlines()) == 1
+    assert doctor_run.stderr == status_run.stderr == ""
 
 
 def test_status_shows_the_quota_the_proxy_last_heard_of(home):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.doctor_settings import doctor_settings
 from helpers.modules import load_doctor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,13 +26,13 @@ def facts_for(proxy_stack, litellm_venv: Path, tmp_path: Path, master_key: str):
     """Doctor's facts for the suite's running proxy; ccq's shell side is taken as correct."""
     workdir = proxy_stack.proxy.workdir
     home = tmp_path / "home"
-    paths = {name: home / rel for name, rel in doctor.DEFAULT_LAYOUT.items()}
-    paths.update(config_dir=workdir, proxy_config=workdir / "config.yaml",
-                 proxy_callbacks=workdir / "custom_callbacks.py", litellm_venv=litellm_venv)
-    paths["master_key_file"].parent.mkdir(parents=True)
-    paths["master_key_file"].write_text(master_key)
-    settings = doctor.Settings(home=home, user="test", paths=paths, port=int(proxy_stack.proxy.port),
-                               model_alias="qwen-3-coder-480b", service_manager="none")
+    defaults = doctor_settings(home)
+    paths = {**defaults["paths"], "config_dir": str(workdir), "proxy_config": str(workdir / "config.yaml"),
+             "proxy_callbacks": str(workdir / "custom_callbacks.py"), "litellm_venv": str(litellm_venv)}
+    settings = doctor.settings_from(doctor_settings(home, paths=paths, port=int(proxy_stack.proxy.port),
+                                                    model_alias="qwen-3-coder-480b", service_manager="none"))
+    settings.paths["master_key_file"].parent.mkdir(parents=True)
+    settings.paths["master_key_file"].write_text(master_key)
     capture = doctor.Capture(True, "test", env={}, argv=["--model", "qwen-3-coder-480b"],
                              token_fingerprint=doctor.fingerprint(master_key))
     return doctor.Facts(settings).preset(capture=capture, capture_direct=capture, env_file={})

@@ -7,7 +7,8 @@ playbooks/doctor.yml.  Stdlib only, Python >= 3.9: it runs with the machine's ow
 outside LiteLLM's venv, because a broken venv is one of the things it diagnoses.
 
 Its settings come from ~/.config/ccq/doctor.json, which the role writes from the same
-variables that built the proxy; without that file ccq's default layout under $HOME is assumed.
+variables that built the proxy. Doctor has no defaults of its own: without that file, or with a
+field missing from it, it says so in one line and stops.
 
 Secrets: the Cerebras key and the proxy's master key are read from their files into memory.
 They go into HTTP headers only, never onto a command line, and every line this script prints
@@ -44,7 +45,7 @@ import urllib.parse
 import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
@@ -52,31 +53,14 @@ from typing import Any, Optional
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 _SEVERITY = {OK: 0, WARN: 1, FAIL: 2}
 
-# Where ccq keeps things, relative to the account's home: a copy of ccq_layout in
-# roles/ccq/vars/main.yml, used only when doctor.json is missing.
-DEFAULT_LAYOUT = {
-    "secrets_dir": ".secrets",
-    "api_key_file": ".secrets/cerebras_api_key",
-    "master_key_file": ".secrets/ccq_litellm_master_key",
-    "config_dir": ".config/ccq",
-    "proxy_config": ".config/ccq/litellm_config.yaml",
-    "proxy_callbacks": ".config/ccq/custom_callbacks.py",
-    "proxy_env_file": ".config/ccq/litellm.env",
-    "shell_functions": ".config/ccq/ccq.sh",
-    "state_dir": ".local/state/ccq",
-    "proxy_log": ".local/state/ccq/litellm.log",
-    "proxy_pidfile": ".local/state/ccq/litellm.pid",
-    # The one script that runs the proxy (roles/litellm_service): its litellm command line.
-    "proxy_launcher": ".local/share/ccq/ccq-proxy",
-    # The proxy's last rate-limit figures per Cerebras model (ccq_quota.py), for `ccq status`.
-    "quota_state": ".local/state/ccq/quota.json",
-    "bin_dir": ".local/bin",
-    "litellm_venv": ".local/share/pipx/venvs/litellm",
-    "unit_dir": ".config/systemd/user",
-    # macOS: the launch agent's stdout/stderr (roles/litellm_service, vars/Darwin.yml).
-    "launchd_log": "Library/Logs/ccq/litellm.log",
-}
+# Where doctor.json is (ccq_layout's doctor_config), relative to the account's home: the ccq
+# shell function runs doctor without --config, and the location of the settings cannot come
+# from the settings. Every other path comes from doctor.json.
 DEFAULT_SETTINGS_FILE = ".config/ccq/doctor.json"
+# The entries of doctor.json's paths (ccq_layout) this script reads.
+PATHS_READ = ("secrets_dir", "api_key_file", "master_key_file", "config_dir", "proxy_config", "proxy_callbacks",
+              "proxy_env_file", "shell_functions", "state_dir", "proxy_log", "proxy_pidfile", "proxy_launcher",
+              "quota_state", "bin_dir", "litellm_venv", "unit_dir", "launchd_log")
 
 # Claude Code's model roles.  Without the first group, subagents ask the proxy for
 # claude-sonnet-* ("Invalid model name"); without the second, background calls (titles,
@@ -100,21 +84,24 @@ NO_SHELL_FUNCTION = 97  # exit status of the capture script when the shell has n
 class Settings:
     """What the provisioning intended: ports, names, versions and file locations."""
 
+    # Without a default: doctor.json must hold them (roles/ccq_doctor writes every one).
     home: Path
     user: str
     paths: dict[str, Path]
-    port: int = 4000
-    model_alias: str = "cerebras"
+    port: int
+    model_alias: str
+    api_base: str
+    model_preference: list[str]
+    service_name: str
+    litellm_version: str
+    openai_version_spec: str
+    node_min_version: str
+    reprovision: str
+    # The rest may be empty, which means what each comment says.
     # Empty: read from the proxy's config.yaml.
     upstream_model: str = ""
-    api_base: str = ""
-    model_preference: list[str] = field(default_factory=list)
-    service_name: str = "ccq-litellm"
-    litellm_version: str = "1.74.0.post2"
-    openai_version_spec: str = ">=1.99.1,<1.100.0"
+    # Empty: not compared.
     claude_code_version: str = ""
-    node_min_version: str = "18.0.0"
-    reprovision: str = "make provision"
     # None: detect (systemd when /run/systemd/system exists).
     service_manager: Optional[str] = None
     # What ccq tells Claude Code about the model (variable: value), from the model table.
@@ -135,32 +122,68 @@ class Settings:
         return f"{self.service_name}.service"
 
 
+class SettingsError(Exception):
+    """doctor.json is missing, unreadable or incomplete: the one line that says so and what to do."""
+
+
+# The command named when doctor.json cannot name it (its reprovision field, from
+# ccq_doctor_reprovision_command): the README's, as help text; it is no setting doctor acts on.
+REPROVISION_HINT = "make provision"
+
+
+def required_settings() -> list[str]:
+    """The Settings fields without a default, in their order: the ones doctor.json must hold."""
+    return [f.name for f in fields(Settings) if f.default is MISSING and f.default_factory is MISSING]
+
+
+def settings_from(data: Mapping[str, Any]) -> Settings:
+    """Settings from doctor.json's content; SettingsError names the first field it lacks."""
+    lacking = [name for name in required_settings() if data.get(name) in (None, "")]
+    if not lacking:
+        paths = data["paths"] if isinstance(data["paths"], dict) else {}
+        lacking = [f"paths.{name}" for name in PATHS_READ if not paths.get(name)]
+    if lacking:
+        raise SettingsError(f"lacks {lacking[0]}")
+    known = {f.name for f in fields(Settings)}
+    values = {name: value for name, value in data.items() if name in known and value is not None}
+    try:
+        values["port"] = int(values["port"])
+    except (TypeError, ValueError):
+        raise SettingsError(f"has a port that is not a number ({values['port']!r})") from None
+    values["home"] = Path(values["home"])
+    values["paths"] = {name: Path(value) for name, value in values["paths"].items()}
+    values["claude_code_environment"] = {str(k): str(v) for k, v in (values.get("claude_code_environment") or {}).items()}
+    for name in ("background_model_alias", "background_model"):
+        values[name] = str(values.get(name, ""))
+    retired = values.get("retired_models")
+    values["retired_models"] = {str(model): {k: str(v) for k, v in row.items() if v is not None}
+                                for model, row in (retired.items() if isinstance(retired, dict) else ())
+                                if isinstance(row, dict)}
+    return Settings(**values)
+
+
 def load_settings(path: Optional[Path], environ: Mapping[str, str] = os.environ) -> Settings:
-    """Settings from doctor.json (written by roles/ccq_doctor), else ccq's defaults."""
-    account = pwd.getpwuid(os.getuid())
-    home = Path(environ.get("HOME") or account.pw_dir)
+    """Settings from doctor.json (written by roles/ccq_doctor); SettingsError when it is missing,
+    unreadable or lacks a field, with the fix."""
+    home = Path(environ.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir)
     settings_file = path or home / DEFAULT_SETTINGS_FILE
-    data: dict[str, Any] = {}
-    if settings_file.is_file():
+    data: Any = None
+    try:
         data = json.loads(settings_file.read_text(encoding="utf-8"))
-    home = Path(data.get("home") or home)
-    paths = {name: home / rel for name, rel in DEFAULT_LAYOUT.items()}
-    paths.update({name: Path(value) for name, value in (data.get("paths") or {}).items()})
-    settings = Settings(home=home, user=str(data.get("user") or account.pw_name), paths=paths)
-    for name in ("port", "model_alias", "upstream_model", "api_base", "model_preference", "service_name",
-                 "litellm_version", "openai_version_spec", "claude_code_version", "node_min_version",
-                 "reprovision", "service_manager", "claude_code_environment", "background_model_alias",
-                 "background_model", "retired_models"):
-        if data.get(name) not in (None, ""):
-            setattr(settings, name, data[name])
-    settings.port = int(settings.port)
-    settings.claude_code_environment = {str(k): str(v) for k, v in settings.claude_code_environment.items()}
-    settings.background_model_alias = str(settings.background_model_alias)
-    settings.background_model = str(settings.background_model)
-    retired = settings.retired_models if isinstance(settings.retired_models, dict) else {}
-    settings.retired_models = {str(model): {k: str(v) for k, v in row.items() if v is not None}
-                               for model, row in retired.items() if isinstance(row, dict)}
-    return settings
+        if not isinstance(data, dict):
+            raise SettingsError("is not a JSON object")
+        return settings_from(data)
+    except SettingsError as exc:
+        problem = str(exc)
+    except FileNotFoundError:
+        problem = "is missing"
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or exc})"
+    except ValueError as exc:
+        problem = f"is not valid JSON ({exc})"
+    command = data.get("reprovision") if isinstance(data, dict) else None
+    raise SettingsError(f"{settings_file} {problem}: re-run the provisioning "
+                        f"({command if isinstance(command, str) and command else REPROVISION_HINT}), which writes it")
 
 
 # ---------------------------------------------------------------------------------------
@@ -1143,7 +1166,7 @@ class Facts:
     def api_base(self) -> str:
         config = self.proxy_config
         base = config.models.get(self.ccq_alias(), {}).get("api_base", "") if config else ""
-        return (base or self.settings.api_base or "https://api.cerebras.ai/v1").rstrip("/")
+        return (base or self.settings.api_base).rstrip("/")
 
     # -- Cerebras ----------------------------------------------------------------------------
     @cached_property
@@ -2015,9 +2038,10 @@ CHECKS: tuple[Check, ...] = (
           "a new bash/zsh defines `ccq` from the marked block in ~/.bashrc / ~/.zshrc",
           "re-run the provisioning, open a new shell", check_shell),
     Check("service", "`Connection error` / `fetch failed`",
-          "`ccq-litellm.service` is enabled, running and not crash-looping (its last error lines); "
-          "without systemd, the pidfile and the log in ~/.local/state/ccq",
-          "`systemctl --user enable --now ccq-litellm`; the error lines say why it stops", check_service),
+          "the proxy's systemd user unit (launchd agent on macOS) is enabled, running and not crash-looping "
+          "(its last error lines); without either, ccq's pidfile and log",
+          "the start command doctor prints (`systemctl --user enable --now <unit>`); the error lines say why it stops",
+          check_service),
     Check("port", "`Connection error` / `fetch failed`",
           "/health/liveliness answers on the port ccq uses; if not, which port the proxy listens on",
           "re-run the provisioning: one `ccq_proxy_port` for the unit and ccq", check_port),
@@ -2027,10 +2051,11 @@ CHECKS: tuple[Check, ...] = (
     Check("auth", "`401 Unauthorized`",
           "the running proxy accepts the master key ccq sends (a rotated key needs a restart); "
           "ANTHROPIC_API_KEY does not reach Claude Code",
-          "`systemctl --user restart ccq-litellm`", check_auth),
+          "restart the proxy (doctor prints the command)", check_auth),
     Check("versions", "`ImportError: ResponseTextConfig` (the proxy dies at start)",
-          "litellm and openai in LiteLLM's venv are the pinned versions (openai `>=1.99.1,<1.100.0`)",
-          "`make provision` (rebuilds LiteLLM's venv from ccq's lock, restarts the proxy)",
+          "litellm and openai in LiteLLM's venv are the pinned versions (`ccq_litellm_version`, "
+          "`ccq_openai_version_spec`)",
+          "re-run the provisioning (it rebuilds LiteLLM's venv from ccq's lock and restarts the proxy)",
           check_versions),
     Check("drop-params", "subagents never start (tools silently dropped)",
           "no `--drop_params` in the unit, the running proxy or ccq's on-demand start",
@@ -2064,7 +2089,7 @@ CHECKS: tuple[Check, ...] = (
           "`ccq_background_model` to the replacement), re-run the provisioning",
           check_model),
     Check("claude-code", "odd failures after a Claude Code update",
-          "`claude --version` is the tested pin; Node.js is new enough (>= 18)",
+          "`claude --version` is the tested pin (`ccq_claude_code_version`); Node.js is as new as it needs",
           "re-run the provisioning", check_claude_code),
     Check("file-modes", "other accounts can read your keys",
           "key files and the EnvironmentFile are 0600, their directories 0700, all owned by you",
@@ -2074,7 +2099,7 @@ CHECKS: tuple[Check, ...] = (
           "re-run the provisioning (ccq adds 127.0.0.1,localhost), open a new shell", check_proxy_env),
     Check("restart", "a change has no effect",
           "config.yaml, the callback, the keys and the unit are not newer than the running proxy",
-          "`systemctl --user restart ccq-litellm`", check_restart),
+          "restart the proxy (doctor prints the command)", check_restart),
 )
 
 
@@ -2233,6 +2258,11 @@ def cmd_checks(settings: Optional[Settings], args: argparse.Namespace, out: Call
     return 0
 
 
+# Each command's exit status when doctor.json is unusable: doctor's "a check failed", and for
+# status the LSB init-script code for "status unknown" beside its 0 (up) and 3 (down).
+SETTINGS_ERROR_EXIT = {"doctor": 1, "status": 4, "logs": 1}
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, help="doctor settings (default ~/.config/ccq/doctor.json)")
@@ -2253,7 +2283,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.command == "checks":
         return cmd_checks(None, args)
-    settings = load_settings(args.config)
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"{FAIL:<4}  settings  {exc}")
+        return SETTINGS_ERROR_EXIT[args.command]
     command = {"doctor": cmd_doctor, "status": cmd_status, "logs": cmd_logs}[args.command]
     try:
         return command(settings, args)
