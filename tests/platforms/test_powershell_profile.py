@@ -102,6 +102,13 @@ def ps_limits(ps1: str) -> dict[str, str]:
     return dict(re.findall(r"^\s*(\w+)\s*=\s*'([^']*)'", table.group(1), re.M))
 
 
+def ps_arguments(ps1: str) -> list[str]:
+    """The $script:CcqArguments list: the flags ccq puts before the user's own."""
+    listed = re.search(r"^\$script:CcqArguments = @\((.*)\)$", ps1, re.M)
+    assert listed, "the profile has no CcqArguments list"
+    return re.findall(r"'([^']*)'", listed.group(1))
+
+
 def posix_exported_values(ccq_sh: str) -> dict[str, str]:
     """NAME=value pairs the POSIX ccq exports with a literal value."""
     return dict(re.findall(r"^\s*export (\w+)='?([^'\s]*)'?$", function_body(ccq_sh, "ccq"), re.M))
@@ -156,10 +163,14 @@ def test_ccq_tells_claude_the_same_limits_as_the_posix_ccq(ps1: str, ccq_sh: str
 
 
 def test_ccq_runs_claude_with_the_alias_and_the_callers_arguments(ps1: str, ccq_sh: str):
-    alias = re.search(r"exec claude --model (\S+) \"\$@\"", ccq_sh)
-    assert alias, "the POSIX ccq no longer runs claude --model <alias>"
+    alias = re.search(r"exec claude --model (\S+)((?: --\S+=\S+)*) \"\$@\"", ccq_sh)
+    assert alias, "the POSIX ccq no longer runs claude --model <alias> <ccq's flags> <the caller's arguments>"
     assert f"$script:CcqModelAlias = '{alias.group(1).strip(chr(39))}'" in ps1
-    assert "& claude --model $script:CcqModelAlias @args" in function_body(ps1, "ccq")
+    # The same flags, before the caller's arguments, in both shells (the permission mode, the
+    # tools left out).
+    assert ps_arguments(ps1) == [flag.strip("'") for flag in alias.group(2).split()]
+    assert "--permission-mode=auto" in ps_arguments(ps1) and "--disallowedTools=WebSearch" in ps_arguments(ps1)
+    assert "& claude --model $script:CcqModelAlias @script:CcqArguments @args" in function_body(ps1, "ccq")
 
 
 def test_proxy_started_on_demand_gets_the_variables_of_the_roles_environment_file(ps1: str):
@@ -197,5 +208,5 @@ def test_the_windows_ci_job_checks_the_same_profile_ansible_renders(ps1: str, da
     spec.loader.exec_module(render_profile)
     variables = render_profile.profile_variables()
     variables.update(ccq_shell_proxy_port=darwin.port, ansible_managed=ps1.splitlines()[0][2:],
-                     ccq_shell_claude_code_environment=ps_limits(ps1))
+                     ccq_shell_claude_code_environment=ps_limits(ps1), ccq_shell_claude_code_arguments=ps_arguments(ps1))
     assert render_profile.render(render_profile.ROLE / "templates" / "ccq.ps1.j2", variables) == ps1

@@ -38,6 +38,8 @@ readonly PACKAGES=(
   systemd systemd-sysv dbus dbus-user-session libpam-systemd
   python3 python3-apt sudo
   curl ca-certificates iproute2 procps locales
+  # Not ccq's: the terminal-UI test types into Claude Code through tmux, as a person would.
+  tmux
 )
 
 # Units that have no business in a container: gettys would spin on a missing

@@ -164,7 +164,7 @@ class Home:
         write_private(paths["shell_functions"], render(
             SHELL_TEMPLATE, ccq_shell_paths=shell_paths, ccq_shell_proxy_port=self.port, ccq_shell_model_alias=ALIAS,
             ccq_shell_background_model_alias=self.background_alias, ccq_shell_start_timeout=5,
-            ccq_shell_claude_code_environment=CLAUDE_CODE_LIMITS), 0o644)
+            ccq_shell_claude_code_environment=CLAUDE_CODE_LIMITS, ccq_shell_claude_code_arguments=[]), 0o644)
         paths["proxy_launcher"].parent.mkdir(parents=True, exist_ok=True)
         write_private(paths["proxy_launcher"], render(
             LAUNCHER_TEMPLATE, litellm_service_paths=shell_paths, litellm_service_port=self.port,
@@ -302,6 +302,14 @@ def test_status_shows_the_quota_the_proxy_last_heard_of(home):
     assert done.returncode == 0
     assert re.search(rf"^quota     {ALIAS}: 45,000 of 150,000 tokens left this minute \(1[2-9] s ago\), "
                      r"14,000 of 14,400 requests left today$", done.stdout, re.MULTILINE), done.stdout
+    assert "\nspent " not in done.stdout  # nothing counted yet: no share line
+    quota.write_text(json.dumps({"models": {}, "purposes": {
+        "auto-mode checks": {"requests": 3, "tokens": 9000}, "work": {"requests": 9, "tokens": 27000}}}))
+    done = home.run("status")
+    assert re.findall(r"^spent .*$", done.stdout, re.MULTILINE) == [
+        "spent     work: 9 of 12 requests, 27,000 of 36,000 tokens reserved (75%) since the proxy started",
+        "spent     auto-mode checks: 3 of 12 requests, 9,000 of 36,000 tokens reserved (25%) since the proxy started",
+    ], done.stdout
     quota.write_text('{"models": {')  # half a file
     done = home.run("status")
     assert done.returncode == 0 and done.stderr == ""

@@ -133,3 +133,29 @@ def test_settings_from_the_environment(raw: str | None, expected: float, tmp_pat
 def test_a_bad_max_wait_stops_the_proxy_with_the_variable_named(raw: str) -> None:
     with pytest.raises(ValueError, match="CCQ_QUOTA_MAX_WAIT"):
         quota.quota_book_from_env({"CCQ_QUOTA_MAX_WAIT": raw})
+
+
+# Claude Code's auto-mode classifier, as it reached the upstream (tests/fixtures is the work).
+CLASSIFIER_STAGE_1 = {"model": "gpt-oss-120b", "max_tokens": 2112, "stop": ["</block>"], "messages": [
+    {"role": "system", "content": "You are a security monitor for autonomous AI coding agents.\n\n## Context"},
+    {"role": "user", "content": "<transcript>...</transcript> Your ENTIRE response MUST begin with <block>."}]}
+CLASSIFIER_STAGE_2 = {**{k: v for k, v in CLASSIFIER_STAGE_1.items() if k != "stop"}, "max_tokens": 10240}
+WORK_REQUEST = {"model": "gpt-oss-120b", "max_tokens": 16384, "messages": [
+    {"role": "system", "content": [{"type": "text", "text": "You are Claude Code, Anthropic's official CLI"}]},
+    {"role": "user", "content": "Explain what a security monitor is. Answer in <block> tags."}]}
+
+
+@pytest.mark.parametrize(("body", "purpose"), [
+    (CLASSIFIER_STAGE_1, quota.AUTO_MODE_CHECK), (CLASSIFIER_STAGE_2, quota.AUTO_MODE_CHECK),
+    (WORK_REQUEST, quota.WORK), ({"messages": "garbled"}, quota.WORK), ({}, quota.WORK)])
+def test_auto_mode_checks_are_told_from_the_work(body: dict, purpose: str) -> None:
+    assert quota.request_purpose(body) == purpose
+
+
+def test_the_state_file_gives_each_purpose_its_share(book: quota.QuotaBook, tmp_path: Path) -> None:
+    for body in (WORK_REQUEST, CLASSIFIER_STAGE_1, CLASSIFIER_STAGE_1):
+        book.count(quota.request_purpose(body), 1000)
+    book.record("gpt-oss-120b", headers(remaining=45_000, reset=21))
+    state = json.loads((tmp_path / "quota.json").read_text())
+    assert state["purposes"] == {quota.WORK: {"requests": 1, "tokens": 1000},
+                                 quota.AUTO_MODE_CHECK: {"requests": 2, "tokens": 2000}}

@@ -525,6 +525,27 @@ def quota_lines(path: Path, first: Sequence[str] = (), now: Optional[float] = No
         return [f"{path} is garbled ({exc}); the proxy rewrites it after its next answer from Cerebras"]
 
 
+def share_lines(path: Path) -> list[str]:
+    """What each kind of upstream request (the work, auto mode's checks) has cost since the proxy
+    started, from its quota state file: the requests and the tokens they reserved against
+    Cerebras' quota. [] when nothing is recorded; never raises."""
+    try:
+        purposes = json.loads(path.read_text(encoding="utf-8")).get("purposes")
+        if not isinstance(purposes, dict) or not purposes:
+            return []
+        total_requests = sum(int(p["requests"]) for p in purposes.values())
+        total_tokens = sum(int(p["tokens"]) for p in purposes.values())
+        lines = []
+        for name in sorted(purposes, key=lambda n: (n != "work", n)):
+            requests, tokens = int(purposes[name]["requests"]), int(purposes[name]["tokens"])
+            percent = f" ({100 * tokens // total_tokens}%)" if total_tokens else ""
+            lines.append(f"{name}: {requests:,} of {total_requests:,} requests, {tokens:,} of {total_tokens:,} "
+                         f"tokens reserved{percent} since the proxy started")
+        return lines
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return []
+
+
 def _yaml_scalar(value: str) -> str:
     value = value.split(" #", 1)[0].strip()
     if value.startswith('"'):
@@ -2199,6 +2220,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: Callable[[str]
     # What the proxy last heard of Cerebras' per-minute and per-day limits, per model.
     in_use = [m for m in (facts.upstream_model(), facts.background_upstream_model()) if m]
     lines += [f"quota     {line}" for line in quota_lines(settings.paths["quota_state"], in_use)]
+    # Auto mode's safety checks spend the same quota as the work (docs/permission-modes.md).
+    lines += [f"spent     {line}" for line in share_lines(settings.paths["quota_state"])]
     for line in lines:
         out(mask_secrets(line, facts.secrets()))
     return 0 if healthy else 3

@@ -20,7 +20,9 @@ for the reset; what a request is expected to use is taken off at once, so parall
 requests do not all go for the same remainder. The wait is bounded (``max_wait``; 0
 turns pacing off): a longer one (the day's requests spent) is not waited for, the
 request goes and Cerebras' own 429 reaches Claude Code. The figures are also written
-to a small JSON file that ``ccq status`` shows.
+to a small JSON file that ``ccq status`` shows, with what each kind of request
+(``request_purpose``: the work itself, or auto mode's safety checks) has cost since the
+proxy started: its share of the same quota.
 """
 from __future__ import annotations
 
@@ -65,6 +67,29 @@ def _number(headers: Mapping[str, Any], name: str) -> Optional[float]:
     return value if value is not None and math.isfinite(value) and value >= 0 else None
 
 
+# Claude Code's auto-mode classifier (CLAUDE_CODE_AUTO_MODE_SERVER=0) casts the model as a
+# "security monitor" in its system prompt; its first stage also stops at "</block>".
+AUTO_MODE_CHECK = "auto-mode checks"
+WORK = "work"
+AUTO_MODE_SYSTEM_TEXT = "You are a security monitor"
+AUTO_MODE_STOP = "</block>"
+
+
+def request_purpose(body: Mapping[str, Any]) -> str:
+    """AUTO_MODE_CHECK for an upstream request of Claude Code's auto-mode classifier, else WORK."""
+    stop = body.get("stop")
+    if AUTO_MODE_STOP in (stop if isinstance(stop, list) else [stop]):
+        return AUTO_MODE_CHECK
+    messages = body.get("messages")
+    first = messages[0] if isinstance(messages, list) and messages else None
+    if isinstance(first, dict) and first.get("role") == "system":
+        content = first.get("content")
+        text = content if isinstance(content, str) else json.dumps(content)
+        if AUTO_MODE_SYSTEM_TEXT in text[:200]:
+            return AUTO_MODE_CHECK
+    return WORK
+
+
 def _int(value: Optional[float]) -> Optional[int]:
     return None if value is None else int(value)
 
@@ -84,6 +109,14 @@ class QuotaBook:
         self.state_file = state_file
         self.clock = clock
         self.quotas: Dict[str, Quota] = {}
+        # Per request_purpose since the proxy started: requests, and the tokens they reserved.
+        self.purposes: Dict[str, Dict[str, int]] = {}
+
+    def count(self, purpose: str, cost: int) -> None:
+        """Count one upstream request of ``purpose`` that reserves ``cost`` tokens."""
+        spent = self.purposes.setdefault(purpose, {"requests": 0, "tokens": 0})
+        spent["requests"] += 1
+        spent["tokens"] += cost  # written with the answer's figures (record), not twice a request
 
     def record(self, model: str, headers: Mapping[str, Any]) -> None:
         """Keep the rate-limit figures of one upstream answer (any status)."""
@@ -141,7 +174,7 @@ class QuotaBook:
         try:
             fd, tmp = tempfile.mkstemp(prefix=".quota-", dir=directory)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"models": self.snapshot()}, fh)
+                json.dump({"models": self.snapshot(), "purposes": self.purposes}, fh)
             os.replace(tmp, self.state_file)
         except OSError as exc:
             LOG.debug("ccq: quota state not written: %s", exc)

@@ -1,0 +1,196 @@
+"""A person's day in the interactive Claude Code through ccq, on the converged systemd target.
+
+tmux types into the real Claude Code, started by the provisioned `ccq` function in the
+account's login shell, and reads its screen, as a person would (tests/helpers/terminal.py).
+The stand-in Cerebras answers the main agent from its queue (each answer matched to the
+prompt that asks for it, so Claude Code's side requests pass it by) and the auto-mode
+classifier in the classifier's own format. The tests run in file order, in one session:
+
+a first prompt and its answer; a tool action auto mode allows without asking; Esc during a
+slow answer (the upstream connection closed, the next prompt answered); /compact; /cost
+with the stand-in's token counts; /exit, then `ccq --resume <id>` and `ccq --continue`
+going on with the conversation. Every screen waited for is kept in
+bench/results/tmp/terminal-ui.log.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import pytest
+from helpers.converged_host import as_user, converged_host, upstream_requests
+from helpers.terminal import Terminal, answer_first_run_screens
+
+TARGET = converged_host()
+PROJECT = f"{TARGET.home}/tui-project"
+# Outside the project: removing it is an action auto mode's classifier checks.
+SCRATCH = f"{TARGET.home}/tui-scratch"
+SCREENS_LOG = Path(__file__).resolve().parents[3] / "bench/results/tmp/terminal-ui.log"
+# Claude Code's prompt box is ready (its status line names the permission mode).
+READY = r"⏵⏵ auto mode on"
+FIRST_RUN_SCREENS = (
+    ("theme", r"Choose the text style", ("Enter",)),
+    ("security notes", r"Press Enter to continue", ("Enter",)),
+    ("trust the folder", r"❯ No, exit\s*\n\s*Yes, I trust this folder", ("Down", "Enter")),
+)
+CLASSIFIER_SYSTEM_TEXT = "You are a security monitor"
+SLOW_WORDS = 60
+SLOW_CHUNK_DELAY = 0.25  # seconds per word: a 15 s answer
+SUMMARY = "ccq-tui summary: the user said hello, removed a scratch directory and interrupted a story."
+
+
+def fake(path: str, body: dict[str, Any] | None = None, method: str = "GET") -> dict[str, Any]:
+    """The stand-in's control endpoints (no auth; the target shares the controller's network)."""
+    url = urljoin(TARGET.settings["ccq_cerebras_api_base"], path)
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=10) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def queue(*answers: dict[str, Any]) -> None:
+    fake("/_fake/queue", {"responses": list(answers)}, "POST")
+
+
+def text_answer(match: str, text: str, **extra: Any) -> dict[str, Any]:
+    """The main agent's next answer to the prompt containing ``match``."""
+    return {"kind": "completion", "message": {"role": "assistant", "content": text}, "match": match,
+            "tools": True, **extra}
+
+
+def chat_requests(host: Any, since: int) -> list[dict[str, Any]]:
+    return [r["body"] for r in upstream_requests(host)[since:]
+            if r["path"] == "/v1/chat/completions" and r["status"] == 200 and isinstance(r.get("body"), dict)]
+
+
+def is_classifier(body: dict[str, Any]) -> bool:
+    first = (body.get("messages") or [{}])[0]
+    return first.get("role") == "system" and CLASSIFIER_SYSTEM_TEXT in json.dumps(first.get("content"))
+
+
+@pytest.fixture(scope="module")
+def tui(host: Any) -> Iterator[Terminal]:
+    """`ccq` typed into a new login shell in a new project folder, past the first-run screens."""
+
+    def run(argv: list[str]) -> str:
+        done = host.run(as_user(shlex.join(argv)))
+        assert done.rc == 0, f"{argv}: {done.stderr}"
+        return done.stdout
+
+    host.run(as_user(f"rm -rf {PROJECT} {SCRATCH} && mkdir -p {PROJECT} {SCRATCH}"))
+    fake("/_fake/queue", method="DELETE")
+    SCREENS_LOG.parent.mkdir(parents=True, exist_ok=True)
+    SCREENS_LOG.write_text("")
+    terminal = Terminal(run, "ccq-tui", log=SCREENS_LOG)
+    terminal.start(PROJECT)
+    terminal.wait_for(r"\$\s*$", 30, "the shell prompt")
+    terminal.enter("ccq")
+    answer_first_run_screens(terminal, READY, FIRST_RUN_SCREENS)
+    yield terminal
+    terminal.close()
+
+
+def test_a_first_prompt_is_answered(tui: Terminal, host: Any) -> None:
+    mark = len(upstream_requests(host))
+    queue(text_answer("Please say hello", "ccq-tui: hello from the stand-in"))
+    tui.enter("Please say hello")
+    tui.wait_for(r"● ccq-tui: hello from the stand-in", 60, since="Please say hello")
+    [work] = [b for b in chat_requests(host, mark) if "Please say hello" in json.dumps(b["messages"][-1])]
+    # WebSearch is left out (it would answer from the model's memory); WebFetch stays.
+    assert "WebSearch" not in json.dumps(work) and "WebFetch" in json.dumps(work)
+
+
+def test_auto_mode_allows_a_checked_action_without_asking(tui: Terminal, host: Any) -> None:
+    mark = len(upstream_requests(host))
+    command = f"rm -rf {SCRATCH}"
+    queue({"kind": "tool_calls", "match": "remove the scratch folder", "tools": True,
+           "calls": [{"name": "Bash", "arguments": json.dumps({"command": command,
+                                                                "description": "Remove the scratch folder"})}]})
+    tui.enter("Please remove the scratch folder")
+    tui.wait_for(r"Ran 1 shell command|\$ rm -rf", 60, since="remove the scratch folder")
+    tui.wait_for(r"✻ \w+ for", 60, "the turn's end", since="remove the scratch folder")
+    shown = tui.screen()
+    assert "can't check actions" not in shown and "Not run" not in shown and "Do you want to" not in shown, shown
+    assert host.run(f"test -e {SCRATCH}").rc != 0, "the command did not run"
+    checks = [b for b in chat_requests(host, mark) if is_classifier(b)]
+    assert checks, "no auto-mode classifier request reached the upstream"
+    # The classifier's own stop sequence and output size reach Cerebras unchanged (no tools,
+    # no tool_choice: Cerebras refuses tool_choice without tools).
+    assert checks[0]["stop"] == ["</block>"] and checks[0]["max_tokens"] < int(TARGET.settings["ccq_max_tokens_ceiling"])
+    assert all("tools" not in b and "tool_choice" not in b for b in checks)
+    spent = host.run(as_user(f"cat {TARGET.path('quota_state')}")).stdout
+    assert json.loads(spent)["purposes"]["auto-mode checks"]["requests"] >= len(checks)
+
+
+def test_esc_during_a_slow_answer_closes_the_upstream_and_the_next_prompt_works(tui: Terminal, host: Any) -> None:
+    fake("/_fake/answers", method="DELETE")
+    story = " ".join(f"word{i}" for i in range(SLOW_WORDS))
+    queue(text_answer("Tell me a slow story", story, chunk_delay=SLOW_CHUNK_DELAY))
+    tui.enter("Tell me a slow story")
+    # Claude Code shows the text when a line is complete; its status line counts the tokens as they come.
+    tui.wait_for(r"↓ [1-9]\d* tokens", 60, "the answer streaming", since="Tell me a slow story")
+    pressed = time.time()  # the target shares this machine's clock (a container)
+    tui.press("Escape")
+    tui.wait_for(r"Interrupted", 30, since="Tell me a slow story")
+    deadline = time.monotonic() + 30
+    streamed: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        streamed = next((a for a in fake("/_fake/answers")["answers"] if a["stream"] and a["chunks_written"] > 3), {})
+        if streamed.get("outcome"):
+            break
+        time.sleep(0.2)
+    tui.keep("the upstream's view of the Esc", f"Esc pressed at {pressed:.3f}; the upstream answer: {streamed}; "
+             f"closed {(streamed.get('ended') or pressed) - pressed:.2f} s after the Esc")
+    assert streamed.get("outcome") == "client_closed", f"the proxy read the abandoned answer on: {streamed}"
+    assert streamed["ended"] - pressed < 3.0 and streamed["chunks_written"] < SLOW_WORDS
+    queue(text_answer("after the interruption", "ccq-tui: still here"))
+    tui.enter("Are you there after the interruption?")
+    tui.wait_for(r"● ccq-tui: still here", 60, since="after the interruption")
+
+
+def test_compact(tui: Terminal) -> None:
+    queue({"kind": "completion", "message": {"role": "assistant", "content": SUMMARY},
+           "match": "create a detailed summary"})
+    tui.enter("/compact")
+    tui.wait_for(r"Compacted", 120, since="/compact")
+
+
+def test_cost_shows_the_stand_ins_token_counts(tui: Terminal) -> None:
+    tui.enter("/cost")
+    found = tui.wait_for(rf"{re.escape(TARGET.model_alias)}:\s+([\d.]+k?) input, ([\d.]+k?) output, "
+                         r"([\d.]+k?) cache read", 30, since="/cost")
+    tokens = [float(n.rstrip("k")) * (1000 if n.endswith("k") else 1) for n in found.groups()]
+    assert tokens[0] > 0 and tokens[1] > 0, found.group(0)
+    tui.press("Escape")
+    tui.wait_for(READY, 30)
+
+
+def test_exit_prints_a_ccq_resume_and_resume_goes_on_with_the_conversation(tui: Terminal, host: Any) -> None:
+    tui.enter("/exit")
+    session = tui.wait_for(r"ccq --resume ([0-9a-f-]{36})", 30, "the resume hint").group(1)
+    tui.wait_for(r"\$\s*$", 30, "the shell prompt again")
+    for command, question in ((f"ccq --resume {session}", "What did we do so far?"),
+                              ("ccq --continue", "And what happened next?")):
+        # A clear screen, so that what is waited for next cannot be the last session's.
+        tui.enter("clear")
+        tui.wait_for(r"\A[^\n]*\$\Z", 30, "a cleared screen")
+        mark = len(upstream_requests(host))
+        tui.enter(command)
+        tui.wait_for(READY, 90)
+        queue(text_answer(question, f"ccq-tui: resumed with {command.split()[1]}"))
+        tui.enter(question)
+        tui.wait_for(rf"● ccq-tui: resumed with {command.split()[1]}", 60, since=question)
+        [resumed] = [b for b in chat_requests(host, mark) if question in json.dumps(b["messages"][-1])]
+        # The conversation so far (the compaction's summary) went upstream with the new prompt.
+        assert SUMMARY in json.dumps(resumed["messages"]), command
+        tui.enter("/exit")
+        tui.wait_for(r"ccq --resume [0-9a-f-]{36}", 30, "the resume hint")
