@@ -100,7 +100,8 @@ async def ccq_master_key_auth(request, api_key):
 
 
 # What ccq tells Claude Code in this test home (ccq.sh) and what doctor.json expects.
-CLAUDE_CODE_LIMITS = {"CLAUDE_CODE_MAX_CONTEXT_TOKENS": "65536", "DISABLE_AUTOUPDATER": "1"}
+CLAUDE_CODE_LIMITS = {"CLAUDE_CODE_MAX_CONTEXT_TOKENS": "65536", "DISABLE_AUTOUPDATER": "1",
+                      "CLAUDE_CODE_RESUME_HINT_COMMAND": "ccq"}
 
 def render(template: Path, **variables: Any) -> str:
     jinja2 = pytest.importorskip("jinja2")
@@ -655,6 +656,9 @@ def test_the_launcher_starts_the_proxy_on_demand_as_doctor_expects(home):
 
 def test_doctor_runs_only_the_checks_named(home):
     done = home.run("doctor", "model", "window")
+    # What ccq tells Claude Code includes the command its exit hint names: doctor says how to resume.
+    assert re.search(r"^ok +window +.*; resume a session with `ccq --resume <id>` or `ccq --continue`$",
+                     done.stdout, re.MULTILINE), done.stdout
     checks = [line.split()[1] for line in done.stdout.splitlines()[1:] if line.split()[:1] in (["ok"], ["warn"], ["FAIL"])]
     assert checks == ["window", "model"], done.stdout  # in doctor's own order
     unknown = home.run("doctor", "model", "windows")

@@ -1861,8 +1861,10 @@ def check_window(facts: Facts) -> Finding:
                              f"{window}-token window): Claude Code then assumes 1M tokens and compacts only after "
                              "Cerebras refuses a request",
                        _reprovision(facts, "it writes the ccq function that sets them; then open a new shell"))
+    resume = expected.get("CLAUDE_CODE_RESUME_HINT_COMMAND")
     return Finding(OK, f"ccq tells Claude Code a {window}-token window and "
-                       f"{expected.get('CLAUDE_CODE_MAX_OUTPUT_TOKENS', '?')} output tokens")
+                       f"{expected.get('CLAUDE_CODE_MAX_OUTPUT_TOKENS', '?')} output tokens"
+                       + (f"; resume a session with `{resume} --resume <id>` or `{resume} --continue`" if resume else ""))
 
 
 def check_alias(facts: Facts) -> Finding:
