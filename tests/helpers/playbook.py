@@ -69,7 +69,7 @@ def run_select_model(tmp_path: Path, variables: dict[str, object], key: str,
     - ansible.builtin.include_tasks: {SELECT_MODEL_TASKS}
     - ansible.builtin.debug:
         msg: "FACTS={{{{ {{'selected': ccq_cerebras_model_selected, 'env': ccq_claude_code_environment,
-               'proxy_models': ccq_proxy_models}} | to_json | b64encode }}}}"
+               'proxy_models': ccq_proxy_models, 'arguments': ccq_claude_code_arguments}} | to_json | b64encode }}}}"
 """)
     (tmp_path / "vars.json").write_text(json.dumps(variables))
     (tmp_path / "key.yml").write_text("ccq_resolved_cerebras_api_key: \"{{ lookup('ansible.builtin.env', 'CCQ_TEST_KEY') }}\"\n")
@@ -83,7 +83,8 @@ def run_select_model(tmp_path: Path, variables: dict[str, object], key: str,
 
 
 def select_model_facts(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
-    """What run_select_model's play decided: selected, env (as the shell exports it: strings), proxy_models."""
+    """What run_select_model's play decided: selected, env (as the shell exports it: strings), proxy_models,
+    arguments (the flags ccq puts before the user's own)."""
     import base64
     import json
     import re

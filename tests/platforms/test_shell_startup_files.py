@@ -31,7 +31,8 @@ CCQ_VARIABLES = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_UR
                  "ANTHROPIC_DEFAULT_OPUS_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL", "NO_PROXY", "no_proxy",
                  "CLAUDE_CODE_MAX_CONTEXT_TOKENS", "CLAUDE_CODE_MAX_OUTPUT_TOKENS",
                  "CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS", "MAX_MCP_OUTPUT_TOKENS", "BASH_MAX_OUTPUT_LENGTH",
-                 "DISABLE_AUTOUPDATER", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC")
+                 "DISABLE_AUTOUPDATER", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+                 "CLAUDE_CODE_AUTO_MODE_SERVER", "CLAUDE_CODE_AUTO_MODE_MODEL", "CLAUDE_CODE_RESUME_HINT_COMMAND")
 
 
 def ccq_block(path: Path) -> str:
@@ -121,7 +122,9 @@ def test_ccq_gives_claude_the_same_environment_in_zsh_as_in_bash(zsh: str, darwi
         bash_seen = run_ccq("bash", darwin.home, stand_in_claude / "bash")
         zsh_seen = run_ccq(zsh, darwin.home, stand_in_claude / "zsh")
     assert zsh_seen == bash_seen
-    assert zsh_seen["ARGV"] == f"--model {MODEL_ALIAS} -p hello there"
+    # ccq's flags, each as --name=value, before the caller's arguments: a prompt after a
+    # several-valued flag such as --disallowedTools would otherwise be read as its values.
+    assert zsh_seen["ARGV"] == f"--model {MODEL_ALIAS} --permission-mode=auto --disallowedTools=WebSearch -p hello there"
     assert zsh_seen["ANTHROPIC_AUTH_TOKEN"] == SENTINEL_MASTER_KEY
     assert zsh_seen["ANTHROPIC_API_KEY"] == "unset"
     assert zsh_seen["NO_PROXY"] == zsh_seen["no_proxy"] == "corp.example,127.0.0.1,localhost"
@@ -135,5 +138,9 @@ def test_ccq_gives_claude_the_same_environment_in_zsh_as_in_bash(zsh: str, darwi
     assert zsh_seen["CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS"] == zsh_seen["MAX_MCP_OUTPUT_TOKENS"] == "8192"
     assert zsh_seen["BASH_MAX_OUTPUT_LENGTH"] == "24576"
     assert zsh_seen["DISABLE_AUTOUPDATER"] == zsh_seen["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+    # Auto mode's check through the proxy (the server-side one cannot pass it), and the exit
+    # hint's resume command.
+    assert zsh_seen["CLAUDE_CODE_AUTO_MODE_SERVER"] == "0"
+    assert zsh_seen["CLAUDE_CODE_RESUME_HINT_COMMAND"] == "ccq"
     # The key lived only in the subshell that ran claude.
     assert zsh_seen["AFTER"] == "unset"

@@ -33,6 +33,8 @@ BAD_INPUT = {
                               "ccq_cerebras_model_preference must list at least one model id, none of them empty"),
     "plain http to a remote host": (["-e", "ccq_cerebras_api_base=http://api.example.com/v1"], "csk-test",
                                     "ccq_cerebras_api_base must be https://"),
+    "unknown permission mode": (["-e", "ccq_permission_mode=yolo"], "csk-test",
+                                "value of ccq_permission_mode must be one of: auto, manual, default, acceptEdits, plan"),
     "unknown account": (["-e", "ccq_user=ccq-no-such-user"], "csk-test", "User 'ccq-no-such-user' does not exist"),
     "unsupported OS": (["-e", '{"ccq_supported_os_families": ["Darwin"]}'], "csk-test", "ccq supports Darwin"),
 }

@@ -136,6 +136,28 @@ def test_a_background_model_gets_its_own_alias_and_limits(tmp_path, cerebras):
     assert aliases == {"main": (DEFAULTS["ccq_model_alias"], main),
                        "background": (DEFAULTS["ccq_model_alias"] + "-background", background)}
     assert got["proxy_models"][1]["reasoning_effort"] == TABLE[background].get("reasoning_effort", "")
+    # Auto mode's classifier runs on the background model (its own quota), through the proxy.
+    assert got["env"]["CLAUDE_CODE_AUTO_MODE_MODEL"] == DEFAULTS["ccq_model_alias"] + "-background"
+    assert got["env"]["CLAUDE_CODE_AUTO_MODE_SERVER"] == "0"
+
+
+@needs_ansible
+def test_without_a_background_model_the_classifier_runs_on_the_main_alias(tmp_path, cerebras):
+    got = facts(select(tmp_path, cerebras.api_base, cerebras.api_key, {}))
+    assert got["env"]["CLAUDE_CODE_AUTO_MODE_MODEL"] == DEFAULTS["ccq_model_alias"]
+    assert got["env"]["CLAUDE_CODE_RESUME_HINT_COMMAND"] == "ccq"
+
+
+@needs_ansible
+@pytest.mark.parametrize(("settings", "arguments"), [
+    ({}, ["--permission-mode=auto", "--disallowedTools=WebSearch"]),
+    ({"ccq_permission_mode": "manual", "ccq_disallowed_tools": ["WebSearch", "NotebookEdit"]},
+     ["--permission-mode=manual", "--disallowedTools=WebSearch", "--disallowedTools=NotebookEdit"]),
+    ({"ccq_permission_mode": "", "ccq_disallowed_tools": []}, []),
+])
+def test_the_permission_mode_and_the_tools_left_out_become_flags(tmp_path, cerebras, settings, arguments):
+    got = facts(select(tmp_path, cerebras.api_base, cerebras.api_key, settings))
+    assert got["arguments"] == arguments
 
 
 @needs_ansible
