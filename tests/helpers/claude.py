@@ -45,13 +45,14 @@ def claude_env(home: Path, base_url: str, token: str, alias: str = MODEL_ALIAS) 
 
 def run_claude_p(claude: Path, home: Path, cwd: Path, base_url: str, token: str, prompt: str,
                  timeout: float = 180.0, alias: str = MODEL_ALIAS,
-                 extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`claude -p PROMPT --model ALIAS --output-format stream-json --verbose`; ``extra_env``
-    on top of claude_env (what ccq tells Claude Code about the model, for instance)."""
+                 extra_env: dict[str, str] | None = None,
+                 extra_args: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """`claude -p PROMPT --model ALIAS --output-format stream-json --verbose [EXTRA_ARGS]`;
+    ``extra_env`` on top of claude_env (what ccq tells Claude Code about the model, for instance)."""
     home.mkdir(parents=True, exist_ok=True)
     cwd.mkdir(parents=True, exist_ok=True)
     cmd = [str(claude), "-p", prompt, "--model", alias, "--output-format", "stream-json",
-           "--verbose", "--dangerously-skip-permissions"]
+           "--verbose", "--dangerously-skip-permissions", *extra_args]
     env = claude_env(home, base_url, token, alias)
     env.update(extra_env or {})
     return subprocess.run(cmd, env=env, cwd=cwd,

@@ -110,7 +110,9 @@ def test_claude_code_is_told_the_models_window_and_output_limit(tmp_path, served
         "CLAUDE_CODE_MAX_CONTEXT_TOKENS": str(window), "CLAUDE_CODE_MAX_OUTPUT_TOKENS": str(output),
         "CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS": str(tool), "MAX_MCP_OUTPUT_TOKENS": str(tool),
         "BASH_MAX_OUTPUT_LENGTH": str(tool * 3),
-        "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+        "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "CLAUDE_CODE_AUTO_MODE_SERVER": "0", "CLAUDE_CODE_AUTO_MODE_MODEL": "cerebras",
+        "CLAUDE_CODE_RESUME_HINT_COMMAND": "ccq"}
 
 
 def test_a_model_the_table_does_not_list_gets_the_smallest_window_and_a_warning(tmp_path, served):
