@@ -39,7 +39,11 @@ Scripted behaviour (what a test can rely on):
   ``messages`` plus that of ``tools`` (when present and not empty).  The
   same number is reported in streamed and non-streamed usage, checked
   against ``--context-window`` and charged to ``--tokens-per-minute``:
-  Claude Code decides when to compact from the usage it is told.  The
+  Claude Code decides when to compact from the usage it is told.
+  ``usage.prompt_tokens_details.cached_tokens`` (part of prompt_tokens) is 0,
+  a queued answer's ``cached_tokens``, or with ``--prefix-cache``
+  :class:`PrefixCache`'s model of Cerebras' prompt prefix cache: the longest
+  common prefix with the previous request's tools + messages, in tokens.  The
   requested output (:func:`requested_output`) is ``max_completion_tokens``,
   else ``max_tokens``, else 0.
 * ``--context-window N`` (default 0 = off): a request whose prompt tokens
@@ -106,6 +110,14 @@ systemd service in a test VM and a test cannot restart it with other flags.
     as text deltas, each tool call in one delta, then the finish chunk.
   - ``{"kind": "tool_calls", "calls": [{"name", "arguments", "id"?}],
     "text": "..."}``: shorthand for a completion calling those tools at once.
+  - A ``completion`` or ``tool_calls`` R may carry ``"cached_tokens": N``: the
+    usage's ``prompt_tokens_details.cached_tokens`` (default: the prefix model).
+  - A ``completion``, ``tool_calls`` or ``sse`` R may carry ``"chunk_delay":
+    S`` (seconds, >= 0): a slow answer.  Streamed, S passes before each
+    chunk after the first; not streamed, the whole answer is sent after S
+    times its text tokens plus tool calls (the time its stream would take).
+    Either way the fake notices a client that closes the connection
+    meanwhile at once (``/_fake/answers``).
   - Any R may carry ``"match": "text"`` (only a request whose last message
     contains the text takes it) and ``"tools": true`` (only one that offers
     tools): a real client's side requests pass it by.  An ``sse`` R waits for
@@ -126,6 +138,16 @@ Claude Code compaction request (its last message asks to "create a detailed
 summary") is answered with a short summary, so the session goes on where it
 was; the counters say how many reads were issued and summaries asked.
 
+What became of each answer (``/_fake/answers``, no auth): ``GET`` ->
+``{"answers": [{"stream", "model", "started", "ended", "chunks_written",
+"outcome"}, ...]}``, oldest first, one per 200 chat answer (streamed,
+replayed or not); ``DELETE`` empties it.  ``started``/``ended`` are
+``time.time()`` seconds; ``outcome`` is null while the answer is being
+written, then ``"finished"``, or ``"client_closed"`` when the client closed
+its connection first (a write failed, or the fake saw the connection's end
+while pacing chunks or generating a slow answer: ``ended`` is then when it
+saw that).  ``chunks_written``: SSE chunks sent (a non-streamed body is 1).
+
 The request log (``--request-log``) gets one JSON line per request:
 ``{"ts", "method", "path", "status", "bearer", "body"}``.  ``bearer`` only
 says whether a bearer token was present: the key itself is never written.
@@ -140,6 +162,7 @@ import http
 import json
 import os
 import re
+import select
 import signal
 import socket
 import struct
@@ -326,6 +349,7 @@ class Config:
     quota_window_seconds: float = 60.0
     requests_per_day: int = 14400
     read_files: tuple[str, ...] = ()
+    prefix_cache: bool = False
     fingerprint: str = field(default_factory=lambda: "fp_" + uuid.uuid4().hex[:20])
 
 
@@ -754,6 +778,7 @@ class Answer:
     tool_calls: list[ToolCall] = field(default_factory=list)
     finish: str | None = None
     message: dict[str, Any] | None = None
+    cached_tokens: int = 0  # usage.prompt_tokens_details.cached_tokens
 
     @property
     def finish_reason(self) -> str:
@@ -764,8 +789,38 @@ class Answer:
         return max(1, len(self.tokens) + sum(max(1, len(c.arguments) // 4) for c in self.tool_calls))
 
 
+# Claude Code's auto-mode classifier (CLAUDE_CODE_AUTO_MODE_SERVER=0): a request with no tools
+# whose system prompt casts the model as a security monitor. Stage 1 asks for "<block>yes" or
+# "<block>no" and stops at "</block>" (stop sequences are not part of Cerebras' output); stage 2
+# (no stop) thinks first, then answers "<block>...</block>" with a <reason> when it blocks.
+CLASSIFIER_SYSTEM_TEXT = "You are a security monitor"
+CLASSIFIER_STOP = "</block>"
+# An action whose transcript carries this text is blocked (a test's way to see a refusal).
+CLASSIFIER_BLOCK_MARKER = "ccq-fake-block"
+
+
+def classifier_answer(body: dict[str, Any]) -> Answer | None:
+    """The classifier's verdict, in its own format, or None when ``body`` is not a classifier request."""
+    messages = body.get("messages") or []
+    if body.get("tools") or not messages or not isinstance(messages[0], dict) or messages[0].get("role") != "system":
+        return None
+    if CLASSIFIER_SYSTEM_TEXT not in json.dumps(messages[0].get("content"), ensure_ascii=False):
+        return None
+    block = CLASSIFIER_BLOCK_MARKER in json.dumps(messages[1:], ensure_ascii=False)
+    stop = body.get("stop")
+    if CLASSIFIER_STOP in (stop if isinstance(stop, list) else [stop]):
+        verdict = "<block>yes" if block else "<block>no"
+    else:
+        reason = "<reason>the transcript asks for a blocked action</reason>" if block else ""
+        verdict = f"<thinking>checked the action</thinking><block>{'yes' if block else 'no'}</block>{reason}"
+    return Answer(tokens=text_tokens(verdict, 0))
+
+
 def make_answer(body: dict[str, Any], config: Config) -> Answer:
     """Decide the reply to a validated request."""
+    verdict = classifier_answer(body)
+    if verdict is not None:
+        return verdict
     name = choose_tool(body, config.tool_preference)
     if name is not None:
         args = tool_arguments(name, tool_schema(body.get("tools"), name))
@@ -817,14 +872,53 @@ def context_length_exceeded(length: int, limit: int) -> RequestError:
                         param="messages", code="context_length_exceeded")
 
 
-def usage_block(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-    """Cerebras' usage object."""
+def usage_block(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
+    """Cerebras' usage object (``prompt_tokens`` includes the ``cached_tokens``)."""
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": min(cached_tokens, prompt_tokens)},
     }
+
+
+class PrefixCache:
+    """A deterministic model of Cerebras' prompt prefix cache, per model.
+
+    The cached tokens of a request are the longest common prefix, in bytes, of
+    its compact JSON ``tools`` + ``messages`` and the previous request's (to the
+    same model), divided by 4 (the fake's bytes per token, see
+    :func:`prompt_tokens`), at most its prompt tokens.  A conversation that grows
+    turn by turn thus reports most of its prompt as cached, as the real API does.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[str, bytes] = {}
+
+    @staticmethod
+    def key(body: dict[str, Any]) -> bytes:
+        tools = body.get("tools")
+        return (_dumps(tools) if tools else b"") + _dumps(body.get("messages"))
+
+    def cached_tokens(self, body: dict[str, Any], prompt: int) -> int:
+        model, key = str(body.get("model")), self.key(body)
+        with self._lock:
+            last, self._last[model] = self._last.get(model, b""), key
+        n = common_prefix_length(last, key)
+        return min(prompt, n // 4)
+
+
+def common_prefix_length(a: bytes, b: bytes) -> int:
+    """Length of the longest common prefix of a and b (binary search over slices)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def time_info_block(started: float) -> dict[str, Any]:
@@ -853,7 +947,7 @@ def completion_body(answer: Answer, model: str, config: Config, prompt_tokens: i
         "model": model,
         "system_fingerprint": config.fingerprint,
         "object": "chat.completion",
-        "usage": usage_block(prompt_tokens, answer.completion_tokens),
+        "usage": usage_block(prompt_tokens, answer.completion_tokens, answer.cached_tokens),
         "time_info": time_info_block(started),
     }
 
@@ -942,7 +1036,7 @@ def stream_frames(answer: Answer, model: str, config: Config, prompt_tokens: int
         yield enc.text(token)
     chunks = config.tool_arg_chunks if arg_chunks is None else arg_chunks
     yield from tool_call_events(enc, answer.tool_calls, chunks, empty)
-    usage = {"usage": usage_block(prompt_tokens, answer.completion_tokens),
+    usage = {"usage": usage_block(prompt_tokens, answer.completion_tokens, answer.cached_tokens),
              "time_info": time_info_block(started)}
     if include_usage:
         # OpenAI semantics of stream_options.include_usage: usage rides on an
@@ -1037,6 +1131,14 @@ def check_queued(item: Any, where: str) -> dict[str, Any]:
     kind = item["kind"]
     if item.get("match") is not None and not isinstance(item["match"], str):
         raise bad_request(f"{where}.match: must be a string", f"{where}.match")
+    delay = item.get("chunk_delay")
+    if delay is not None and (kind == "error" or not isinstance(delay, (int, float))
+                              or isinstance(delay, bool) or not 0 <= delay <= 60):
+        raise bad_request(f"{where}.chunk_delay: a number of seconds 0-60 (not for errors)",
+                          f"{where}.chunk_delay")
+    cached = item.get("cached_tokens")
+    if cached is not None and (not isinstance(cached, int) or isinstance(cached, bool) or cached < 0):
+        raise bad_request(f"{where}.cached_tokens: must be an integer >= 0", f"{where}.cached_tokens")
     if kind == "error":
         status = item.get("status")
         if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
@@ -1219,6 +1321,39 @@ class TokenQuota:
             return self._headers(now)
 
 
+class AnswerLog:
+    """What became of each chat answer (``/_fake/answers``), thread safe.
+
+    A test of a relay needs to know whether the relay stopped reading an answer
+    its own client abandoned: the record says how far the answer got and when
+    the fake saw its client leave.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[dict[str, Any]] = []
+
+    def start(self, stream: bool, model: str) -> dict[str, Any]:
+        """A new record, outcome null until end()."""
+        record = {"stream": stream, "model": model, "started": time.time(), "ended": None,
+                  "chunks_written": 0, "outcome": None}
+        with self._lock:
+            self._records.append(record)
+        return record
+
+    def end(self, record: dict[str, Any], outcome: str, chunks_written: int) -> None:
+        with self._lock:
+            record.update(ended=time.time(), outcome=outcome, chunks_written=chunks_written)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._records]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+
 class Stats:
     """The counters /_fake/stats reports, thread safe."""
 
@@ -1369,6 +1504,8 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
     queue: ResponseQueue
     quota: TokenQuota | None
     stats: Stats
+    prefix_cache: PrefixCache
+    answers: AnswerLog
 
     def setup(self) -> None:
         super().setup()
@@ -1385,9 +1522,10 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _send_json(self, status: int, obj: Any, log_body: Any,
-                   headers: dict[str, str] | None = None) -> None:
+                   headers: dict[str, str] | None = None, log: bool = True) -> None:
         payload = _dumps(obj)
-        self._log(status, log_body)
+        if log:
+            self._log(status, log_body)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -1455,16 +1593,63 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
         self._send_json(200, self.stats.snapshot(), None)
         return True
 
+    def _answers_route(self, path: str) -> bool:
+        """/_fake/answers (GET, DELETE; no auth): True when handled."""
+        if path != "/_fake/answers" or self.command not in ("GET", "DELETE"):
+            return False
+        self._read_body()
+        if self.command == "DELETE":
+            self.answers.clear()
+        self._send_json(200, {"answers": self.answers.snapshot()}, None)
+        return True
+
+    def _client_gone_within(self, seconds: float) -> bool:
+        """Wait ``seconds`` (a paced chunk, a slow answer), or less: True as soon as the
+        client closes its connection meanwhile.  A client sends nothing while its
+        answer is being written, so a readable socket is its FIN or reset."""
+        deadline = time.perf_counter() + seconds
+        left = seconds
+        while left > 0:
+            readable, _, _ = select.select([self.connection], [], [], left)
+            if readable:
+                try:
+                    if not self.connection.recv(1, socket.MSG_PEEK):
+                        return True
+                except (ConnectionResetError, BrokenPipeError):
+                    return True
+                time.sleep(max(0.0, deadline - time.perf_counter()))  # bytes, not a close
+                return False
+            left = deadline - time.perf_counter()
+        return False
+
+    def _answer_whole(self, build: Any, log_body: Any, headers: dict[str, str] | None,
+                      generation_seconds: float) -> None:
+        """A non-streamed 200 answer (``build()`` makes its body), sent after
+        ``generation_seconds`` unless the client leaves first."""
+        self._log(200, log_body)
+        record = self.answers.start(False, str(log_body.get("model")))
+        if self._client_gone_within(generation_seconds):
+            self.close_connection = True
+            self.answers.end(record, "client_closed", 0)
+            return
+        try:
+            self._send_json(200, build(), log_body, headers, log=False)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+            self.answers.end(record, "client_closed", 0)
+            return
+        self.answers.end(record, "finished", 1)
+
     def do_DELETE(self) -> None:  # noqa: N802 - stdlib naming
         path = self.path.split("?", 1)[0].rstrip("/")
-        if not (self._queue_route(path) or self._stats_route(path)):
+        if not (self._queue_route(path) or self._stats_route(path) or self._answers_route(path)):
             self._read_body()
             self._send_json(404, {"message": f"Not found: {path}", "type": "not_found_error",
                                   "param": None, "code": "not_found"}, None)
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         path = self.path.split("?", 1)[0].rstrip("/")
-        if self._queue_route(path) or self._stats_route(path):
+        if self._queue_route(path) or self._stats_route(path) or self._answers_route(path):
             return
         if path in ("/health", "/v1/health"):
             self._send_json(200, {"status": "ok"}, None)
@@ -1527,6 +1712,7 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
         admitted, reservation = self._admit(body, prompt)
         if not admitted:
             return
+        cached = self.prefix_cache.cached_tokens(body, prompt) if self.config.prefix_cache else 0
         queued = self.queue.pop(body)
         arg_chunks = None
         if queued is None:
@@ -1543,15 +1729,19 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
             return
         else:
             answer, arg_chunks = queued_answer(queued), 1
+        answer.cached_tokens = cached if queued is None or queued.get("cached_tokens") is None \
+            else queued["cached_tokens"]
         headers = self._charge(reservation, prompt + answer.completion_tokens)
+        chunk_delay = float(queued.get("chunk_delay") or 0) if queued else 0.0
         if not body.get("stream"):
-            self._send_json(200, completion_body(answer, body["model"], self.config,
-                                                 prompt, started), body, headers)
+            self._answer_whole(lambda: completion_body(answer, body["model"], self.config, prompt, started),
+                               body, headers, chunk_delay * (len(answer.tokens) + len(answer.tool_calls)))
             return
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         self._log(200, body)
         self._stream(stream_frames(answer, body["model"], self.config, prompt,
-                                   started, include_usage, arg_chunks), len(answer.tokens), headers)
+                                   started, include_usage, arg_chunks), len(answer.tokens), headers,
+                     body["model"], chunk_delay)
 
     def _admit(self, body: dict[str, Any], prompt: int) -> tuple[bool, Reservation | None]:
         """The context-window check (400), then the quota (429).
@@ -1600,7 +1790,7 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
         frames = [_frame(e) for e in sent]
         if not mode:
             frames.append(b"0\r\n\r\n")
-        self._stream(iter(frames), len(frames), headers)
+        self._stream(iter(frames), len(frames), headers, model, float(item.get("chunk_delay") or 0))
         if not mode:
             return
         self.close_connection = True
@@ -1615,38 +1805,49 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
             pass
 
     def _stream(self, frames: Iterator[bytes], text_chunks: int,
-                headers: dict[str, str] | None = None) -> None:
+                headers: dict[str, str] | None = None, model: str = "",
+                chunk_delay: float = 0.0) -> None:
         """Send every frame with its own send(), paced when asked.
 
         No coalescing: each SSE event is one write, because the benchmarks
         measure the gap between chunks as the client receives them.
-        ``headers`` (the quota's) go out with the response head.
+        ``headers`` (the quota's) go out with the response head.  A queued
+        answer's ``chunk_delay`` paces it instead of --tokens-per-second.
+        The answer's record (/_fake/answers) says how many frames went out
+        and whether the client closed the connection first.
         """
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        send = self.connection.sendall
+        record = self.answers.start(True, model)
         rate = self.config.tokens_per_second
+        interval = chunk_delay if chunk_delay > 0 else (1.0 / rate if rate > 0 else 0.0)
+        written = 0
         try:
-            if rate <= 0:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            send = self.connection.sendall
+            if interval <= 0:
                 for frame in frames:
                     send(frame)
-                return
-            interval = 1.0 / rate
-            t0 = time.perf_counter()
-            for i, frame in enumerate(frames):
-                # Absolute schedule (t0 + i/rate): sleep overshoot never
-                # accumulates into a slower stream.
-                delay = t0 + i * interval - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                send(frame)
+                    written += 1
+            else:
+                t0 = time.perf_counter()
+                for i, frame in enumerate(frames):
+                    # Absolute schedule (t0 + i * interval): wait overshoot never
+                    # accumulates into a slower stream.
+                    delay = t0 + i * interval - time.perf_counter()
+                    if delay > 0 and self._client_gone_within(delay):
+                        raise BrokenPipeError("the client closed the connection")
+                    send(frame)
+                    written += 1
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+            self.answers.end(record, "client_closed", written)
+            return
+        self.answers.end(record, "finished", written)
 
 
 def model_not_found(model: str) -> RequestError:
@@ -1704,6 +1905,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--read-files", default="",
                    help="comma-separated absolute paths: each answer to a request offering Read calls Read "
                         "on the next one (a long session), a compaction request gets a short summary")
+    p.add_argument("--prefix-cache", action="store_true",
+                   help="report usage.prompt_tokens_details.cached_tokens from a model of Cerebras' "
+                        "prompt prefix cache (default: 0, or a queued answer's cached_tokens)")
     p.add_argument("--request-log", help="append one JSON line per request to this file")
     return p.parse_args(argv)
 
@@ -1734,6 +1938,7 @@ def build_config(args: argparse.Namespace) -> Config:
         quota_window_seconds=args.quota_window_seconds,
         requests_per_day=max(0, args.requests_per_day),
         read_files=tuple(f.strip() for f in args.read_files.split(",") if f.strip()),
+        prefix_cache=args.prefix_cache,
     )
 
 
@@ -1746,7 +1951,8 @@ def make_server(config: Config, host: str, port: int, request_log: str | None) -
     handler = type("Handler", (FakeCerebrasHandler,),
                    {"config": config, "request_log": RequestLog(request_log),
                     "queue": ResponseQueue(), "quota": quota, "stats": Stats(),
-                    "reads": ReadScript(config.read_files)})
+                    "prefix_cache": PrefixCache(),
+                    "reads": ReadScript(config.read_files), "answers": AnswerLog()})
     return FakeCerebrasServer((host, port), handler)
 
 

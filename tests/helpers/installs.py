@@ -149,6 +149,8 @@ def litellm_lock_inputs(pins: Pins | None = None) -> list[str]:
         f"litellm[proxy]=={pins.litellm_version}",
         # In the same resolution: openai 1.100.x breaks LiteLLM 1.74 (ImportError: ResponseTextConfig).
         f"openai{pins.openai_spec}",
+        # ccq's own: the wire writer repairs broken tool-call JSON with it (ccq_anthropic_wire).
+        "json-repair==0.64.9",
     ]
 
 

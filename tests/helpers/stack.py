@@ -128,6 +128,12 @@ class FakeUpstream:
     def records_since(self, mark: int) -> list[dict[str, Any]]:
         return self.records()[mark:]
 
+    def answers(self) -> list[dict[str, Any]]:
+        """What became of each chat answer, oldest first (the fake's /_fake/answers)."""
+        from .http import request
+
+        return request("GET", self.url + "/_fake/answers").json()["answers"]
+
 
 def pick_callback() -> Path:
     """The callback under test.

@@ -299,3 +299,179 @@ def test_claude_code_retries_a_broken_stream_and_prints_the_whole_answer(relay, 
     asked = [r for r in fake.records_since(mark) if probe in json.dumps(r["body"].get("messages", [])[-1:])]
     assert len(asked) == 2, "Claude Code did not retry the broken stream"
     assert result.get("is_error") is False and result.get("result") == full
+
+
+# ------------------------------------------------------------------ issue 21
+def fake_prompt_tokens(upstream_body: dict[str, Any]) -> int:
+    """The fake's prompt_tokens of a request (tests/fake_cerebras: a quarter of the compact JSON)."""
+    def size(value: Any) -> int:
+        return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    n = size(upstream_body.get("messages")) + (size(upstream_body["tools"]) if upstream_body.get("tools") else 0)
+    return max(1, -(-n // 4))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("stream", [False, True], ids=["non_streaming", "streaming"])
+def test_prompt_tokens_read_from_cerebras_cache_arrive_as_cache_reads(relay, stream: bool, path: str) -> None:
+    # A: Anthropic's input_tokens exclude the prompt tokens read from the cache.
+    fake, proxies = relay
+    queue(fake, {"kind": "completion", "message": {"role": "assistant", "content": "cached"},
+                 "finish_reason": "stop", "cached_tokens": 30})
+    mark = fake.mark()
+    resp = ask(proxies[path], stream=stream)
+    assert resp.status == 200, resp.body[:300]
+    (record,) = fake.records_since(mark)
+    prompt = fake_prompt_tokens(record["body"])
+    usage = (assemble_stream(resp.body) if stream else from_message(resp.json())).usage
+    assert usage["cache_read_input_tokens"] == 30
+    assert usage["input_tokens"] == prompt - 30
+    if stream:
+        start = sse_events(resp.body)[0][1]
+        assert start["message"]["usage"]["cache_read_input_tokens"] == 0
+
+
+def history(*turns: dict[str, Any], tools: Any = TOOLS, **fields: Any) -> dict[str, Any]:
+    body = {"model": MODEL_ALIAS, "max_tokens": 256, "messages": list(turns), **fields}
+    if tools is not None:
+        body["tools"] = tools
+    return body
+
+
+def upstream_body(fake: FakeUpstream, proxy: LiteLLMProxy, body: dict[str, Any], stream: bool) -> dict[str, Any]:
+    """Send body through the proxy; the request the (strict) fake accepted."""
+    mark = fake.mark()
+    resp = messages(proxy.url, dict(body, stream=stream), proxy.master_key)
+    assert resp.status == 200, resp.body[:500]
+    (record,) = fake.records_since(mark)
+    assert record["status"] == 200, record
+    return record["body"]
+
+
+USER = {"role": "user", "content": "What is new in Python 3.14?"}
+SEARCHED = {"role": "assistant", "content": [
+    {"type": "text", "text": "Let me search the web."},
+    {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "python 3.14"}},
+    {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [
+        {"type": "web_search_result", "title": "What's new in Python 3.14",
+         "url": "https://docs.python.org/3.14/whatsnew", "encrypted_content": "EqgfCioIARgB"}]},
+    {"type": "text", "text": "Python 3.14 adds template strings.", "citations": [
+        {"type": "web_search_result_location", "url": "https://docs.python.org/3.14/whatsnew",
+         "title": "What's new in Python 3.14", "encrypted_index": "Eo8B", "cited_text": "PEP 750"}]}]}
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("stream", [False, True], ids=["non_streaming", "streaming"])
+def test_history_text_blocks_reach_the_model_apart_and_readable(relay, stream: bool, path: str) -> None:
+    # B: blocks joined by a blank line; web search blocks and citations keep title, URL, quote.
+    fake, proxies = relay
+    sent = upstream_body(fake, proxies[path], history(USER, SEARCHED, {"role": "user", "content": "thanks"}), stream)
+    said = [m for m in sent["messages"] if m["role"] == "assistant"][0]["content"]
+    assert "Let me search the web.\n\n" in said and "search the web.Python" not in said
+    for part in ("python 3.14", "What's new in Python 3.14", "https://docs.python.org/3.14/whatsnew",
+                 "Python 3.14 adds template strings.", '"PEP 750"'):
+        assert part in said, part
+    assert "EqgfCioIARgB" not in said
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("stream", [False, True], ids=["non_streaming", "streaming"])
+def test_a_failed_tool_result_reaches_the_model_as_a_failure(relay, stream: bool, path: str) -> None:
+    # C: an OpenAI tool message has no error flag: the text says it.
+    fake, proxies = relay
+    body = history(USER, {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "toolu_e1", "name": "Bash", "input": {"command": "false"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_e1",
+                                      "content": "Exit code 1", "is_error": True}]})
+    sent = upstream_body(fake, proxies[path], body, stream)
+    (tool,) = [m for m in sent["messages"] if m["role"] == "tool"]
+    assert tool["content"] == "Error: Exit code 1"
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("stream", [False, True], ids=["non_streaming", "streaming"])
+def test_tool_choice_none_offers_no_tool_and_no_tool_choice_goes_without_tools(relay, stream: bool, path: str) -> None:
+    # D: "none" was dropped and the tools stayed on offer; tool_choice without tools is a 400 on Cerebras v2.
+    fake, proxies = relay
+    sent = upstream_body(fake, proxies[path], history(USER, tool_choice={"type": "none"}), stream)
+    assert "tools" not in sent and "tool_choice" not in sent
+    sent = upstream_body(fake, proxies[path], history(USER, tools=None, tool_choice={"type": "auto"}), stream)
+    assert "tools" not in sent and "tool_choice" not in sent
+
+
+def tool_use(call_id: str, name: str = "Bash", **args: Any) -> dict[str, Any]:
+    return {"type": "tool_use", "id": call_id, "name": name, "input": args or {"command": "ls"}}
+
+
+def tool_result(call_id: str, content: str = "ok", **extra: Any) -> dict[str, Any]:
+    return {"type": "tool_result", "tool_use_id": call_id, "content": content, **extra}
+
+
+HISTORIES = {
+    "interrupted_tool_call": [USER, {"role": "assistant", "content": [tool_use("toolu_i1", command="sleep 99")]},
+                              {"role": "user", "content": [
+                                  tool_result("toolu_i1", "[Request interrupted by user for tool use]", is_error=True),
+                                  {"type": "text", "text": "[Request interrupted by user for tool use]"},
+                                  {"type": "text", "text": "do something else"}]}],
+    "tool_use_without_result": [USER, {"role": "assistant", "content": [tool_use("toolu_a1")]},
+                                {"role": "user", "content": "never mind"}],
+    "resumed_session": [USER, {"role": "assistant", "content": [
+                            {"type": "thinking", "thinking": "Read it.", "signature": "EuYBCkQYAiJA"},
+                            {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va"}, tool_use("toolu_r1")]},
+                        {"role": "user", "content": "(session resumed)"},
+                        {"role": "assistant", "content": [{"type": "text", "text": "Resuming."}]},
+                        {"role": "user", "content": [tool_result("toolu_r1", "late"), {"type": "text", "text": "go on"}]}],
+    "duplicate_ids": [USER, {"role": "assistant", "content": [tool_use("call_0")]},
+                      {"role": "user", "content": [tool_result("call_0", "first")]},
+                      {"role": "assistant", "content": [tool_use("call_0"), tool_use("call_0", command="pwd")]},
+                      {"role": "user", "content": [tool_result("call_0", "second"), tool_result("call_0", "third")]}],
+}
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("stream", [False, True], ids=["non_streaming", "streaming"])
+@pytest.mark.parametrize("name", sorted(HISTORIES))
+def test_histories_cerebras_v2_would_refuse_are_sent_so_it_accepts_them(relay, name: str, stream: bool,
+                                                                        path: str) -> None:
+    # E: the strict fake enforces v2's tool rules (a 400 fails upstream_body).
+    fake, proxies = relay
+    sent = upstream_body(fake, proxies[path], history(*HISTORIES[name]), stream)
+    ids = [c["id"] for m in sent["messages"] for c in m.get("tool_calls") or ()]
+    assert len(ids) == len(set(ids))
+
+
+def bad_args_completion(arguments: str) -> dict[str, Any]:
+    return {"kind": "completion", "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": None,
+        "tool_calls": [{"id": "call_f", "type": "function", "function": {"name": "Bash", "arguments": arguments}}]}}
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("stream", [False, True], ids=["non_streaming", "streaming"])
+@pytest.mark.parametrize("arguments", ['{"command": "ls"}<|call|>', '```json\n{"command": "ls"}\n```',
+                                       '{"command": "ls",}', '{"command": "ls"'],
+                         ids=["harmony_leftover", "code_fence", "trailing_comma", "missing_closing_brace"])
+def test_tool_arguments_with_an_unambiguous_defect_arrive_repaired(relay, arguments: str, stream: bool,
+                                                                    path: str) -> None:
+    # F: 1.74 answered a non-streamed one with a 500 and streamed the bytes as they came.
+    fake, proxies = relay
+    queue(fake, bad_args_completion(arguments))
+    resp = ask(proxies[path], stream=stream)
+    assert resp.status == 200, resp.body[:300]
+    result = assemble_stream(resp.body) if stream else from_message(resp.json())
+    assert result.blocks == [{"type": "tool_use", "id": "call_f", "name": "Bash", "input": {"command": "ls"}}]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("stream", [False, True], ids=["non_streaming", "streaming"])
+def test_tool_arguments_that_are_no_object_are_an_error_claude_code_retries(relay, stream: bool, path: str) -> None:
+    fake, proxies = relay
+    queue(fake, bad_args_completion("ls -l /tmp"))
+    resp = ask(proxies[path], stream=stream)
+    if stream:
+        names = [n for n, _ in sse_events(resp.body)]
+        assert names[-1] == "error" and "message_stop" not in names, names
+        error = sse_events(resp.body)[-1][1]["error"]
+    else:
+        assert resp.status == 529, resp.body[:300]
+        error = resp.json()["error"]
+    assert error["type"] == "overloaded_error" and "Bash" in error["message"] and "ls -l" not in error["message"]

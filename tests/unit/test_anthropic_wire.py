@@ -263,3 +263,44 @@ def test_no_ping_while_the_answer_itself_flows() -> None:
         stream.feed(chunk({"content": "x", "reasoning": "also thinking"}))
     stream.feed(chunk(finish="stop", usage=USAGE))
     assert "ping" not in event_types(b"".join(stream.take() + stream.finish()))
+
+
+# ---------------------------------------------------------------- issue 21 F: tool arguments
+@pytest.mark.parametrize("raw, want", [
+    ('{"command": "ls"}', {"command": "ls"}),
+    ('{"command": "ls"}<|call|>', {"command": "ls"}),  # gpt-oss harmony leftover
+    ('```json\n{"command": "ls"}\n```', {"command": "ls"}),  # a code fence
+    ('{"command": "ls",}', {"command": "ls"}),  # qwen: a trailing comma (json-repair)
+    ('{"command": "ls"', {"command": "ls"}),  # qwen: the closing brace missing (json-repair)
+    ("", {}),
+])
+def test_tool_arguments_are_repaired_when_the_defect_is_unambiguous(raw: str, want: dict[str, Any]) -> None:
+    assert json.loads(wire.repair_arguments(raw, "Bash")) == want
+    body = relay([chunk({"tool_calls": [call(0, raw, "call_a", "Bash")]}), chunk(finish="tool_calls", usage=USAGE)])
+    assert blocks(body) == [{"type": "tool_use", "id": "call_a", "name": "Bash", "input": want}]
+
+
+@pytest.mark.parametrize("raw", ["not json", '["ls"]', '"ls"'])
+def test_arguments_that_cannot_become_an_object_end_the_stream_in_a_retryable_error(raw: str) -> None:
+    body = relay([chunk({"tool_calls": [call(0, raw, "call_a", "Bash")]}), chunk(finish="tool_calls", usage=USAGE)])
+    names = event_types(body)
+    assert names[-1] == "error" and "message_stop" not in names and "content_block_stop" not in names
+    assert sse_events(body)[-1][1]["error"]["type"] == "overloaded_error"
+    with pytest.raises(wire.ToolArgumentsError) as err:
+        wire.anthropic_content(None, [{"id": "c", "function": {"name": "Bash", "arguments": raw}}])
+    assert err.value.status_code == 529
+
+
+def test_incremental_arguments_are_complete_before_the_block_stops() -> None:
+    # One input_json_delta per call, whole, then its content_block_stop.
+    body = relay([chunk({"tool_calls": [call(0, "", "call_a", "Read")]}), chunk({"tool_calls": [call(0, '{"file_')]}),
+                  chunk({"tool_calls": [call(0, 'path": "/tmp/a.txt"}')]}), chunk(finish="tool_calls", usage=USAGE)])
+    deltas = [d for n, d in sse_events(body) if n == "content_block_delta"]
+    assert [d["delta"]["partial_json"] for d in deltas] == ['{"file_path": "/tmp/a.txt"}']
+
+
+def test_cached_prompt_tokens_are_cache_reads_not_input() -> None:
+    usage = dict(USAGE, prompt_tokens_details={"cached_tokens": 30})
+    message = assemble_stream(relay([chunk({"content": "hi"}), chunk(finish="stop", usage=usage)]))
+    assert message.usage == {"input_tokens": 10, "output_tokens": 12, "cache_read_input_tokens": 30}
+    assert wire.anthropic_usage(40, 12, None) == {"input_tokens": 40, "output_tokens": 12}

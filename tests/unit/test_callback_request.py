@@ -20,6 +20,7 @@ from callback_support import (
     claude_code_request,
     load_normalizer,
     normalize,
+    openai_rule_violations,
     text,
     text_only_lists,
     tool_def,
@@ -343,11 +344,6 @@ def test_tools_and_tool_choice_are_dropped_when_only_server_tools_were_offered()
     assert "tools" not in out and "tool_choice" not in out
 
 
-def test_tool_choice_none_is_dropped_because_the_adapter_rejects_it():
-    out = normalize(body(tools=[tool_def("Bash")], tool_choice={"type": "none"}))
-    assert "tool_choice" not in out
-
-
 # ---------------------------------------------------------------- h. max_tokens
 def test_max_tokens_above_the_ceiling_is_clamped():
     assert normalize(body(max_tokens=32000), ceiling=16384)["max_tokens"] == 16384
@@ -415,3 +411,194 @@ def test_input_body_is_never_modified(name):
 def test_claude_code_request_leaves_no_text_only_lists(name):
     data = claude_code_payloads()[name]
     assert text_only_lists(normalize(data)) == []
+
+
+# ---------------------------------------------------------------- issue 21: history the adapter garbles
+def as_openai(messages):
+    """The OpenAI messages LiteLLM 1.74's adapter makes of normalized Anthropic turns
+    (its order: a user turn's text, then its tool messages; an assistant's text, then calls)."""
+    out = []
+    for msg in messages:
+        content = msg["content"]
+        blocks = [text(content)] if isinstance(content, str) else content
+        if msg["role"] == "user":
+            texts = [b for b in blocks if b["type"] != "tool_result"]
+            if texts:
+                out.append({"role": "user", "content": texts})
+            out += [{"role": "tool", "tool_call_id": b["tool_use_id"], "content": b["content"]}
+                    for b in blocks if b["type"] == "tool_result"]
+        else:
+            calls = [{"id": b["id"], "type": "function", "function": {"name": b["name"], "arguments": "{}"}}
+                     for b in blocks if b["type"] == "tool_use"]
+            words = "".join(b["text"] for b in blocks if b["type"] == "text")
+            if words or calls:
+                out.append({"role": "assistant", "content": words or None, **({"tool_calls": calls} if calls else {})})
+    return out
+
+
+def test_two_assistant_text_blocks_are_separated_by_a_blank_line():
+    out = normalize(body([{"role": "user", "content": "go"},
+                          {"role": "assistant", "content": [text("Let me search the web."), text("Python 3.14 adds")]},
+                          {"role": "user", "content": "thanks"}]))
+    assert out["messages"][1]["content"] == "Let me search the web.\n\nPython 3.14 adds"
+
+
+def test_assistant_text_around_a_tool_call_is_one_block_joined_by_a_blank_line():
+    out = normalize(body([{"role": "user", "content": "go"},
+                          {"role": "assistant", "content": [text("First."), tool_use("t1"), text("Second.")]},
+                          {"role": "user", "content": [tool_result("t1")]}]))
+    assert out["messages"][1]["content"] == [text("First.\n\nSecond."), tool_use("t1")]
+
+
+WEB_SEARCH_TURN = [
+    text("I'll search the web."),
+    {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "python 3.14"}},
+    {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [
+        {"type": "web_search_result", "title": "What's new in Python 3.14", "url": "https://docs.python.org/3.14/whatsnew",
+         "encrypted_content": "EqgfCioIARgBIiQ3YTAwMjY1Mi", "page_age": "2 days ago"}]},
+    text("Python 3.14 adds template strings.", citations=[
+        {"type": "web_search_result_location", "url": "https://docs.python.org/3.14/whatsnew",
+         "title": "What's new in Python 3.14", "encrypted_index": "Eo8BCioIAhgBIiQ",
+         "cited_text": "PEP 750: Template strings"}]),
+]
+
+
+def test_web_search_blocks_and_citations_keep_their_readable_part_as_text():
+    out = normalize(body([{"role": "user", "content": "what's new in 3.14?"},
+                          {"role": "assistant", "content": WEB_SEARCH_TURN},
+                          {"role": "user", "content": "thanks"}]))
+    said = out["messages"][1]["content"]
+    assert isinstance(said, str)
+    for part in ("I'll search the web.", "web_search", "python 3.14", "What's new in Python 3.14",
+                 "https://docs.python.org/3.14/whatsnew", "Python 3.14 adds template strings.",
+                 '"PEP 750: Template strings"'):
+        assert part in said, part
+    assert "encrypted" not in said and "EqgfCioIARgBIiQ3YTAwMjY1Mi" not in said and "{'type'" not in said
+    assert "\n\n" in said
+
+
+def test_a_web_search_error_result_says_so():
+    block = {"type": "web_search_tool_result", "tool_use_id": "s1",
+             "content": {"type": "web_search_tool_result_error", "error_code": "max_uses_exceeded"}}
+    out = normalize(body([{"role": "user", "content": "go"}, {"role": "assistant", "content": [block]},
+                          {"role": "user", "content": "and?"}]))
+    assert "max_uses_exceeded" in out["messages"][1]["content"]
+
+
+def test_a_failed_tool_result_tells_the_model_it_failed():
+    data = body([{"role": "user", "content": "go"}, {"role": "assistant", "content": [tool_use("t1")]},
+                 {"role": "user", "content": [tool_result("t1", "ls: /nope: No such file", is_error=True)]}])
+    result = normalize(data)["messages"][2]["content"][0]
+    assert result["content"] == "Error: ls: /nope: No such file"
+
+
+def test_a_successful_tool_result_is_not_marked():
+    data = body([{"role": "user", "content": "go"}, {"role": "assistant", "content": [tool_use("t1")]},
+                 {"role": "user", "content": [tool_result("t1", "fine", is_error=False)]}])
+    assert normalize(data)["messages"][2]["content"][0]["content"] == "fine"
+
+
+def test_tool_choice_none_offers_no_tools():
+    out = normalize(body(tools=[tool_def("Bash")], tool_choice={"type": "none"}))
+    assert "tools" not in out and "tool_choice" not in out
+
+
+@pytest.mark.parametrize("choice", [{"type": "auto"}, {"type": "any"}, {"type": "tool", "name": "Bash"}])
+def test_tool_choice_without_tools_is_never_sent(choice):
+    # Claude Code's auto-mode classifier sends requests without tools.
+    assert "tool_choice" not in normalize(body(tool_choice=choice))
+
+
+INTERRUPTED = {
+    "interrupted_with_text": [
+        {"role": "user", "content": "run it"},
+        {"role": "assistant", "content": [text("Running."), tool_use("toolu_1", "Bash", command="sleep 99")]},
+        {"role": "user", "content": [tool_result("toolu_1", "[Request interrupted by user for tool use]", is_error=True),
+                                     text("[Request interrupted by user for tool use]"), text("do something else")]},
+    ],
+    "tool_use_without_any_result": [
+        {"role": "user", "content": "run it"},
+        {"role": "assistant", "content": [tool_use("toolu_1", "Bash", command="sleep 99")]},
+        {"role": "user", "content": "never mind, say hi"},
+    ],
+    "one_of_two_calls_answered": [
+        {"role": "user", "content": "read both"},
+        {"role": "assistant", "content": [tool_use("toolu_1"), tool_use("toolu_2")]},
+        {"role": "user", "content": [tool_result("toolu_2", "b")]},
+    ],
+    "resumed_session": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "I should read it.", "signature": "EuYBCkQYAiJA"},
+            {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va"},
+            tool_use("toolu_1")]},
+        {"role": "user", "content": [text("(resumed)")]},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "", "signature": "x"}, text("ok")]},
+        {"role": "user", "content": [tool_result("toolu_1", "late result"), text("continue")]},
+    ],
+    "duplicate_ids": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [tool_use("call_0")]},
+        {"role": "user", "content": [tool_result("call_0", "first")]},
+        {"role": "assistant", "content": [tool_use("call_0"), tool_use("call_0")]},
+        {"role": "user", "content": [tool_result("call_0", "second"), tool_result("call_0", "third")]},
+    ],
+    "orphan_result_first": [
+        {"role": "user", "content": [tool_result("toolu_gone", "compacted away"), text("go on")]},
+    ],
+    "empty_id": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [tool_use("")]},
+        {"role": "user", "content": [tool_result("", "r")]},
+    ],
+    "trailing_assistant_tool_use": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [text("Reading."), tool_use("toolu_9")]},
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(INTERRUPTED))
+def test_every_tool_call_is_answered_at_once_once_by_a_unique_id(name):
+    out = normalize(body(INTERRUPTED[name], tools=[tool_def("Bash"), tool_def("Read")]))
+    assert openai_rule_violations(as_openai(out["messages"])) == []
+
+
+def test_the_rule_check_fails_on_the_old_normalizer_shape():
+    # What 1.74 alone would send for an aborted turn: the check above can fail.
+    raw = as_openai([{"role": "user", "content": "go"}, {"role": "assistant", "content": [tool_use("t1")]},
+                     {"role": "user", "content": "hi"}])
+    assert openai_rule_violations(raw)
+
+
+def test_a_call_without_result_gets_a_synthetic_error_result_and_the_text_follows():
+    out = normalize(body(INTERRUPTED["tool_use_without_any_result"]))
+    assert out["messages"][2] == {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": norm.MISSING_TOOL_RESULT, "is_error": True}]}
+    assert out["messages"][3] == {"role": "user", "content": "never mind, say hi"}
+
+
+def test_an_interrupted_call_keeps_its_result_and_the_users_text():
+    out = normalize(body(INTERRUPTED["interrupted_with_text"]))
+    (result,) = out["messages"][2]["content"]
+    assert result["tool_use_id"] == "toolu_1" and "interrupted" in result["content"]
+    assert out["messages"][3]["content"].endswith("do something else")
+
+
+def test_repeated_ids_are_renamed_deterministically_with_their_results():
+    first = normalize(body(INTERRUPTED["duplicate_ids"]))
+    again = normalize(body(INTERRUPTED["duplicate_ids"]))
+    assert first == again  # the same history, the same ids: the prefix cache still matches
+    calls = [b["id"] for m in first["messages"] if m["role"] == "assistant" for b in m["content"]
+             if isinstance(b, dict) and b["type"] == "tool_use"]
+    assert len(set(calls)) == 3 and calls[0] == "call_0"
+    answers = {b["tool_use_id"]: b["content"] for m in first["messages"] if m["role"] == "user"
+               and isinstance(m["content"], list) for b in m["content"] if b["type"] == "tool_result"}
+    assert [answers[c] for c in calls] == ["first", "second", "third"]
+
+
+def test_a_result_whose_call_is_gone_becomes_text():
+    out = normalize(body(INTERRUPTED["resumed_session"]))
+    assert out["messages"][2]["content"][0]["content"] == norm.MISSING_TOOL_RESULT
+    assert "late result" in out["messages"][-1]["content"] and "toolu_1" in out["messages"][-1]["content"]
+    assert "signature" not in json.dumps(out) and "EmwKAhgBEgy3va" not in json.dumps(out)

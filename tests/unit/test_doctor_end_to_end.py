@@ -303,10 +303,14 @@ def test_status_shows_the_quota_the_proxy_last_heard_of(home):
     assert done.returncode == 0
     assert re.search(rf"^quota     {ALIAS}: 45,000 of 150,000 tokens left this minute \(1[2-9] s ago\), "
                      r"14,000 of 14,400 requests left today$", done.stdout, re.MULTILINE), done.stdout
-    assert "\nspent " not in done.stdout  # nothing counted yet: no share line
+    assert "\nspent " not in done.stdout and "\nrepairs " not in done.stdout  # nothing counted yet
     quota.write_text(json.dumps({"models": {}, "purposes": {
-        "auto-mode checks": {"requests": 3, "tokens": 9000}, "work": {"requests": 9, "tokens": 27000}}}))
+        "auto-mode checks": {"requests": 3, "tokens": 9000}, "work": {"requests": 9, "tokens": 27000}},
+        "counters": {"tool_arguments_repaired": 2, "tool_arguments_unrepairable": 1}}))
     done = home.run("status")
+    assert re.findall(r"^repairs .*$", done.stdout, re.MULTILINE) == [
+        "repairs   2 tool call(s) with broken JSON arguments repaired, 1 refused (Claude Code retried them) "
+        "since the proxy started"], done.stdout
     assert re.findall(r"^spent .*$", done.stdout, re.MULTILINE) == [
         "spent     work: 9 of 12 requests, 27,000 of 36,000 tokens reserved (75%) since the proxy started",
         "spent     auto-mode checks: 3 of 12 requests, 9,000 of 36,000 tokens reserved (25%) since the proxy started",

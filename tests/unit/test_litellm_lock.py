@@ -4,10 +4,12 @@ every file by its hash; the helper that compares a venv with it finds every kind
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from packaging.specifiers import SpecifierSet
 
+from helpers import installs
 from helpers.installs import (
     LiteLLMLock,
     LockedDistribution,
@@ -155,3 +157,10 @@ def test_pip_inspect_output_is_compared_with_the_lock(tmp_path):
     assert venv_differences_from_lock(json.dumps(report), lock) == []
     report["installed"].pop(0)
     assert venv_differences_from_lock(json.dumps(report), lock) == ["async-timeout==5.0.1: not installed"]
+
+
+def test_the_unit_tests_repair_json_with_the_version_the_proxy_has() -> None:
+    """The wire writer's json-repair: requirements-dev.txt (plain-Python unit tests) pins what the lock holds."""
+    dev = re.search(r"^json-repair==(\S+)$", (installs.REPO_ROOT / "requirements-dev.txt").read_text(), re.M)
+    locked = {e.name: e.version for e in installs.read_requirements_lock(installs.litellm_lock().path.read_text())}
+    assert dev and locked.get("json-repair") == dev.group(1)

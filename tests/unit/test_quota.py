@@ -155,7 +155,17 @@ def test_auto_mode_checks_are_told_from_the_work(body: dict, purpose: str) -> No
 def test_the_state_file_gives_each_purpose_its_share(book: quota.QuotaBook, tmp_path: Path) -> None:
     for body in (WORK_REQUEST, CLASSIFIER_STAGE_1, CLASSIFIER_STAGE_1):
         book.count(quota.request_purpose(body), 1000)
+    book.counters = {"tool_arguments_repaired": 3}
     book.record("gpt-oss-120b", headers(remaining=45_000, reset=21))
     state = json.loads((tmp_path / "quota.json").read_text())
+    assert state["counters"] == {"tool_arguments_repaired": 3}
     assert state["purposes"] == {quota.WORK: {"requests": 1, "tokens": 1000},
                                  quota.AUTO_MODE_CHECK: {"requests": 2, "tokens": 2000}}
+
+
+def test_without_rate_limit_headers_the_counts_still_reach_the_state_file(book: quota.QuotaBook,
+                                                                        tmp_path: Path) -> None:
+    book.count(quota.AUTO_MODE_CHECK, 500)
+    book.record("m", {"content-type": "text/event-stream"})
+    state = json.loads((tmp_path / "quota.json").read_text())
+    assert state["models"] == {} and state["purposes"][quota.AUTO_MODE_CHECK] == {"requests": 1, "tokens": 500}

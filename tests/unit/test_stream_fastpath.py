@@ -189,9 +189,10 @@ def test_a_missing_companion_file_stops_the_proxy_loudly(companion: str, tmp_pat
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
+    callbacks = load_callbacks()  # loading it imports ccq_normalizer: before the delitem
     monkeypatch.delitem(sys.modules, companion.removesuffix(".py"), raising=False)
     with pytest.raises(RuntimeError, match=f"{companion} is missing"):
-        load_callbacks().load_sibling(companion, tmp_path)
+        callbacks.load_sibling(companion, tmp_path)
 
 
 def test_fastpath_off_installs_nothing() -> None:

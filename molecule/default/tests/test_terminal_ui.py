@@ -72,6 +72,15 @@ def chat_requests(host: Any, since: int) -> list[dict[str, Any]]:
             if r["path"] == "/v1/chat/completions" and r["status"] == 200 and isinstance(r.get("body"), dict)]
 
 
+def offered_tools(body: dict[str, Any]) -> set[str]:
+    """The tools a main-agent request offers: its tool definitions and the deferred tools its
+    prompt lists by name, one per line (ToolSearch loads those)."""
+    names = {t["function"]["name"] for t in body.get("tools") or []}
+    text = "\n".join(m["content"] if isinstance(m.get("content"), str) else json.dumps(m.get("content"))
+                     for m in body["messages"])
+    return names | set(re.findall(r"^(\w+)$", text.replace("\\n", "\n"), re.MULTILINE))
+
+
 def is_classifier(body: dict[str, Any]) -> bool:
     first = (body.get("messages") or [{}])[0]
     return first.get("role") == "system" and CLASSIFIER_SYSTEM_TEXT in json.dumps(first.get("content"))
@@ -105,8 +114,9 @@ def test_a_first_prompt_is_answered(tui: Terminal, host: Any) -> None:
     tui.enter("Please say hello")
     tui.wait_for(r"● ccq-tui: hello from the stand-in", 60, since="Please say hello")
     [work] = [b for b in chat_requests(host, mark) if "Please say hello" in json.dumps(b["messages"][-1])]
-    # WebSearch is left out (it would answer from the model's memory); WebFetch stays.
-    assert "WebSearch" not in json.dumps(work) and "WebFetch" in json.dumps(work)
+    # WebSearch is left out (it would answer from the model's memory); WebFetch stays. Each is
+    # offered as a tool, or listed one per line among the tools Claude Code loads on demand.
+    assert "WebSearch" not in offered_tools(work) and "WebFetch" in offered_tools(work)
 
 
 def test_auto_mode_allows_a_checked_action_without_asking(tui: Terminal, host: Any) -> None:

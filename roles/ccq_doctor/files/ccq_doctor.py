@@ -546,6 +546,21 @@ def share_lines(path: Path) -> list[str]:
         return []
 
 
+def repair_lines(path: Path) -> list[str]:
+    """Tool calls whose arguments the proxy repaired or refused since it started (its quota state
+    file's counters, from the wire writer); [] when there were none; never raises."""
+    try:
+        counters = json.loads(path.read_text(encoding="utf-8")).get("counters") or {}
+        repaired = int(counters.get("tool_arguments_repaired", 0))
+        refused = int(counters.get("tool_arguments_unrepairable", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return []
+    if not repaired and not refused:
+        return []
+    return [f"{repaired:,} tool call(s) with broken JSON arguments repaired, {refused:,} refused "
+            "(Claude Code retried them) since the proxy started"]
+
+
 def _yaml_scalar(value: str) -> str:
     value = value.split(" #", 1)[0].strip()
     if value.startswith('"'):
@@ -2224,6 +2239,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: Callable[[str]
     lines += [f"quota     {line}" for line in quota_lines(settings.paths["quota_state"], in_use)]
     # Auto mode's safety checks spend the same quota as the work (docs/permission-modes.md).
     lines += [f"spent     {line}" for line in share_lines(settings.paths["quota_state"])]
+    lines += [f"repairs   {line}" for line in repair_lines(settings.paths["quota_state"])]
     for line in lines:
         out(mask_secrets(line, facts.secrets()))
     return 0 if healthy else 3

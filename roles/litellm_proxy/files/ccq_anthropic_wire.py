@@ -20,6 +20,7 @@ Python, no LiteLLM import: both relay paths use it, so they cannot disagree.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import uuid
@@ -36,6 +37,84 @@ STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_
 TRUNCATED_STREAM_ERROR = "overloaded_error"
 TRUNCATED_STREAM_MESSAGE = ("ccq: the upstream stream ended before the model finished "
                             "(no finish_reason); the answer is incomplete, retry the request")
+
+# A tool call whose arguments are not a JSON object even after repair (issue 21 F): Claude Code
+# must never run a tool with made-up input.  The stream ends in this error event instead of
+# message_stop (Claude Code retries it, as it retries a broken-off stream, and drops the
+# partial answer); a non-streamed answer is an HTTP 529 of the same type.  overloaded_error,
+# not invalid_request_error: the request was fine, the model's output was not, and a new
+# sample usually is; Claude Code does not retry invalid_request_error.
+BAD_TOOL_ARGUMENTS_ERROR = "overloaded_error"
+BAD_TOOL_ARGUMENTS_STATUS = 529
+BAD_TOOL_ARGUMENTS_MESSAGE = ("ccq: the model sent the arguments of a {name} tool call that are not a "
+                              "JSON object and cannot be repaired; retry the request")
+
+_log = logging.getLogger("ccq.anthropic_wire")
+# Tool-call arguments repaired since start (ccq_quota's state file reports it to `ccq status`).
+STATS: Dict[str, int] = {"tool_arguments_repaired": 0, "tool_arguments_unrepairable": 0}
+
+
+class ToolArgumentsError(ValueError):
+    """A tool call's arguments are not a JSON object, even repaired.  ``status_code``: the
+    LiteLLM proxy answers an exception by it (ccq_litellm_patches items k and p)."""
+
+    status_code = BAD_TOOL_ARGUMENTS_STATUS
+
+    def __init__(self, name: str) -> None:
+        self.message = BAD_TOOL_ARGUMENTS_MESSAGE.format(name=name or "(unnamed)")
+        super().__init__(self.message)
+
+
+# Leftovers around a JSON object that are unambiguous: a code fence (```json ... ```), and
+# gpt-oss' harmony control tokens (<|call|>, <|end|>, <|return|>, ...) after the object.
+_FENCE = re.compile(r"^\s*```[a-zA-Z]*\s*\n?(.*?)\n?\s*```\s*$", re.S)
+_HARMONY = re.compile(r"<\|[a-z_]+\|>")
+
+
+def repair_arguments(raw: Any, name: str = "") -> str:
+    """A tool call's arguments as the text of a JSON object, repaired when the defect is
+    unambiguous; raises ToolArgumentsError when they cannot become a JSON object.
+
+    "" (a tool without parameters) is "{}"; valid arguments are returned unchanged.  Repairs:
+    a code fence around the object, harmony tokens after it (gpt-oss), then the PyPI library
+    json-repair for a trailing comma or a missing closing brace (qwen), accepted only when the
+    text starts as an object and the result is one.  Each repair is logged on one line
+    without the arguments (they carry the user's code).
+    """
+    text = "" if raw is None else str(raw)
+    if not text.strip():
+        return "{}"
+    try:
+        if isinstance(json.loads(text), dict):
+            return text
+    except ValueError:
+        pass
+    cleaned = _HARMONY.sub("", text).strip()
+    fenced = _FENCE.match(cleaned)
+    if fenced:
+        cleaned = fenced.group(1).strip()
+    obj: Any = None
+    how = "cleanup"
+    try:
+        obj = json.loads(cleaned)
+    except ValueError:
+        if cleaned.startswith("{"):
+            try:
+                import json_repair  # in LiteLLM's venv (the role's lock)
+
+                obj, how = json_repair.loads(cleaned), "json-repair"
+            except Exception:  # not installed, or it gave up
+                obj = None
+    if not isinstance(obj, dict):
+        STATS["tool_arguments_unrepairable"] += 1
+        _log.warning("ccq: the arguments of a %s tool call are not a JSON object (%d chars); "
+                     "Claude Code gets an error to retry", name or "(unnamed)", len(text))
+        raise ToolArgumentsError(name)
+    STATS["tool_arguments_repaired"] += 1
+    _log.warning("ccq: repaired the arguments of a %s tool call (%s, %d chars)", name or "(unnamed)",
+                 how, len(text))
+    return json.dumps(obj, ensure_ascii=False)
+
 
 # HTTP status of an upstream error -> Anthropic error type
 # (https://docs.anthropic.com/en/api/errors).
@@ -79,6 +158,32 @@ def new_tool_id() -> str:
     return "toolu_" + uuid.uuid4().hex[:24]
 
 
+def cached_tokens(usage: Any) -> Optional[int]:
+    """The prompt tokens the upstream served from its prefix cache, or None when it did not say.
+
+    Cerebras (like OpenAI) reports them as ``usage.prompt_tokens_details.cached_tokens``,
+    on the final stream chunk and in a non-streamed answer's usage.
+    """
+    details = usage.get("prompt_tokens_details") if isinstance(usage, Mapping) else None
+    value = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    return value if type(value) is int and value >= 0 else None
+
+
+def anthropic_usage(prompt_tokens: int, completion_tokens: int,
+                    cached: Optional[int] = None) -> Dict[str, int]:
+    """Usage as Anthropic counts it: ``input_tokens`` are the prompt tokens NOT read from the
+    cache, ``cache_read_input_tokens`` the ones that were (OpenAI's prompt_tokens counts both).
+    Claude Code adds the two (and cache_creation_input_tokens) for the context size, and shows
+    cache reads apart; before this, every cached token was reported as a fresh input token.
+    Without a cached count from the upstream the usage stays as it was (no cache field)."""
+    prompt, completion = prompt_tokens or 0, completion_tokens or 0
+    if cached is None:
+        return {"input_tokens": prompt, "output_tokens": completion}
+    cached = min(cached, prompt)
+    return {"input_tokens": prompt - cached, "output_tokens": completion,
+            "cache_read_input_tokens": cached}
+
+
 class _Block:
     """One content block: text, or one tool call (by its upstream index)."""
 
@@ -120,12 +225,13 @@ class AnthropicStream:
         self.finish_reason: Optional[str] = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.cached_tokens: Optional[int] = None
         self.response_id: Optional[str] = None
         self.ended = False
         self.out: List[bytes] = [_event({"type": "message_start", "message": {
             "id": "msg_{}".format(uuid.uuid4()), "type": "message", "role": "assistant",
             "content": [], "model": model, "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0}}})]
+            "usage": {"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0}}})]
 
     # -- blocks -----------------------------------------------------------------
     def _start(self, block: _Block) -> None:
@@ -140,23 +246,30 @@ class AnthropicStream:
                                 "content_block": start}))
 
     def _close(self) -> None:
+        """Close the open block.  A tool call's arguments were buffered: they go out whole,
+        checked (and repaired) as a JSON object, before its content_block_stop; an argument-less
+        call streams "" (or nothing): its input is {}.  Arguments that cannot become an
+        object end the answer in an error event (issue 21 F)."""
         block = self.open
         if block is None:
             return
-        if block.kind == "tool_use" and not block.sent_args:
-            # An argument-less call streams "" (or nothing): its input is {} either way.
-            self.out.append(_json_delta(self.index, "{}"))
-        self.out.append(_block_stop(self.index))
         self.open = None
+        if block.kind == "tool_use":
+            try:
+                args = repair_arguments("".join(block.parts), block.name or "")
+            except ToolArgumentsError as exc:  # no content_block_stop, no message_stop
+                self.ended = True
+                self.out.append(error_event(BAD_TOOL_ARGUMENTS_ERROR, exc.message))
+                return
+            block.parts = [args]
+            block.sent_args = True
+            self.out.append(_json_delta(self.index, args))
+        self.out.append(_block_stop(self.index))
 
     def _send_whole(self, block: _Block) -> None:
         self._start(block)
-        args = "".join(block.parts)
         if block.kind == "text":
-            self.out.append(_text_delta(self.index, args))
-        elif args:
-            block.sent_args = True
-            self.out.append(_json_delta(self.index, args))
+            self.out.append(_text_delta(self.index, "".join(block.parts)))
         self._close()
 
     def _text(self, text: str) -> None:
@@ -201,22 +314,26 @@ class AnthropicStream:
             block.id = call["id"]
         if fn.get("name") and block.name is None:
             block.name = fn["name"]
-        if not args:
-            return
-        block.parts.append(args)
-        if block is self.open:
-            block.sent_args = True
-            self.out.append(_json_delta(self.index, args))
+        if args:
+            # Buffered until the call's block closes (_close): its input must be a complete
+            # JSON object before content_block_stop.  Cerebras sends each call whole in one
+            # delta, so nothing waits there; OpenAI-style servers stream pieces.
+            block.parts.append(args)
 
     # -- input ------------------------------------------------------------------
     def feed(self, chunk: Mapping[str, Any]) -> None:
         """Translate one chunk (OpenAI chat.completion.chunk as a dict); ``take`` the events."""
+        if self.ended:  # an error event already ended the answer
+            return
         if self.response_id is None and chunk.get("id"):
             self.response_id = chunk["id"]
         usage = chunk.get("usage")
         if usage:
             self.prompt_tokens = usage.get("prompt_tokens") or self.prompt_tokens
             self.completion_tokens = usage.get("completion_tokens") or self.completion_tokens
+            cached = cached_tokens(usage)
+            if cached is not None:
+                self.cached_tokens = cached
         pending = len(self.out)
         thinking = False
         for choice in chunk.get("choices") or ():
@@ -246,11 +363,15 @@ class AnthropicStream:
             return self.fail(TRUNCATED_STREAM_ERROR, TRUNCATED_STREAM_MESSAGE)
         if self.ended:
             return self.take()
-        self.ended = True
         self._close()
         for block in self.held:
+            if self.ended:  # a call's arguments could not be repaired: the error event is out
+                return self.take()
             self._send_whole(block)
         self.held = []
+        if self.ended:
+            return self.take()
+        self.ended = True
         if self.index < 0:  # an empty answer is still one (empty) text block
             self._send_whole(_Block("text", None))
         stop = STOP_REASONS.get(self.finish_reason or "stop", "end_turn")
@@ -258,7 +379,7 @@ class AnthropicStream:
             stop = "tool_use"  # some servers say "stop" beside tool calls; Claude Code must run them
         self.out.append(_event({
             "type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-            "usage": {"input_tokens": self.prompt_tokens, "output_tokens": self.completion_tokens}}))
+            "usage": anthropic_usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens)}))
         self.out.append(_event({"type": "message_stop"}))
         return self.take()
 
@@ -289,17 +410,16 @@ class AnthropicStream:
 # Non-streaming
 # --------------------------------------------------------------------------
 
-def tool_input(arguments: Any) -> Any:
-    """A tool call's input: "" (a tool without parameters) is {}.
+def tool_input(arguments: Any, name: str = "") -> Any:
+    """A tool call's input: "" (a tool without parameters) is {}; repaired when the defect
+    is unambiguous (repair_arguments).
 
-    Anything else that is not JSON raises ValueError: Claude Code gets an error
-    rather than a tool run with made-up input.
+    Anything else raises ToolArgumentsError (a ValueError with status_code 529): Claude Code
+    gets an error to retry rather than a tool run with made-up input.
     """
     if isinstance(arguments, dict):
         return arguments
-    if arguments is None or not str(arguments).strip():
-        return {}
-    return json.loads(arguments)
+    return json.loads(repair_arguments(arguments, name))
 
 
 def anthropic_content(text: Optional[str], tool_calls: Any) -> List[Dict[str, Any]]:
@@ -310,7 +430,7 @@ def anthropic_content(text: Optional[str], tool_calls: Any) -> List[Dict[str, An
     for call in tool_calls or ():
         fn = call["function"]
         blocks.append({"type": "tool_use", "id": call.get("id") or new_tool_id(),
-                       "name": fn.get("name") or "", "input": tool_input(fn.get("arguments"))})
+                       "name": fn.get("name") or "", "input": tool_input(fn.get("arguments"), fn.get("name") or "")})
     return blocks
 
 

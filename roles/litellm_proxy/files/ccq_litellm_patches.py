@@ -32,6 +32,14 @@ r. Quota pacing: the httpx client under LiteLLM's openai SDK (both relay paths)
    ``x-ratelimit-*`` figures are kept per model, and a request that the last
    figures say will not fit waits for the window to turn (bounded, logged)
    instead of being sent to be refused.
+s. Non-streamed usage as Anthropic counts it: ``input_tokens`` without the prompt
+   tokens Cerebras read from its prefix cache, which become
+   ``cache_read_input_tokens`` (1.74 reported every prompt token as input and
+   dropped ``prompt_tokens_details.cached_tokens``); the streams do the same in
+   ccq_anthropic_wire.
+t. A client that leaves mid-answer (Esc in Claude Code) ends its Cerebras request within
+   milliseconds, streamed or not, on both relay paths (uvicorn 0.29 told nobody the client
+   had left, and 1.74's aiohttp transport never closed an abandoned response).
 
 The guard
 ---------
@@ -63,6 +71,7 @@ Environment knobs
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -175,10 +184,16 @@ PATCHED_SOURCES: Mapping[str, str] = {
     "AnthropicAdapter.translate_completion_output_params_streaming": "1e981576b2163246",
     "Adapter._translate_openai_content_to_anthropic": "add7e1d9ee52e533",
     "Adapter.translate_anthropic_messages_to_openai": "f133be4213925aed",
+    "Adapter.translate_openai_response_to_anthropic": "dabefd6b92676da5",
     "Handler.async_anthropic_messages_handler": "ad4fe2ddb8717c57",
     "anthropic_endpoints.anthropic_response": "3f09785cf59ddd38",
     "OpenAIChatCompletion.completion": "403b77f0949debdd",
     "BaseOpenAILLM._get_async_http_client": "9882b9f81294d004",
+    "AiohttpResponseStream.__init__": "cd34c864f49124b6",
+    # Not patched: the behaviours item t answers (a change to any of them needs a new look at t).
+    "LiteLLMAiohttpTransport.handle_async_request": "d8c305137e9ce18a",
+    "uvicorn.h11 RequestResponseCycle.send": "b5ee39c71ca38569",
+    "starlette.StreamingResponse.__call__": "c8aff5c5f8eea2e5",
 }
 
 
@@ -203,8 +218,19 @@ def _chunk_as_dict(chunk: Any) -> dict[str, Any]:
                         "finish_reason": getattr(choice, "finish_reason", None)})
     usage = getattr(chunk, "usage", None)
     return {"id": getattr(chunk, "id", None), "choices": choices,
-            "usage": {"prompt_tokens": getattr(usage, "prompt_tokens", 0),
-                      "completion_tokens": getattr(usage, "completion_tokens", 0)} if usage else None}
+            "usage": _usage_as_dict(usage) if usage else None}
+
+
+def _usage_as_dict(usage: Any) -> dict[str, Any]:
+    """A LiteLLM Usage as OpenAI's usage dict, with Cerebras' prompt-cache count
+    (``prompt_tokens_details.cached_tokens``) when the upstream gave one (issue 21 A)."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None)
+    out: dict[str, Any] = {"prompt_tokens": getattr(usage, "prompt_tokens", 0),
+                           "completion_tokens": getattr(usage, "completion_tokens", 0)}
+    if isinstance(cached, int):
+        out["prompt_tokens_details"] = {"cached_tokens": cached}
+    return out
 
 
 def _stream_error(wire: ModuleType, exc: BaseException) -> tuple[str, str]:
@@ -270,6 +296,26 @@ def _content_with_text_and_tools(wire: ModuleType, original: Callable[..., Any])
         return blocks
 
     return mark(_translate_openai_content_to_anthropic, original)
+
+
+def _usage_with_cache_reads(wire: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
+    """Item s (issue 21 A): a non-streamed answer's usage as Anthropic counts it.
+
+    1.74 writes ``input_tokens = prompt_tokens`` and drops Cerebras'
+    ``prompt_tokens_details.cached_tokens``; Anthropic's input_tokens exclude the tokens
+    read from the prompt cache, which go in ``cache_read_input_tokens``.  The streamed
+    paths count the same way (ccq_anthropic_wire.anthropic_usage)."""
+
+    def translate_openai_response_to_anthropic(self: Any, response: Any) -> Any:
+        out = original(self, response)
+        usage = getattr(response, "usage", None)
+        if usage is not None and isinstance(out, dict):
+            raw = _usage_as_dict(usage)
+            out["usage"] = wire.anthropic_usage(raw["prompt_tokens"] or 0, raw["completion_tokens"] or 0,
+                                                wire.cached_tokens(raw))
+        return out
+
+    return mark(translate_openai_response_to_anthropic, original)
 
 
 def _image_data_urls(is_image_block: Callable[[Any], bool], original: Callable[..., Any]) -> Callable[..., Any]:
@@ -348,7 +394,8 @@ def _honour_max_retries(original: Callable[..., Any]) -> Callable[..., Any]:
     return mark(completion, original)
 
 
-def _paced_http_client(quota: ModuleType, original: Callable[[], Any]) -> Callable[[], Any]:
+def _paced_http_client(quota: ModuleType, original: Callable[[], Any],
+                       counters: Mapping[str, int] | None = None) -> Callable[[], Any]:
     """Item r: the httpx client LiteLLM gives the openai SDK, with ccq's quota hooks.
 
     Every Cerebras request of both relay paths goes through this client, and httpx
@@ -359,6 +406,8 @@ def _paced_http_client(quota: ModuleType, original: Callable[[], Any]) -> Callab
     import weakref
 
     book = quota.quota_book_from_env()
+    # The wire writer's counts (tool arguments repaired) go to `ccq status` with the figures.
+    book.counters = counters if counters is not None else {}
     sent_to: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
 
     async def pace(request: Any) -> None:
@@ -373,6 +422,7 @@ def _paced_http_client(quota: ModuleType, original: Callable[[], Any]) -> Callab
             return
         sent_to[request] = model
         cost = quota.request_cost(body, len(request.content))
+        book.count(quota.request_purpose(body), cost)
         wait = book.wait_before(model, cost)
         if wait > 0:
             LOG.warning("ccq: waiting %.1f s for Cerebras' per-minute token quota of %s "
@@ -441,6 +491,103 @@ def _messages_routes() -> list[Any]:
             and getattr(getattr(r, "dependant", None), "call", None) is not None]
 
 
+# Item t: the aiohttp responses LiteLLM opened for the /v1/messages request being served
+# (a list per request; asyncio tasks LiteLLM starts for it inherit the context).
+UPSTREAM_RESPONSES: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "ccq_upstream_responses", default=None)
+# What a request whose client left before its answer began is "answered" with (nginx's
+# "client closed request"); nobody receives it, see _end_when_client_leaves.
+CLIENT_CLOSED_REQUEST = 499
+
+
+def _recorded_upstream_responses(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Item t: every upstream response LiteLLM's aiohttp transport opens is recorded for
+    the /v1/messages request it serves, so that the request can close it.
+
+    1.74's transport hands the response to httpx as ``content=``, which httpx wraps in an
+    AsyncIteratorByteStream whose aclose() does nothing: closing the httpx response (the
+    openai SDK, the fast path) never reaches aiohttp, and a relay cancelled mid-stream
+    leaves the connection open, so Cerebras went on generating into it to the end.
+    """
+
+    def __init__(self: Any, aiohttp_response: Any) -> None:
+        original(self, aiohttp_response)
+        opened = UPSTREAM_RESPONSES.get()
+        if opened is not None:
+            opened.append(aiohttp_response)
+
+    return mark(__init__, original)
+
+
+def _end_when_client_leaves(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Item t: the /v1/messages route's ASGI app, ended as soon as its client disconnects.
+
+    uvicorn 0.29 advertises ASGI spec 2.4 but returns silently from send() after a
+    disconnect (0.28.0 raised ClientDisconnected; 0.28.1 reverted it), and Starlette 0.46's
+    StreamingResponse, under spec 2.4, stops only when send() raises; while LiteLLM waits
+    for a non-streamed answer nothing reads receive() at all.  So the relay read every
+    interrupted answer to its end.  Here, once the endpoint has read the request body,
+    receive() is watched for http.disconnect; one that comes before the answer is complete
+    cancels the endpoint and closes the upstream responses it opened (cancelling alone
+    can leave the relay's generators suspended, its upstream open until garbage collection).
+    """
+    import asyncio
+
+    import anyio
+
+    async def app(scope: Any, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        body_read, client_left = anyio.Event(), anyio.Event()
+        answer_started = answer_complete = False
+
+        async def receive_request() -> Any:
+            if body_read.is_set():  # the watch below reads receive() from here on
+                await client_left.wait()
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_read.set()
+            return message
+
+        async def send_answer(message: Any) -> None:
+            nonlocal answer_started, answer_complete
+            if message["type"] == "http.response.start":
+                answer_started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                answer_complete = True
+            await send(message)
+
+        opened: list[Any] = []
+        opened_token = UPSTREAM_RESPONSES.set(opened)
+        try:
+            with anyio.CancelScope() as endpoint:
+                async def end_when_client_leaves() -> None:
+                    await body_read.wait()
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    client_left.set()
+                    if not answer_complete:
+                        endpoint.cancel()
+                        for response in opened:
+                            response.close()  # synchronous: the connection is closed now
+
+                watch = asyncio.ensure_future(end_when_client_leaves())
+                try:
+                    await original(scope, receive_request, send_answer)
+                finally:
+                    watch.cancel()
+        finally:
+            UPSTREAM_RESPONSES.reset(opened_token)
+        if endpoint.cancelled_caught:
+            LOG.info("ccq: the client left before its answer was complete; its upstream request was ended")
+            if not answer_started:
+                # LiteLLM's BaseHTTPMiddleware (PrometheusAuthMiddleware) logs an ERROR "No
+                # response returned." for an app that returns without one; uvicorn drops it.
+                await send({"type": "http.response.start", "status": CLIENT_CLOSED_REQUEST, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+
+    return mark(app, original)
+
+
 
 # --------------------------------------------------------------------------
 # Applying them
@@ -466,10 +613,12 @@ def stream_fastpath_mode(environ: Mapping[str, str] = os.environ) -> str:
 def _patch_targets() -> dict[str, tuple[Any, str]]:
     """Each patched LiteLLM function: (owner, attribute)."""
     from litellm.llms.anthropic.experimental_pass_through.adapters import handler, transformation
+    from litellm.llms.custom_httpx import aiohttp_transport
     from litellm.llms.openai.common_utils import BaseOpenAILLM
     from litellm.llms.openai.openai import OpenAIChatCompletion
 
     return {
+        "AiohttpResponseStream.__init__": (aiohttp_transport.AiohttpResponseStream, "__init__"),
         "OpenAIChatCompletion.completion": (OpenAIChatCompletion, "completion"),
         "BaseOpenAILLM._get_async_http_client": (BaseOpenAILLM, "_get_async_http_client"),
         STREAM_TRANSLATION: (transformation.AnthropicAdapter, "translate_completion_output_params_streaming"),
@@ -477,6 +626,8 @@ def _patch_targets() -> dict[str, tuple[Any, str]]:
             (transformation.LiteLLMAnthropicMessagesAdapter, "_translate_openai_content_to_anthropic"),
         "Adapter.translate_anthropic_messages_to_openai":
             (transformation.LiteLLMAnthropicMessagesAdapter, "translate_anthropic_messages_to_openai"),
+        "Adapter.translate_openai_response_to_anthropic":
+            (transformation.LiteLLMAnthropicMessagesAdapter, "translate_openai_response_to_anthropic"),
         "Handler.async_anthropic_messages_handler":
             (handler.LiteLLMMessagesToCompletionTransformationHandler, "async_anthropic_messages_handler"),
     }
@@ -488,7 +639,20 @@ def patched_functions() -> dict[str, Callable[..., Any]]:
     functions = {name: getattr(owner, attr) for name, (owner, attr) in _patch_targets().items()}
     for route in _messages_routes()[:1]:
         functions["anthropic_endpoints.anthropic_response"] = route.dependant.call
+    functions.update(_client_disconnect_behaviours())
     return functions
+
+
+def _client_disconnect_behaviours() -> dict[str, Callable[..., Any]]:
+    """The functions whose behaviour item t answers (see _end_when_client_leaves and
+    _recorded_upstream_responses); not patched, only fingerprinted."""
+    from litellm.llms.custom_httpx.aiohttp_transport import LiteLLMAiohttpTransport
+    from starlette.responses import StreamingResponse
+    from uvicorn.protocols.http.h11_impl import RequestResponseCycle
+
+    return {"LiteLLMAiohttpTransport.handle_async_request": LiteLLMAiohttpTransport.handle_async_request,
+            "uvicorn.h11 RequestResponseCycle.send": RequestResponseCycle.send,
+            "starlette.StreamingResponse.__call__": StreamingResponse.__call__}
 
 
 def check_stream_fastpath(fastpath: ModuleType) -> None:
@@ -540,15 +704,18 @@ def apply_litellm_patches(load: Loader, litellm_version: str | None = None) -> b
         "Adapter._translate_openai_content_to_anthropic": lambda f: _content_with_text_and_tools(wire, f),
         "Adapter.translate_anthropic_messages_to_openai":
             lambda f: _image_data_urls(load(NORMALIZER_FILE).is_image_block, f),
+        "Adapter.translate_openai_response_to_anthropic": lambda f: _usage_with_cache_reads(wire, f),
         "Handler.async_anthropic_messages_handler": lambda f: staticmethod(_pass_through_upstream_errors(f)),
         "OpenAIChatCompletion.completion": _honour_max_retries,
         "BaseOpenAILLM._get_async_http_client":
-            lambda f: staticmethod(_paced_http_client(load(QUOTA_FILE), f)),
+            lambda f: staticmethod(_paced_http_client(load(QUOTA_FILE), f, wire.STATS)),
+        "AiohttpResponseStream.__init__": _recorded_upstream_responses,
     }
     for name, patch in patches.items():
         owner, attr = targets[name]
         setattr(owner, attr, patch(getattr(owner, attr)))
     for route in _messages_routes():
         route.dependant.call = _anthropic_error_responses(wire, route.dependant.call)
+        route.app = _end_when_client_leaves(route.app)
     install_stream_fastpath(wire, load)  # after m: the fast path hands unmodelled streams to it
     return True

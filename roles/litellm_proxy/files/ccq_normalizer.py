@@ -47,6 +47,15 @@ j. Images: kept for a model that takes them (``model_info.supports_vision`` of
    the alias in the proxy config), a tool result's images moved after the tool
    results (a tool message is text only); for a text-only model each image, and
    any PDF document, becomes a one-line note, so the request still succeeds.
+k. History the adapter garbles (issue 21): an assistant turn's text blocks are
+   joined by a blank line (the adapter joined them with nothing); blocks only
+   Anthropic understands (server_tool_use, web_search_tool_result, citations on
+   text) keep their readable part (title, URL, quoted text) as text; a
+   tool_result with is_error: true starts with "Error: ".
+l. Tool calls are paired as Cerebras' API v2 requires (``pair_tool_calls``):
+   each call answered at once (a synthetic error result for a call with none),
+   no orphan results (they become text), no repeated ids (renamed
+   deterministically); tool_choice "none" removes the tools.
 
 A malformed body (no messages, messages not a list, content neither string
 nor list, blocks without a type, ...) passes through unchanged so LiteLLM
@@ -61,6 +70,7 @@ Environment knob
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Iterable, Mapping, NamedTuple
 
@@ -363,18 +373,94 @@ def tool_result_text(content: Any, takes_images: bool = False) -> str:
 _DROPPED_BLOCK_TYPES = frozenset({"thinking", "redacted_thinking"})
 
 
-def _clean_block(block: dict[str, Any], takes_images: bool) -> dict[str, Any]:
+# An OpenAI tool message has no error flag: the 1.74 adapter passes only the text of a
+# tool_result with is_error: true, and the model reads a failure (a Bash exit 1 with no
+# output, a refused edit) as a plain result.  A leading "Error: " says it in the text,
+# in the words OpenAI-style models are trained on for failed function calls; a text that
+# already starts so (ccq's own synthetic results) is left as is.
+TOOL_ERROR_PREFIX = "Error: "
+
+# What the model reads for a tool call of the history that has no tool_result (an
+# aborted turn, a session cut short): Cerebras' API v2, like OpenAI, rejects an
+# assistant tool call that is not followed at once by its tool message.
+MISSING_TOOL_RESULT = ("Error: no result was recorded for this tool call "
+                       "(the turn was interrupted before the tool ran).")
+
+# Block types ccq knows how to pass (or drop); any other block of the history is one
+# only Anthropic's API understands (server_tool_use, web_search_tool_result,
+# web_fetch_tool_result, search_result, ...): the 1.74 adapter drops it silently, so
+# its human-readable part is kept as text instead.
+_KNOWN_BLOCK_TYPES = frozenset({"text", "tool_use", "tool_result", "image", "document",
+                                "thinking", "redacted_thinking"})
+# Fields that carry what a person would read of such a block (never encrypted_* or data).
+_READABLE_FIELDS = ("title", "url", "cited_text", "text", "source", "page_age", "error_code")
+
+
+def tool_error_text(text: str) -> str:
+    """The text of a tool_result with is_error: true, marked as a failure (item C)."""
+    return text if text.startswith("Error") else TOOL_ERROR_PREFIX + text
+
+
+def _readable_parts(value: Any, out: list[str], depth: int = 0) -> None:
+    """The human-readable strings of an Anthropic-only block, in order, without
+    encrypted or binary content."""
+    if depth > 6:
+        return
+    if isinstance(value, dict):
+        for key in _READABLE_FIELDS:
+            item = value.get(key)
+            if isinstance(item, str) and item.strip():
+                out.append(f'"{item.strip()}"' if key == "cited_text" else item.strip())
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and not key.startswith("encrypted"):
+                _readable_parts(item, out, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _readable_parts(item, out, depth + 1)
+
+
+def server_block_text(block: dict[str, Any]) -> str:
+    """One Anthropic-only history block as text (empty when nothing is readable)."""
+    kind = block["type"]
+    if kind == "server_tool_use":
+        query = json.dumps(block.get("input", {}), ensure_ascii=False, sort_keys=True)
+        return f"[{block.get('name', 'server tool')} called with {query}]"
+    parts: list[str] = []
+    _readable_parts(block.get("content", block), parts)
+    if not parts:
+        return ""
+    if kind.endswith("_tool_result"):
+        return f"[{kind.removesuffix('_tool_result').replace('_', ' ')} result]\n" + "\n".join(parts)
+    return "\n".join(parts)
+
+
+def _text_with_citations(block: dict[str, Any]) -> str:
+    """A text block's text, followed by its citations' title, URL and quoted text
+    (the 1.74 adapter, and OpenAI's text parts, have no place for citations)."""
+    lines = []
+    for cite in block.get("citations") or ():
+        parts: list[str] = []
+        _readable_parts(cite, parts)
+        if parts:
+            lines.append("- " + " ".join(parts))
+    return block["text"] + ("\n\nSources:\n" + "\n".join(lines) if lines else "")
+
+
+def _clean_block(block: dict[str, Any], takes_images: bool) -> dict[str, Any] | None:
     """A block without cache_control (Anthropic-only), with a flat tool_result, and
-    a note in place of what the model cannot read."""
+    a note in place of what the model cannot read (None: drop it)."""
     kind = block["type"]
     if kind == "text":
+        if block.get("citations"):
+            return {"type": "text", "text": _text_with_citations(block)}
         return block if len(block) == 2 else {"type": "text", "text": block["text"]}
     if kind == "tool_use":
         return {"type": "tool_use", "id": block["id"], "name": block["name"],
                 "input": block.get("input", {})}
     if kind == "tool_result":
+        text = tool_result_text(block.get("content"), takes_images)
         out = {"type": "tool_result", "tool_use_id": block["tool_use_id"],
-               "content": tool_result_text(block.get("content"), takes_images)}
+               "content": tool_error_text(text) if block.get("is_error") is True else text}
         if "is_error" in block:
             out["is_error"] = block["is_error"]
         return out
@@ -382,6 +468,9 @@ def _clean_block(block: dict[str, Any], takes_images: bool) -> dict[str, Any]:
         return {"type": "image", "source": block["source"]}
     if kind == "image" or kind == "document":
         return {"type": "text", "text": omitted_note(block)}
+    if kind not in _KNOWN_BLOCK_TYPES:
+        text = server_block_text(block)
+        return {"type": "text", "text": text} if text else None
     if "cache_control" in block:
         return {k: v for k, v in block.items() if k != "cache_control"}
     return block
@@ -394,12 +483,27 @@ def _tool_result_images(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for b in block["content"] if is_image_block(b)]
 
 
-def _collapse(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+def _collapse(blocks: list[dict[str, Any]], joiner: str = "\n") -> str | list[dict[str, Any]]:
     """Text-only content lists become one string; others stay lists."""
     for block in blocks:
         if block["type"] != "text":
             return blocks
-    return "\n".join(block["text"] for block in blocks)
+    return joiner.join(block["text"] for block in blocks)
+
+
+# Between two text blocks of one assistant turn: the 1.74 adapter concatenates an
+# assistant turn's text blocks with nothing between them ("...search the web.Python 3.14
+# adds..."), where Anthropic's model saw separate blocks.
+ASSISTANT_TEXT_JOINER = "\n\n"
+
+
+def _assistant_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An assistant turn's text blocks as ONE text block (joined by a blank line), first,
+    then its tool calls: the adapter puts all text in ``content`` and the calls in
+    ``tool_calls`` whatever their order, so only the joining changes."""
+    texts = [b["text"] for b in blocks if b["type"] == "text" and b["text"]]
+    rest = [b for b in blocks if b["type"] != "text"]
+    return ([{"type": "text", "text": ASSISTANT_TEXT_JOINER.join(texts)}] if texts else []) + rest
 
 
 def _as_blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -423,6 +527,92 @@ def _merge_same_role(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return merged
 
 
+def _unique_id(call_id: str, seen: set[str]) -> str:
+    """A tool call id not used before in the request, derived from ``call_id``.
+
+    Deterministic (the same history gives the same ids on every request), so Cerebras'
+    prompt prefix cache still matches a conversation's earlier turns.
+    """
+    base = call_id or "toolu_ccq"
+    n = 2
+    while f"{base}_{n}" in seen:
+        n += 1
+    return f"{base}_{n}"
+
+
+def _orphan_result_text(block: dict[str, Any]) -> dict[str, Any]:
+    """A tool_result that answers no pending call, as user text (its content is kept)."""
+    text = tool_result_text(block.get("content"))
+    if block.get("is_error") is True:
+        text = tool_error_text(text)
+    return {"type": "text", "text": f"[result of an earlier tool call {block['tool_use_id']}]\n{text}"}
+
+
+def pair_tool_calls(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Make every tool call of the history answered at once, exactly once, by a unique id.
+
+    Cerebras' API v2 (default since 2026-07-21), like OpenAI, rejects with 400: an
+    assistant tool call not followed at once by its tool message; a tool message whose
+    id no preceding assistant message called (an orphan); and a tool_call id used twice.
+    Claude Code's histories break each rule at times: an aborted turn leaves a tool_use
+    with no tool_result, a resumed or compacted session leaves a tool_result whose call
+    is gone (or a user message between them), and resumed sessions can repeat ids.
+
+    ``turns``: same-role turns merged (so user and assistant alternate).  Per assistant
+    turn, a repeated (or empty) tool_use id gets a deterministic new id, and so does its
+    result in the next turn; that next user turn then starts with one tool_result per
+    call, in call order: its own, or MISSING_TOOL_RESULT.  A tool_result that answers no
+    call of the turn just before (or answers one twice) becomes user text.  A final
+    assistant turn (a prefill) loses its tool calls: nothing can answer them.
+    """
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    pending: list[tuple[str, str]] = []  # (id in Claude Code's history, id sent upstream)
+    for position, turn in enumerate(turns):
+        content = turn["content"]
+        if turn["role"] == "assistant":
+            pending = []
+            if isinstance(content, str):
+                out.append(turn)
+                continue
+            blocks = []
+            last = position == len(turns) - 1
+            for block in content:
+                if block["type"] == "tool_use":
+                    if last:
+                        continue
+                    asked = sent = block["id"]
+                    if not sent or sent in seen:
+                        sent = _unique_id(asked, seen)
+                        block = dict(block, id=sent)
+                    seen.add(sent)
+                    pending.append((asked, sent))
+                blocks.append(block)
+            out.append({"role": "assistant", "content": blocks})
+            continue
+        if isinstance(content, str) and not pending:
+            out.append(turn)
+            continue
+        answers: dict[str, dict[str, Any]] = {}
+        rest: list[dict[str, Any]] = []
+        for block in _as_blocks(content):
+            if block["type"] != "tool_result":
+                rest.append(block)
+                continue
+            match = next((sent for asked, sent in pending
+                          if asked == block["tool_use_id"] and sent not in answers), None)
+            if match is None:
+                rest.append(_orphan_result_text(block))
+            else:
+                answers[match] = dict(block, tool_use_id=match)
+        results = [answers.get(sent) or {"type": "tool_result", "tool_use_id": sent,
+                                         "content": MISSING_TOOL_RESULT, "is_error": True}
+                   for _, sent in pending]
+        out.append({"role": "user", "content": results + rest})
+        pending = []
+    return out
+
+
 def _emit(role: str, content: str | list[dict[str, Any]], takes_images: bool) -> list[dict[str, Any]]:
     """The message(s) for one turn: tool results first, in their own message.
 
@@ -435,7 +625,9 @@ def _emit(role: str, content: str | list[dict[str, Any]], takes_images: bool) ->
     if isinstance(content, str):
         return [{"role": role, "content": content}]
     kept = [b for b in content if b["type"] not in _DROPPED_BLOCK_TYPES]
-    blocks = [_clean_block(b, takes_images) for b in kept]
+    blocks = [c for c in (_clean_block(b, takes_images) for b in kept) if c is not None]
+    if role == "assistant":
+        return [{"role": role, "content": _collapse(_assistant_blocks(blocks))}]
     if role == "user":
         results = [b for b in blocks if b["type"] == "tool_result"]
         rest = [b for b in blocks if b["type"] != "tool_result"]
@@ -472,7 +664,7 @@ def normalize_messages(system: Any, messages: list[dict[str, Any]],
         else:
             turns.append({"role": msg["role"], "content": content})
     out: list[dict[str, Any]] = []
-    for turn in _merge_same_role(turns):
+    for turn in pair_tool_calls(_merge_same_role(turns)):
         out.extend(_emit(turn["role"], turn["content"], takes_images))
     return "\n\n".join(parts), out
 
@@ -504,9 +696,11 @@ def normalize_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def normalize_tool_choice(choice: dict[str, Any], tool_names: set[str]) -> dict[str, Any] | None:
     """The tool_choice to keep, or None to drop it (then the model decides).
 
-    Dropped when no tools remain (OpenAI rejects tool_choice without tools),
-    when it names a tool that is not offered, and for "none" or unknown types,
-    which the 1.74 adapter answers with a ValueError (HTTP 500).
+    Dropped when no tools remain (OpenAI, and Cerebras' API v2, reject tool_choice
+    without tools: Claude Code's auto-mode classifier sends requests with no tools),
+    when it names a tool that is not offered, and for unknown types, which the 1.74
+    adapter answers with a ValueError (HTTP 500).  "none" is handled by
+    normalize_request: it removes the tools.
     """
     if not tool_names:
         return None
@@ -563,6 +757,15 @@ def normalize_request(data: Any, policy: ParamPolicy, max_tokens_ceiling: int,
             out["tools"] = tools
         else:
             del out["tools"]
+    if (out.get("tool_choice") or {}).get("type") == "none":
+        # Anthropic's tool_choice "none": the model must not call a tool.  The 1.74 adapter
+        # cannot send OpenAI's "none" (translate_anthropic_tool_choice_to_openai raises
+        # ValueError on it, so the normalizer used to drop it and the tools stayed on offer):
+        # without tools the model cannot call one.  The tool calls of the history stay, as
+        # OpenAI-compatible servers take them without tools.  Cost: this request's prompt
+        # differs from the conversation's (no tool definitions), so it misses the prefix cache.
+        out.pop("tools", None)
+        del out["tool_choice"]
     if out.get("tool_choice") is not None:
         names = {t["name"] for t in out.get("tools", ())}
         choice = normalize_tool_choice(out["tool_choice"], names)

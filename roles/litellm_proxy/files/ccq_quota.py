@@ -111,6 +111,8 @@ class QuotaBook:
         self.quotas: Dict[str, Quota] = {}
         # Per request_purpose since the proxy started: requests, and the tokens they reserved.
         self.purposes: Dict[str, Dict[str, int]] = {}
+        # Other counts since the start that `ccq status` shows (the wire writer's repairs).
+        self.counters: Mapping[str, int] = {}
 
     def count(self, purpose: str, cost: int) -> None:
         """Count one upstream request of ``purpose`` that reserves ``cost`` tokens."""
@@ -122,6 +124,8 @@ class QuotaBook:
         """Keep the rate-limit figures of one upstream answer (any status)."""
         lowered = {str(k).lower(): v for k, v in headers.items() if str(k).lower().startswith(HEADER_PREFIX)}
         if not lowered:
+            if self.purposes:  # an upstream without the headers: the counts still reach `ccq status`
+                self._write()
             return
         now = self.clock()
         q = self.quotas.setdefault(model, Quota())
@@ -174,7 +178,8 @@ class QuotaBook:
         try:
             fd, tmp = tempfile.mkstemp(prefix=".quota-", dir=directory)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"models": self.snapshot(), "purposes": self.purposes}, fh)
+                json.dump({"models": self.snapshot(), "purposes": self.purposes,
+                           "counters": dict(self.counters)}, fh)
             os.replace(tmp, self.state_file)
         except OSError as exc:
             LOG.debug("ccq: quota state not written: %s", exc)
