@@ -109,19 +109,19 @@ def answer_first_run_screens(terminal: Terminal, ready: str, screens: Iterable[t
     """Go through the screens a new user meets before the prompt, as a person would.
 
     ``screens``: (name, pattern, keys to press) for each screen that may come (theme, notes,
-    trusting the folder), in any order and each at most once; done when ``ready`` shows.
+    trusting the folder), in any order; done when ``ready`` shows. A screen still showing
+    after its keys (a dialog that was not taking keys yet) is answered again.
     """
-    pending = {name: (pattern, keys) for name, pattern, keys in screens}
+    answers = {name: (pattern, keys) for name, pattern, keys in screens}
     deadline = time.monotonic() + timeout
     while True:
-        patterns = {"ready": ready, **{name: pattern for name, (pattern, _) in pending.items()}}
+        patterns = {"ready": ready, **{name: pattern for name, (pattern, _) in answers.items()}}
         name, _ = terminal.wait_for_any(patterns, max(1.0, deadline - time.monotonic()))
         if name == "ready":
             return
-        _, keys = pending.pop(name)
         before = terminal.screen()
-        terminal.press(*keys)
+        terminal.press(*answers[name][1])
         # The screen changes once the keys are taken; wait for that, not for a time.
-        end = time.monotonic() + 10
+        end = time.monotonic() + 5
         while terminal.screen() == before and time.monotonic() < end:
             time.sleep(terminal.poll_interval)
