@@ -169,7 +169,7 @@ def test_ccq_runs_claude_with_the_alias_and_the_callers_arguments(ps1: str, ccq_
     # The same flags, before the caller's arguments, in both shells (the permission mode, the
     # tools left out).
     assert ps_arguments(ps1) == [flag.strip("'") for flag in alias.group(2).split()]
-    assert "--permission-mode=auto" in ps_arguments(ps1) and "--disallowedTools=WebSearch" in ps_arguments(ps1)
+    assert "--permission-mode=manual" in ps_arguments(ps1) and "--disallowedTools=WebSearch" in ps_arguments(ps1)
     assert "& claude --model $script:CcqModelAlias @script:CcqArguments @args" in function_body(ps1, "ccq")
 
 

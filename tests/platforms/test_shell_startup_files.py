@@ -124,7 +124,8 @@ def test_ccq_gives_claude_the_same_environment_in_zsh_as_in_bash(zsh: str, darwi
     assert zsh_seen == bash_seen
     # ccq's flags, each as --name=value, before the caller's arguments: a prompt after a
     # several-valued flag such as --disallowedTools would otherwise be read as its values.
-    assert zsh_seen["ARGV"] == f"--model {MODEL_ALIAS} --permission-mode=auto --disallowedTools=WebSearch -p hello there"
+    # The free tier's permission mode: manual (auto mode's ~35k-token checks would spend its quota).
+    assert zsh_seen["ARGV"] == f"--model {MODEL_ALIAS} --permission-mode=manual --disallowedTools=WebSearch -p hello there"
     assert zsh_seen["ANTHROPIC_AUTH_TOKEN"] == SENTINEL_MASTER_KEY
     assert zsh_seen["ANTHROPIC_API_KEY"] == "unset"
     assert zsh_seen["NO_PROXY"] == zsh_seen["no_proxy"] == "corp.example,127.0.0.1,localhost"

@@ -34,7 +34,7 @@ BAD_INPUT = {
     "plain http to a remote host": (["-e", "ccq_cerebras_api_base=http://api.example.com/v1"], "csk-test",
                                     "ccq_cerebras_api_base must be https://"),
     "unknown permission mode": (["-e", "ccq_permission_mode=yolo"], "csk-test",
-                                "value of ccq_permission_mode must be one of: auto, manual, default, acceptEdits, plan"),
+                                "value of ccq_permission_mode must be one of: auto, manual, acceptEdits, plan, dontAsk"),
     "unknown account": (["-e", "ccq_user=ccq-no-such-user"], "csk-test", "User 'ccq-no-such-user' does not exist"),
     "unsupported OS": (["-e", '{"ccq_supported_os_families": ["Darwin"]}'], "csk-test", "ccq supports Darwin"),
 }

@@ -150,7 +150,9 @@ def test_without_a_background_model_the_classifier_runs_on_the_main_alias(tmp_pa
 
 @needs_ansible
 @pytest.mark.parametrize(("settings", "arguments"), [
-    ({}, ["--permission-mode=auto", "--disallowedTools=WebSearch"]),
+    # Auto mode's check costs about 35,000 prompt tokens: manual on the free tier's 60,000 a minute.
+    ({}, ["--permission-mode=manual", "--disallowedTools=WebSearch"]),
+    ({"ccq_cerebras_tier": "paid"}, ["--permission-mode=auto", "--disallowedTools=WebSearch"]),
     ({"ccq_permission_mode": "manual", "ccq_disallowed_tools": ["WebSearch", "NotebookEdit"]},
      ["--permission-mode=manual", "--disallowedTools=WebSearch", "--disallowedTools=NotebookEdit"]),
     ({"ccq_permission_mode": "", "ccq_disallowed_tools": []}, []),

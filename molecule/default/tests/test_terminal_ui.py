@@ -26,13 +26,14 @@ from typing import Any
 from urllib.parse import urljoin
 
 import pytest
-from helpers.converged_host import as_user, converged_host, upstream_requests
+from helpers.converged_host import as_user, converged_host, proxy_answers, upstream_requests
 from helpers.terminal import Terminal, answer_first_run_screens
 
 TARGET = converged_host()
 PROJECT = f"{TARGET.home}/tui-project"
 # Outside the project: removing it is an action auto mode's classifier checks.
 SCRATCH = f"{TARGET.home}/tui-scratch"
+KEPT = f"{TARGET.home}/tui-kept"
 SCREENS_LOG = Path(__file__).resolve().parents[3] / "bench/results/tmp/terminal-ui.log"
 # Claude Code's prompt box is ready (its status line names the permission mode).
 READY = r"⏵⏵ auto mode on"
@@ -97,8 +98,11 @@ def tui(host: Any) -> Iterator[Terminal]:
         assert done.rc == 0, f"{argv}: {done.stderr}"
         return done.stdout
 
-    host.run(as_user(f"rm -rf {PROJECT} {SCRATCH} && mkdir -p {PROJECT} {SCRATCH}"))
+    host.run(as_user(f"rm -rf {PROJECT} {SCRATCH} {KEPT} && mkdir -p {PROJECT} {SCRATCH} {KEPT}"))
     fake("/_fake/queue", method="DELETE")
+    # A person's proxy may be down when they open a terminal: ccq starts it and waits for it.
+    host.run(as_user(f"systemctl --user stop {TARGET.service_name}.service"))
+    assert not proxy_answers(host)
     SCREENS_LOG.parent.mkdir(parents=True, exist_ok=True)
     SCREENS_LOG.write_text("")
     terminal = Terminal(run, "ccq-tui", log=SCREENS_LOG)
@@ -106,6 +110,7 @@ def tui(host: Any) -> Iterator[Terminal]:
     terminal.wait_for(r"\$\s*$", 30, "the shell prompt")
     terminal.enter("ccq")
     answer_first_run_screens(terminal, READY, FIRST_RUN_SCREENS)
+    assert proxy_answers(host)
     yield terminal
     terminal.close()
 
@@ -141,6 +146,24 @@ def test_auto_mode_allows_a_checked_action_without_asking(tui: Terminal, host: A
     assert all("tools" not in b and "tool_choice" not in b for b in checks)
     spent = host.run(as_user(f"cat {TARGET.path('quota_state')}")).stdout
     assert json.loads(spent)["purposes"]["auto-mode checks"]["requests"] >= len(checks)
+
+
+def test_a_classifier_answer_that_makes_no_sense_stops_the_action_with_a_clear_line(tui: Terminal, host: Any) -> None:
+    command = f"rm -rf {KEPT}"
+    # Every request of the classifier (both stages ask for a <block> verdict; Claude Code tries
+    # each a few times) gets prose instead of a verdict.
+    garbage = [{"kind": "completion", "message": {"role": "assistant", "content": "Looks fine to me."},
+                "match": "<block>"} for _ in range(12)]
+    queue({"kind": "tool_calls", "match": "remove the kept folder", "tools": True,
+           "calls": [{"name": "Bash", "arguments": json.dumps({"command": command, "description": "Remove it"})}]},
+          *garbage)
+    try:
+        tui.enter("Please remove the kept folder")
+        tui.wait_for(r"Not run · auto mode's check had no usable answer", 120, since="remove the kept folder")
+        tui.wait_for(r"✻ \w+ for", 60, "the turn's end", since="remove the kept folder")
+        assert host.run(f"test -d {KEPT}").rc == 0, "an action the check did not allow ran"
+    finally:
+        fake("/_fake/queue", method="DELETE")
 
 
 def test_esc_during_a_slow_answer_closes_the_upstream_and_the_next_prompt_works(tui: Terminal, host: Any) -> None:
