@@ -18,7 +18,7 @@ MOLECULE_SCENARIOS ?= default uninstall fleet
 # The Debian releases ccq is tested on (tests/target_image/build.sh builds each once).
 TARGET_SUITES := bookworm trixie
 
-.PHONY: help venv provision test lint unit integration molecule host-deps test-image bench smoke clean lock lock-litellm lock-claude-code
+.PHONY: help venv provision test lint unit integration molecule host-deps test-image bench smoke clean lock lock-litellm lock-claude-code record-patch-sources
 
 help:
 	@echo "make provision  provision this machine (cc and ccq)"
@@ -72,7 +72,18 @@ molecule: venv test-image
 	  test "$${PIPESTATUS[0]}" -eq 0; \
 	done
 
-test: lint unit integration molecule
+# The stages in order, each one's wall time printed at the end (and kept in STAGE_TIMES), so a
+# slow stage shows before the 60-minute budget is gone; the first failing stage stops the run.
+TEST_STAGES := lint unit integration molecule
+STAGE_TIMES := bench/results/tmp/test-stages.txt
+test:
+	@mkdir -p $(dir $(STAGE_TIMES)); : > $(STAGE_TIMES); status=0; \
+	for stage in $(TEST_STAGES); do \
+	  start=$$(date +%s); $(MAKE) --no-print-directory $$stage || status=$$?; \
+	  printf '%-12s %5d s%s\n' "$$stage" "$$(( $$(date +%s) - start ))" "$$([ $$status -eq 0 ] || echo '  FAILED')" >> $(STAGE_TIMES); \
+	  [ $$status -eq 0 ] || break; \
+	done; \
+	echo "make test: wall time per stage"; cat $(STAGE_TIMES); exit $$status
 
 # Benchmarks (issue 7): numbers, not pass/fail; see bench/README.md. matplotlib goes into
 # .venv (requirements-bench.txt); bench/run.py builds the cached LiteLLM venv and
@@ -129,6 +140,13 @@ lock-claude-code: venv
 	cd $(CLAUDE_CODE_LOCK_DIR) && rm -f package-lock.json && \
 	npm install --package-lock-only --save-exact --ignore-scripts --no-audit --no-fund \
 	  --registry=https://registry.npmjs.org/ --omit-lockfile-registry-resolved=false "$$spec"
+
+# After a LiteLLM or openai pin moved and `make lock-litellm` (docs/upgrading.md): the pins and
+# the source hashes ccq_litellm_patches.py (PATCHED_SOURCES) and ccq_stream_fastpath.py
+# (FINGERPRINTS) check at start, re-recorded from the LiteLLM the lock installs; it prints which
+# patched functions changed (their patches may no longer apply). ARGS=--check only reports.
+record-patch-sources: venv
+	$(BIN)/python scripts/record_patch_sources.py $(ARGS)
 
 clean:
 	-for s in $(MOLECULE_SCENARIOS); do $(BIN)/molecule destroy -s $$s; done

@@ -53,16 +53,18 @@ Scripted behaviour (what a test can rely on):
   "invalid_request_error", "param": "messages", "code":
   "context_length_exceeded"}`` (Claude Code compacts on that message).
 * ``--tokens-per-minute N`` (default 0 = off), ``--quota-window-seconds S``
-  (default 60) and ``--requests-per-day N`` (default 14400): Cerebras'
+  (default 60), ``--requests-per-minute N`` (default 0 = no limit; the free
+  tier's 30) and ``--requests-per-day N`` (default 14400): Cerebras'
   token quota in fixed windows (window k covers ``[t0 + k*S, t0 +
   (k+1)*S)``, t0 = server start; days likewise with 86400 s).  A request is
   admitted only if the window's used tokens plus its prompt tokens plus its
   requested output fit in N, and that much is reserved; when its answer is
   built the reservation is replaced by the actual prompt + completion
   tokens (in the window it was reserved in).  Otherwise, or when the day's
-  requests are spent, 429 with Cerebras' flat body
+  requests are spent, or the window's requests with
+  ``--requests-per-minute``, 429 with Cerebras' flat body
   (:data:`ERROR_DEFAULTS`; a spent day says "Requests per day limit
-  exceeded").  With the quota on, every chat answer the fake itself
+  exceeded", a spent minute "Requests per minute limit exceeded").  With the quota on, every chat answer the fake itself
   builds (200s streamed or not, queued completions and SSE, the quota's
   429, the context-window 400) carries Cerebras' ``x-ratelimit-*`` headers
   (:meth:`TokenQuota.headers`): remaining is after this request's charge,
@@ -133,7 +135,9 @@ too), "reads_issued": n, "summaries_asked": n}``; ``DELETE`` resets them
 
 A long session (``--read-files A,B,...``): every answer to a request that
 offers a ``Read`` tool calls Read on the next file of the list (queued
-entries still come first); once the list is done the answer is text.  A
+entries still come first), or on the next N files at once with
+``--reads-per-answer N`` (parallel tool calls, as gpt-oss makes them); once
+the list is done the answer is text.  A
 Claude Code compaction request (its last message asks to "create a detailed
 summary") is answered with a short summary, so the session goes on where it
 was; the counters say how many reads were issued and summaries asked.
@@ -291,6 +295,7 @@ CONTEXT_LENGTH_MESSAGE = ("Please reduce the length of the messages or completio
                           "Current length is {length} while limit is {limit}")
 # The 429 when --requests-per-day is spent (the token one is ERROR_DEFAULTS[429]).
 REQUESTS_PER_DAY_MESSAGE = "Requests per day limit exceeded - too many requests sent."
+REQUESTS_PER_MINUTE_MESSAGE = "Requests per minute limit exceeded - too many requests sent."
 DAY_SECONDS = 86400
 
 # Arguments the fake sends for tools it knows; other tools get minimal
@@ -349,6 +354,8 @@ class Config:
     quota_window_seconds: float = 60.0
     requests_per_day: int = 14400
     read_files: tuple[str, ...] = ()
+    reads_per_answer: int = 1
+    requests_per_minute: int = 0
     prefix_cache: bool = False
     fingerprint: str = field(default_factory=lambda: "fp_" + uuid.uuid4().hex[:20])
 
@@ -1245,10 +1252,12 @@ class TokenQuota:
     """
 
     def __init__(self, tokens_per_minute: int, window_seconds: float, requests_per_day: int,
-                 clock: Any = time.monotonic) -> None:
+                 clock: Any = time.monotonic, requests_per_minute: int = 0) -> None:
         self.limit = tokens_per_minute
         self.window_seconds = window_seconds
         self.requests_per_day = requests_per_day
+        self.requests_per_minute = requests_per_minute
+        self._minute_requests = 0
         self._clock = clock
         self._lock = threading.Lock()
         self._t0 = clock()
@@ -1261,7 +1270,7 @@ class TokenQuota:
         """Start a new token window / day when the clock has passed into one (lock held)."""
         window = int((now - self._t0) // self.window_seconds)
         if window != self._window:
-            self._window, self._used = window, 0
+            self._window, self._used, self._minute_requests = window, 0, 0
         day = int((now - self._t0) // DAY_SECONDS)
         if day != self._day:
             self._day, self._requests = day, 0
@@ -1277,7 +1286,13 @@ class TokenQuota:
             "x-ratelimit-limit-requests-day": str(self.requests_per_day),
             "x-ratelimit-remaining-requests-day": str(max(0, self.requests_per_day - self._requests)),
             "x-ratelimit-reset-requests-day": f"{(self._day + 1) * DAY_SECONDS - elapsed:.2f}",
-        }
+        } | ({
+            "x-ratelimit-limit-requests-minute": str(self.requests_per_minute),
+            "x-ratelimit-remaining-requests-minute":
+                str(max(0, self.requests_per_minute - self._minute_requests)),
+            "x-ratelimit-reset-requests-minute":
+                f"{(self._window + 1) * self.window_seconds - elapsed:.2f}",
+        } if self.requests_per_minute > 0 else {})
 
     def headers(self) -> dict[str, str]:
         """The headers now, charging nothing (for answers that are refused)."""
@@ -1299,12 +1314,18 @@ class TokenQuota:
                 error = RequestError(429, REQUESTS_PER_DAY_MESSAGE, type_=type_, param=param,
                                      code="request_quota_exceeded")
                 return None, error, self._headers(now)
+            if 0 < self.requests_per_minute <= self._minute_requests:
+                _, type_, param, _ = ERROR_DEFAULTS[429]
+                error = RequestError(429, REQUESTS_PER_MINUTE_MESSAGE, type_=type_, param=param,
+                                     code="request_quota_exceeded")
+                return None, error, self._headers(now)
             if self._used + tokens > self.limit:
                 message, type_, param, code = ERROR_DEFAULTS[429]
                 error = RequestError(429, message, type_=type_, param=param, code=code)
                 return None, error, self._headers(now)
             self._used += tokens
             self._requests += 1
+            self._minute_requests += 1
             return Reservation(self._window, tokens), None, self._headers(now)
 
     def settle(self, reservation: Reservation, tokens: int) -> dict[str, str]:
@@ -1414,16 +1435,20 @@ class Stats:
 # Claude Code's compaction request ends with this instruction (2.x: "... of the conversation
 # so far" / "... of this conversation").
 SUMMARY_REQUEST_TEXT = "Your task is to create a detailed summary of"
-SUMMARY_ANSWER = ("Summary: the user asked to read a list of files one at a time; several were read. "
-                  "Continue with the next file.")
+# In a <summary> block, as Claude Code asks: a reply without one fails ("the model's reply has no
+# <summary> block") and Claude Code asks again, a second request per compaction that the real model
+# does not cause.
+SUMMARY_ANSWER = ("<summary>The user asked to read a list of files one at a time; several were read. "
+                  "Continue with the next file.</summary>")
 
 
 class ReadScript:
     """``--read-files``: the files a session is made to read, one Read call per answer."""
 
-    def __init__(self, paths: tuple[str, ...]) -> None:
+    def __init__(self, paths: tuple[str, ...], per_answer: int = 1) -> None:
         self._lock = threading.Lock()
         self._paths = list(paths)
+        self._per_answer = max(1, per_answer)
         self._next = 0
 
     def answer(self, body: dict[str, Any], stats: Stats) -> Answer | None:
@@ -1439,10 +1464,12 @@ class ReadScript:
         with self._lock:
             if self._next >= len(self._paths):
                 return None
-            path = self._paths[self._next]
-            self._next += 1
-        stats.read_issued()
-        return Answer(tokens=[], tool_calls=[ToolCall(new_call_id(), "Read", json.dumps({"file_path": path}))])
+            paths = self._paths[self._next:self._next + self._per_answer]
+            self._next += len(paths)
+        for _ in paths:
+            stats.read_issued()
+        return Answer(tokens=[], tool_calls=[ToolCall(new_call_id(), "Read", json.dumps({"file_path": path}))
+                                             for path in paths])
 
 
 SSE_COMPLETION_TOKENS_RE = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
@@ -1905,6 +1932,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--read-files", default="",
                    help="comma-separated absolute paths: each answer to a request offering Read calls Read "
                         "on the next one (a long session), a compaction request gets a short summary")
+    p.add_argument("--reads-per-answer", type=int, default=1,
+                   help="with --read-files: Read calls per answer, made at once (default 1)")
+    p.add_argument("--requests-per-minute", type=int, default=0,
+                   help="with the quota on: chat requests per quota window, 429 beyond (default 0 = "
+                        "no limit; Cerebras' free tier: 30)")
     p.add_argument("--prefix-cache", action="store_true",
                    help="report usage.prompt_tokens_details.cached_tokens from a model of Cerebras' "
                         "prompt prefix cache (default: 0, or a queued answer's cached_tokens)")
@@ -1938,6 +1970,8 @@ def build_config(args: argparse.Namespace) -> Config:
         quota_window_seconds=args.quota_window_seconds,
         requests_per_day=max(0, args.requests_per_day),
         read_files=tuple(f.strip() for f in args.read_files.split(",") if f.strip()),
+        reads_per_answer=max(1, args.reads_per_answer),
+        requests_per_minute=max(0, args.requests_per_minute),
         prefix_cache=args.prefix_cache,
     )
 
@@ -1947,12 +1981,13 @@ def make_server(config: Config, host: str, port: int, request_log: str | None) -
     quota = None
     if config.tokens_per_minute > 0:
         quota = TokenQuota(config.tokens_per_minute, config.quota_window_seconds,
-                           config.requests_per_day)
+                           config.requests_per_day, requests_per_minute=config.requests_per_minute)
     handler = type("Handler", (FakeCerebrasHandler,),
                    {"config": config, "request_log": RequestLog(request_log),
                     "queue": ResponseQueue(), "quota": quota, "stats": Stats(),
                     "prefix_cache": PrefixCache(),
-                    "reads": ReadScript(config.read_files), "answers": AnswerLog()})
+                    "reads": ReadScript(config.read_files, config.reads_per_answer),
+                    "answers": AnswerLog()})
     return FakeCerebrasServer((host, port), handler)
 
 

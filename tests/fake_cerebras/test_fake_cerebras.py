@@ -991,6 +991,16 @@ def test_requests_per_day_are_counted_and_limited(serve: Any) -> None:
     assert spent.status == 429 and spent.json()["code"] == "request_quota_exceeded"
 
 
+def test_requests_per_minute_are_limited_per_quota_window(serve: Any) -> None:
+    # Cerebras' free tier: 30 requests a minute besides the tokens; here 2 per window.
+    srv = serve(tokens_per_minute=10_000, requests_per_minute=2, quota_window_seconds=60)
+    assert [srv.chat(body()).headers["x-ratelimit-remaining-requests-minute"] for _ in range(2)] == \
+        ["1", "0"]
+    spent = srv.chat(body())
+    assert spent.status == 429 and spent.json()["message"] == fc.REQUESTS_PER_MINUTE_MESSAGE
+    assert "x-ratelimit-limit-requests-minute" not in serve(tokens_per_minute=10_000).chat(body()).headers
+
+
 def test_stats_count_answers_refusals_and_tokens_and_reset(serve: Any) -> None:
     prompt = fc.prompt_tokens(body())
     srv = serve(context_window=prompt + 100, tokens_per_minute=prompt + 60)
@@ -1053,6 +1063,22 @@ def test_read_files_script_drives_a_session_and_answers_compaction_with_a_summar
     assert ask("next")["content"] == fc.TEXT_ANSWER  # the list is done
     stats = request("GET", srv.url + "/_fake/stats").json()
     assert (stats["reads_issued"], stats["summaries_asked"]) == (2, 1)
+
+
+def test_reads_per_answer_asks_for_several_files_at_once(serve: Any) -> None:
+    srv = serve(read_files=("/p/a", "/p/b", "/p/c"), reads_per_answer=2)
+
+    def paths() -> list[str]:
+        resp = srv.chat(body(messages=[user("next")], tools=[READ_TOOL]))
+        calls = resp.json()["choices"][0]["message"].get("tool_calls") or []
+        return [json.loads(c["function"]["arguments"])["file_path"] for c in calls]
+
+    assert paths() == ["/p/a", "/p/b"]
+    assert paths() == ["/p/c"]
+    assert paths() == []
+    assert request("GET", srv.url + "/_fake/stats").json()["reads_issued"] == 3
+    config = fc.build_config(fc.parse_args(["--reads-per-answer", "2", "--requests-per-minute", "30"]))
+    assert (config.reads_per_answer, config.requests_per_minute) == (2, 30)
 
 
 # ---------------------------------------------------------------- /_fake/answers and chunk_delay

@@ -52,6 +52,8 @@ class ConvergedHost:
     # Molecule's podman backend runs as root: commands for the account go through sudo.
     verifier_is_root: bool
     login_shell: str
+    # The inventory's name of the host (Molecule's podman container), "" for this machine.
+    name: str = ""
 
     @property
     def proxy_port(self) -> int:
@@ -76,9 +78,29 @@ class ConvergedHost:
         verifier: the Molecule target shares the controller's network."""
         return urljoin(self.settings["ccq_cerebras_api_base"], "/_fake/queue")
 
+    # Where the account's pipx keeps its venvs is pipx's to say (roles/ccq/tasks/pipx.yml): these
+    # paths are read from what the play wrote into doctor's settings, not from the layout.
+    PIPX_PATHS = ("litellm_venv", "pipx_home")
+
     def path(self, name: str) -> str:
-        """``name`` of ccq_layout (roles/ccq/vars/main.yml) in the account's home."""
+        """``name`` of ccq_layout (roles/ccq/vars/main.yml) in the account's home, or, for the
+        venv pipx made, the path the play computed (doctor.json's ``paths``)."""
+        if name in self.PIPX_PATHS:
+            return _computed_paths(self)[name]
         return f"{self.home}/{self.settings['ccq_layout'][name]}"
+
+
+def _computed_paths(target: ConvergedHost) -> dict[str, str]:
+    """The ``paths`` the play wrote into doctor's settings on the converged host."""
+    return _read_paths(f"podman://{target.name}" if target.verifier_is_root else "local://",
+                       target.path("doctor_config"))
+
+
+@functools.cache
+def _read_paths(backend: str, doctor_config: str) -> dict[str, str]:
+    import testinfra
+
+    return json.loads(testinfra.get_host(backend).file(doctor_config).content_string)["paths"]
 
 
 @functools.cache
@@ -97,7 +119,7 @@ def converged_host() -> ConvergedHost:
         account = given.get("ccq_user") or given["ansible_user"]
         # The home molecule/shared/prepare.yml's user task makes for the account.
         return ConvergedHost({**defaults, **given}, account, f"/home/{account}",
-                             MOLECULE_UPSTREAM_LOG, verifier_is_root=True, login_shell="bash")
+                             MOLECULE_UPSTREAM_LOG, verifier_is_root=True, login_shell="bash", name=name)
     settings_file, upstream_log = os.environ.get(SETTINGS_ENV), os.environ.get(UPSTREAM_LOG_ENV)
     if not (settings_file and upstream_log):
         raise RuntimeError(f"no converged host to verify: run `make molecule`, or tests/platforms/converge_and_verify.sh "

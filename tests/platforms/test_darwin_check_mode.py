@@ -75,11 +75,12 @@ def test_every_darwin_task_file_runs_and_no_linux_one(check_run):
     assert "Node.js and npm come from the distribution" not in run.stdout
 
 
-def test_homebrew_is_asked_for_node_and_python_but_installs_nothing(check_run):
+def test_homebrew_is_asked_for_node_python_and_pipx_but_installs_nothing(check_run):
     mac, _, _, _ = check_run
     brew = [c[1:] for c in mac.calls() if c[0] == "brew"]
     assert ["info", "--json=v2", "node"] in brew
-    assert ["info", "--json=v2", "python@3.12"] in brew
+    # pipx installs LiteLLM on macOS too (issue 23), with Homebrew's python@3.12.
+    assert ["info", "--json=v2", "python@3.12", "pipx"] in brew
     assert not [c for c in brew if c[0] in ("install", "upgrade", "uninstall")]
 
 

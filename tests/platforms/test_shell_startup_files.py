@@ -125,7 +125,9 @@ def test_ccq_gives_claude_the_same_environment_in_zsh_as_in_bash(zsh: str, darwi
     # ccq's flags, each as --name=value, before the caller's arguments: a prompt after a
     # several-valued flag such as --disallowedTools would otherwise be read as its values.
     # The free tier's permission mode: manual (auto mode's ~35k-token checks would spend its quota).
-    assert zsh_seen["ARGV"] == f"--model {MODEL_ALIAS} --permission-mode=manual --disallowedTools=WebSearch -p hello there"
+    lean = " ".join(f"--disallowedTools={tool}" for tool in
+                    ("WebSearch", "Workflow", "ScheduleWakeup", "ReportFindings", "ListAgents", "AskUserQuestion"))
+    assert zsh_seen["ARGV"] == f"--model {MODEL_ALIAS} --permission-mode=manual {lean} -p hello there"
     assert zsh_seen["ANTHROPIC_AUTH_TOKEN"] == SENTINEL_MASTER_KEY
     assert zsh_seen["ANTHROPIC_API_KEY"] == "unset"
     assert zsh_seen["NO_PROXY"] == zsh_seen["no_proxy"] == "corp.example,127.0.0.1,localhost"
@@ -135,9 +137,10 @@ def test_ccq_gives_claude_the_same_environment_in_zsh_as_in_bash(zsh: str, darwi
     # The model's real window (the table's free tier), not Claude Code's 1M guess, and no
     # traffic to Anthropic under ccq.
     assert zsh_seen["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "65536"
-    assert zsh_seen["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "16384"
-    assert zsh_seen["CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS"] == zsh_seen["MAX_MCP_OUTPUT_TOKENS"] == "8192"
-    assert zsh_seen["BASH_MAX_OUTPUT_LENGTH"] == "24576"
+    # The free tier's budget (docs/budget.md).
+    assert zsh_seen["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "8192"
+    assert zsh_seen["CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS"] == zsh_seen["MAX_MCP_OUTPUT_TOKENS"] == "3232"
+    assert zsh_seen["BASH_MAX_OUTPUT_LENGTH"] == "9696"
     assert zsh_seen["DISABLE_AUTOUPDATER"] == zsh_seen["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
     # Auto mode's check through the proxy (the server-side one cannot pass it), and the exit
     # hint's resume command.

@@ -94,18 +94,20 @@ def claude_code_environment(result: subprocess.CompletedProcess[str]) -> dict[st
     return select_model_facts(result)["env"]
 
 
-@pytest.mark.parametrize("settings, window, output", [
-    ({}, 65536, 16384),
-    ({"ccq_cerebras_tier": "paid"}, 131072, 16384),
-    ({"ccq_context_window": 100000}, 100000, 16384),
-    ({"ccq_cerebras_tier": "paid", "ccq_max_output_tokens": 8000}, 131072, 8000),
-    ({"ccq_max_output_tokens": 64000}, 65536, 16384),  # never above the proxy's clamp
-    ({"ccq_max_tokens_ceiling": 4096}, 65536, 4096),
+# The budget of docs/budget.md: the answer's cap at most window/8; the tool cap the largest
+# that lets two maximal reads after a compaction fit the window and the free tier's quota.
+@pytest.mark.parametrize("settings, window, output, tool", [
+    ({}, 65536, 8192, 3232),
+    ({"ccq_cerebras_tier": "paid"}, 131072, 16384, 6000),
+    # A window above the free tier's 60,000-token quota leaves no room: the floor.
+    ({"ccq_context_window": 100000}, 100000, 8192, 1024),
+    ({"ccq_cerebras_tier": "paid", "ccq_max_output_tokens": 8000}, 131072, 8000, 6000),
+    ({"ccq_max_output_tokens": 64000}, 65536, 16384, 3232),  # never above the proxy's clamp
+    ({"ccq_max_tokens_ceiling": 4096}, 65536, 4096, 3232),
 ])
-def test_claude_code_is_told_the_models_window_and_output_limit(tmp_path, served, settings, window, output):
+def test_claude_code_is_told_the_models_window_and_output_limit(tmp_path, served, settings, window, output, tool):
     env = claude_code_environment(select(tmp_path, served.api_base, served.api_key, model="gpt-oss-120b",
                                          settings=settings))
-    tool = window // 8
     assert env == {
         "CLAUDE_CODE_MAX_CONTEXT_TOKENS": str(window), "CLAUDE_CODE_MAX_OUTPUT_TOKENS": str(output),
         "CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS": str(tool), "MAX_MCP_OUTPUT_TOKENS": str(tool),

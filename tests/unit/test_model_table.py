@@ -27,6 +27,9 @@ TABLE: dict[str, dict[str, Any]] = DEFAULTS["ccq_cerebras_models"]
 SERVED = sorted(m for m, row in TABLE.items() if "retired" not in row)
 RETIRED = sorted(m for m, row in TABLE.items() if "retired" in row)
 CEREBRAS_WINDOWS = {"free": 65536, "paid": 131072}
+VARS = yaml.safe_load((REPO / "roles/ccq/vars/main.yml").read_text())
+# ccq's default flags: WebSearch (Anthropic's servers) and the lean tool set (docs/interactive.md).
+LEAN = [f"--disallowedTools={tool}" for tool in DEFAULTS["ccq_disallowed_tools"]]
 
 needs_ansible = pytest.mark.skipif(not ANSIBLE_PLAYBOOK.exists(), reason="ansible-playbook is not in this venv")
 
@@ -45,7 +48,8 @@ def final_replacement(model: str) -> str:
 @pytest.mark.parametrize("model", SERVED)
 def test_a_served_model_says_its_window_output_images_and_reasoning(model: str) -> None:
     row = TABLE[model]
-    assert set(row) <= {"window", "max_output", "images", "reasoning_effort", "reasoning_efforts"}
+    assert set(row) <= {"window", "max_output", "tokens_per_minute", "images", "reasoning_effort", "reasoning_efforts"}
+    assert set(row.get("tokens_per_minute", {})) <= {"free", "paid"}
     assert set(row["window"]) == {"free", "paid"}
     for tier, window in row["window"].items():
         assert type(window) is int and 0 < window <= CEREBRAS_WINDOWS[tier]
@@ -100,14 +104,25 @@ def test_each_model_and_tier_gets_its_own_limits(tmp_path, cerebras, model, tier
     got = facts(select(tmp_path, cerebras.api_base, cerebras.api_key,
                        {"ccq_cerebras_model": model, "ccq_cerebras_tier": tier}))
     window = row["window"][tier]
-    output = min(row["max_output"], DEFAULTS["ccq_max_tokens_ceiling"])
+    # The budget (docs/budget.md), computed here the long way round.
+    budget, quota = VARS["ccq_budget"], row.get("tokens_per_minute", {}).get(tier, 0)
+    output = min(row["max_output"], DEFAULTS["ccq_max_tokens_ceiling"], window // VARS["ccq_output_share"])
+    threshold = window - min(output, budget["output_reserve_max"]) - budget["compact_reserve"]
+    tool = max(1024, min(window // VARS["ccq_tool_output_share"],
+                         (threshold - budget["base_prompt"]) // (budget["restored_files"] + budget["parallel_reads"]),
+                         (min([window] + [quota] * bool(quota)) - threshold - output - budget["margin"])
+                         // budget["parallel_reads"]))
+    # After a compaction with its files read back, a turn of two maximal reads fits below the
+    # threshold, and the compaction request after it fits the window and the quota.
+    assert budget["base_prompt"] + (budget["restored_files"] + budget["parallel_reads"]) * tool <= threshold
+    assert threshold + budget["parallel_reads"] * tool + budget["margin"] + output <= min([window] + [quota] * bool(quota))
     assert got["env"]["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == str(window)
     assert got["env"]["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == str(output)
-    assert got["env"]["CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS"] == str(window // 8)
+    assert got["env"]["CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS"] == str(tool)
     assert got["proxy_models"] == [{
         "alias": DEFAULTS["ccq_model_alias"], "model": model, "role": "main", "window": window,
-        "max_output": output, "images": row["images"], "reasoning_effort": row.get("reasoning_effort", ""),
-        "listed": True}]
+        "max_output": output, "tokens_per_minute": quota, "images": row["images"],
+        "reasoning_effort": row.get("reasoning_effort", ""), "listed": True}]
 
 
 @needs_ansible
@@ -151,8 +166,8 @@ def test_without_a_background_model_the_classifier_runs_on_the_main_alias(tmp_pa
 @needs_ansible
 @pytest.mark.parametrize(("settings", "arguments"), [
     # Auto mode's check costs about 35,000 prompt tokens: manual on the free tier's 60,000 a minute.
-    ({}, ["--permission-mode=manual", "--disallowedTools=WebSearch"]),
-    ({"ccq_cerebras_tier": "paid"}, ["--permission-mode=auto", "--disallowedTools=WebSearch"]),
+    ({}, ["--permission-mode=manual"] + LEAN),
+    ({"ccq_cerebras_tier": "paid"}, ["--permission-mode=auto"] + LEAN),
     ({"ccq_permission_mode": "manual", "ccq_disallowed_tools": ["WebSearch", "NotebookEdit"]},
      ["--permission-mode=manual", "--disallowedTools=WebSearch", "--disallowedTools=NotebookEdit"]),
     ({"ccq_permission_mode": "", "ccq_disallowed_tools": []}, []),

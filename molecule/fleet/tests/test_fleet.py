@@ -12,7 +12,9 @@ import shlex
 
 import pytest
 import testinfra
-from fleet_support import BROKEN, HEALTHY, host_vars, recap, summary, tail_from, team_play, vault_key
+from fleet_support import PROJECT, BROKEN, HEALTHY, host_vars, recap, summary, tail_from, team_play, vault_key
+from helpers.installs import read_pins
+from helpers.playbook import changed_tasks
 
 TOOL_PROMPT = "Use a subagent to say pong"
 
@@ -68,10 +70,42 @@ def test_each_laptop_keeps_its_own_port_and_shell(converged, name):
     assert host.user(user).shell == settings["fleet_login_shell"]
 
 
+def as_user(name: str, command: str) -> str:
+    """``command`` as the host's person, without their rc files (their PATH has ~/.local/bin)."""
+    return f"sudo -iu {host_vars(name)['ccq_user']} -- sh -c {shlex.quote(command)}"
+
+
+# The distribution's own pipx, with its own default home: Debian 12's 1.1.0 keeps its venvs in
+# ~/.local/pipx, Debian 13's 1.7.1 in ~/.local/share/pipx (issue 23).
+PIPX = {"fleet-debian12": ("1.1.0", ".local/pipx/venvs"), "fleet-debian13": ("1.7.1", ".local/share/pipx/venvs")}
+
+
+@pytest.mark.parametrize("name", HEALTHY)
+def test_pipx_is_the_installer_of_record_for_litellm(converged, name):
+    host, (version, venvs), pins = target(name), PIPX[name], read_pins()
+    assert host.run(as_user(name, "pipx --version")).stdout.strip() == version
+    listed = host.run(as_user(name, "pipx list"))
+    print(f"{name}: pipx list\n{listed.stdout}")
+    assert listed.rc == 0 and f"package litellm {pins.litellm_version}," in listed.stdout, listed.stdout
+    openai = host.run(as_user(name, "pipx runpip litellm show openai"))
+    shown = dict(line.split(": ", 1) for line in openai.stdout.splitlines() if ": " in line)
+    print(f"{name}: pipx runpip litellm show openai: {shown.get('Version')}")
+    assert shown.get("Version", "").startswith("1.99."), openai.stdout + openai.stderr
+    home = f"/home/{host_vars(name)['ccq_user']}"
+    assert host.run(as_user(name, "pipx environment --value PIPX_LOCAL_VENVS")).stdout.strip() == f"{home}/{venvs}"
+    # Every consumer of the venv's path took pipx's: the launcher the unit runs, doctor's settings.
+    launcher = host.file(f"{home}/.local/share/ccq/ccq-proxy").content_string
+    assert f"exec {home}/{venvs}/litellm/bin/litellm " in launcher
+    doctor = json.loads(host.file(f"{home}/.config/ccq/doctor.json").content_string)
+    assert doctor["paths"]["litellm_venv"] == f"{home}/{venvs}/litellm"
+    # No second venv where ccq built it before pipx.
+    assert not host.file(f"{home}/.local/share/pipx/venvs/litellm").exists or venvs == ".local/share/pipx/venvs"
+
+
 def test_debian13_builds_the_proxy_on_its_own_python(converged):
     host = target("fleet-debian13")
     system = host.run("python3 -c 'import sys; print(sys.version_info[:2])'").stdout.strip()
-    venv = host.run("/home/carol/.local/share/pipx/venvs/litellm/bin/python -c "
+    venv = host.run(f"/home/carol/{PIPX['fleet-debian13'][1]}/litellm/bin/python -c "
                     "'import sys; print(sys.version_info[:2])'").stdout.strip()
     assert system == "(3, 13)" and venv == system
 
@@ -96,7 +130,8 @@ def test_a_second_run_changes_nothing_on_the_healthy_laptops(converged):
     print(f"\nfleet second run: {seconds:.0f} s\n" + tail_from(result.stdout, "PLAY RECAP"))
     counts = recap(result.stdout)
     for name in HEALTHY:
-        assert counts[name]["changed"] == 0 and counts[name]["failed"] == 0, tail_from(result.stdout, "PLAY RECAP")
+        assert counts[name]["changed"] == 0 and counts[name]["failed"] == 0, (
+            tail_from(result.stdout, "PLAY RECAP") + f"\nchanged: {sorted(changed_tasks(result.stdout))}")
     assert counts[BROKEN]["failed"] == 1
 
 
@@ -134,3 +169,29 @@ def test_ccq_runs_a_subagent_tool_round_trip_for_each_person(converged, fake_ups
     assert events[-1].get("type") == "result" and not events[-1].get("is_error")
     # The stand-in accepts only the vaulted key: these requests carried it.
     assert len(fake_upstream.read_text().splitlines()) > before
+
+
+def test_a_file_whose_hash_is_not_the_locks_stops_the_install_with_one_line(converged, tmp_path):
+    """The lock with tqdm's hashes changed, on a Debian 13 laptop whose venv pipx no longer
+    records as ccq's: pip refuses the file, the run names it in one line, pipx installs nothing;
+    the committed lock then puts everything back."""
+    lock = PROJECT / "roles/litellm_proxy/files/litellm-requirements.lock"
+    tampered = tmp_path / "tampered.lock"
+    tampered.write_text(re.sub(r"(?m)^(tqdm==\S+ .*(?:\n\s+--hash=.*)+)",
+                               lambda m: re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, m.group(1)),
+                               lock.read_text()))
+    assert tampered.read_text() != lock.read_text()
+    name, venvs = "fleet-debian13", PIPX["fleet-debian13"][1]
+    host = target(name)
+    host.run(f"rm -f /home/carol/{venvs}/litellm/pipx_metadata.json")
+    try:
+        result, _ = team_play("site.yml", "--limit", name, "-e", f"litellm_proxy_lock_file={tampered}")
+        assert result.returncode != 0
+        line = summary(result.stdout)[name]
+        print(f"\n{name} with a tampered lock: {line}")
+        assert re.fullmatch(r"FAILED: .*pip refused tqdm==\S+: its sha256 is not the one .* nothing was installed\.",
+                            line), line
+        assert not host.file(f"/home/carol/{venvs}/litellm").exists
+    finally:
+        restored, _ = team_play("site.yml", "--limit", name)
+    assert summary(restored.stdout)[name] == "ready", tail_from(restored.stdout, "PLAY RECAP")

@@ -11,10 +11,15 @@ OURS = [
     f"{HOME}/.config/ccq",
     f"{HOME}/.config/systemd/user/ccq-litellm.service",
     f"{HOME}/.local/share/ccq/ccq-proxy",
+    # pipx's homes: Debian 12's pipx 1.1.0 (its venvs in ~/.local/pipx), 1.2 and later, and where
+    # ccq built the venv before pipx; LiteLLM was all they held.
+    f"{HOME}/.local/pipx",
     f"{HOME}/.local/share/pipx",
     f"{HOME}/.local/share/ccq/pipx-tool",
+    f"{HOME}/.cache/ccq",
     f"{HOME}/.local/bin/claude",
     f"{HOME}/.local/bin/litellm",
+    f"{HOME}/.local/bin/litellm-proxy",
     f"{HOME}/.local/lib/node_modules/@anthropic-ai/claude-code",
     f"{HOME}/.local/share/ccq/claude-code",
     f"{HOME}/.local/state/ccq",

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Re-record what ccq's LiteLLM patches check at start, from the LiteLLM the lock installs
+(`make record-patch-sources`; docs/upgrading.md).
+
+ccq_litellm_patches.py refuses to start unless LiteLLM is PATCHED_LITELLM_VERSION and every
+function it patches has the source hash it recorded (PATCHED_SOURCES); the stream fast path
+does the same with FINGERPRINTS and PATCHED_OPENAI_SERIES. After a pin moves (roles/ccq/defaults/
+main.yml, then `make lock-litellm`), this script:
+
+1. builds (or reuses) the tests' venv from the new lock (tests/helpers/installs.py),
+2. hashes every patched and fingerprinted function there, as the guard does,
+3. writes the pins and the new hashes into the two files, and
+4. prints, per file, which functions changed: their patches were written against the old
+   source and may no longer apply. Read each against its new source before `make test`.
+
+``--check`` only reports, and exits 1 when anything would change (nothing is written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from helpers.installs import ensure_litellm_venv, read_pins  # noqa: E402
+
+FILES = REPO / "roles/litellm_proxy/files"
+PATCHES, FASTPATH = FILES / "ccq_litellm_patches.py", FILES / "ccq_stream_fastpath.py"
+
+# Run by the venv's Python: the recorded and the current hashes of both tables, as JSON.
+HASHES = """
+import importlib.util, json, sys
+def load(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+patches = load(sys.argv[1], "ccq_litellm_patches")
+fastpath = load(sys.argv[2], "ccq_stream_fastpath")
+print(json.dumps({
+    sys.argv[1]: [dict(patches.PATCHED_SOURCES), patches.source_hashes(patches.patched_functions())],
+    sys.argv[2]: [dict(fastpath.FINGERPRINTS), patches.source_hashes(fastpath.reproduced_functions())],
+}))
+"""
+
+
+def rewritten(text: str, recorded: dict[str, str], now: dict[str, str]) -> str:
+    for name, digest in now.items():
+        if name in recorded and recorded[name] != digest:
+            text, count = re.subn(rf'("{re.escape(name)}":\s*)"{recorded[name]}"', rf'\g<1>"{digest}"', text)
+            if count != 1:
+                raise SystemExit(f"cannot find {name!r}'s recorded hash to replace")
+    return text
+
+
+def with_pins(text: str, litellm: str, openai_series: str) -> str:
+    text = re.sub(r'(?m)^PATCHED_LITELLM_VERSION = "[^"]*"', f'PATCHED_LITELLM_VERSION = "{litellm}"', text)
+    return re.sub(r'(?m)^PATCHED_OPENAI_SERIES = "[^"]*"', f'PATCHED_OPENAI_SERIES = "{openai_series}"', text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="report only; exit 1 when anything differs")
+    args = parser.parse_args()
+    pins = read_pins()
+    series = re.fullmatch(r">=(\d+\.\d+)\.\d+,<[\d.]+", pins.openai_spec)
+    if not series:
+        raise SystemExit(f"ccq_openai_version_spec {pins.openai_spec!r} is not '>=A.B.C,<D': one openai series is patched")
+    openai_series = series.group(1) + "."
+    venv = ensure_litellm_venv(pins)
+    print(f"LiteLLM {pins.litellm_version} with openai {pins.openai_spec}, from the lock: {venv}")
+    result = subprocess.run([str(venv / "bin/python"), "-c", HASHES, str(PATCHES), str(FASTPATH)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        print(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}",
+              file=sys.stderr)
+        print("The patch modules do not load against this LiteLLM: fix the import or the function named above.",
+              file=sys.stderr)
+        return 1
+    tables = json.loads(result.stdout)
+    differs = False
+    for path in (PATCHES, FASTPATH):
+        recorded, now = tables[str(path)]
+        changed = sorted(name for name in recorded.keys() & now.keys() if recorded[name] != now[name])
+        unrecorded, gone = sorted(now.keys() - recorded.keys()), sorted(recorded.keys() - now.keys())
+        text = path.read_text(encoding="utf-8")
+        new_text = with_pins(rewritten(text, recorded, now), pins.litellm_version, openai_series)
+        differs |= new_text != text or bool(unrecorded or gone)
+        print(f"\n{path.relative_to(REPO)}: {len(now) - len(changed) - len(unrecorded)} of {len(now)} functions "
+              f"unchanged since they were recorded")
+        for name in changed:
+            print(f"  CHANGED  {name}: {recorded[name]} -> {now[name]}; its patch may no longer apply: "
+                  "read it against the new source")
+        for name in unrecorded:
+            print(f"  NEW      {name}: {now[name]}; add it to the table by hand")
+        for name in gone:
+            print(f"  GONE     {name}: recorded, but the module no longer hashes it; remove it")
+        if new_text != text and not args.check:
+            path.write_text(new_text, encoding="utf-8")
+            print(f"  written: the pins and {len(changed)} new hash(es)")
+    if args.check:
+        print("\n" + ("Something differs: run `make record-patch-sources`, review the CHANGED patches, then make test."
+                      if differs else "The recorded hashes and pins are the lock's LiteLLM's."))
+        return 1 if differs else 0
+    print("\nNext: review each CHANGED patch, then `make unit integration` (docs/upgrading.md).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
