@@ -135,7 +135,7 @@ def test_a_bad_max_wait_stops_the_proxy_with_the_variable_named(raw: str) -> Non
         quota.quota_book_from_env({"CCQ_QUOTA_MAX_WAIT": raw})
 
 
-# Claude Code's auto-mode classifier, as it reached the upstream (tests/fixtures is the work).
+# Claude Code's auto-mode classifier as it reached the upstream (both stages), and a request of the work itself.
 CLASSIFIER_STAGE_1 = {"model": "gpt-oss-120b", "max_tokens": 2112, "stop": ["</block>"], "messages": [
     {"role": "system", "content": "You are a security monitor for autonomous AI coding agents.\n\n## Context"},
     {"role": "user", "content": "<transcript>...</transcript> Your ENTIRE response MUST begin with <block>."}]}

@@ -2237,7 +2237,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: Callable[[str]
     # What the proxy last heard of Cerebras' per-minute and per-day limits, per model.
     in_use = [m for m in (facts.upstream_model(), facts.background_upstream_model()) if m]
     lines += [f"quota     {line}" for line in quota_lines(settings.paths["quota_state"], in_use)]
-    # Auto mode's safety checks spend the same quota as the work (docs/permission-modes.md).
+    # Auto mode's safety checks spend the same quota as the work (docs/interactive.md).
     lines += [f"spent     {line}" for line in share_lines(settings.paths["quota_state"])]
     lines += [f"repairs   {line}" for line in repair_lines(settings.paths["quota_state"])]
     for line in lines:
