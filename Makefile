@@ -55,35 +55,30 @@ lint: venv
 
 # Plain Python: the callback, the fake upstream. No LiteLLM, no network.
 unit: venv
-	$(PYTEST) -q -m "not integration" tests
+	$(PYTEST) -q --durations=8 -m "not integration" tests
 
 # The real pinned LiteLLM (cached venv under .cache/) and the real Claude Code binary in
 # front of the fake upstream; no Ansible.
 integration: venv
-	$(PYTEST) -q -m integration tests
+	$(PYTEST) -q --durations=8 -m integration tests
 
-# Each scenario's log is kept for `make bench` (first-converge and no-op timings).
+# The scenarios side by side, each line prefixed with its scenario (scripts/molecule_side_by_side.sh).
 molecule: venv test-image
-	@set -e; mkdir -p bench/results/tmp; for s in $(MOLECULE_SCENARIOS); do \
-	  CCQ_TARGET_IMAGE=$$(bash tests/target_image/build.sh --print-ref) \
-	  CCQ_TARGET_IMAGE_DEBIAN13=$$(CCQ_TARGET_SUITE=trixie bash tests/target_image/build.sh --print-ref) \
-	  $(BIN)/molecule test -s $$s 2>&1 \
-	    | tee bench/results/tmp/molecule-$$s.log; \
-	  test "$${PIPESTATUS[0]}" -eq 0; \
-	done
+	bash scripts/molecule_side_by_side.sh $(MOLECULE_SCENARIOS)
 
 # The stages in order, each one's wall time printed at the end (and kept in STAGE_TIMES), so a
 # slow stage shows before the 60-minute budget is gone; the first failing stage stops the run.
 TEST_STAGES := lint unit integration molecule
 STAGE_TIMES := bench/results/tmp/test-stages.txt
+MOLECULE_TIMES := bench/results/tmp/molecule-times.txt
 test:
-	@mkdir -p $(dir $(STAGE_TIMES)); : > $(STAGE_TIMES); status=0; \
+	@mkdir -p $(dir $(STAGE_TIMES)); : > $(STAGE_TIMES); rm -f $(MOLECULE_TIMES); status=0; \
 	for stage in $(TEST_STAGES); do \
 	  start=$$(date +%s); $(MAKE) --no-print-directory $$stage || status=$$?; \
 	  printf '%-12s %5d s%s\n' "$$stage" "$$(( $$(date +%s) - start ))" "$$([ $$status -eq 0 ] || echo '  FAILED')" >> $(STAGE_TIMES); \
 	  [ $$status -eq 0 ] || break; \
 	done; \
-	echo "make test: wall time per stage"; cat $(STAGE_TIMES); exit $$status
+	echo "make test: wall time per stage"; cat $(STAGE_TIMES); cat $(MOLECULE_TIMES) 2>/dev/null; exit $$status
 
 # Benchmarks (issue 7): numbers, not pass/fail; see bench/README.md. matplotlib goes into
 # .venv (requirements-bench.txt); bench/run.py builds the cached LiteLLM venv and
