@@ -11,10 +11,6 @@ OURS = [
     f"{HOME}/.config/ccq",
     f"{HOME}/.config/systemd/user/ccq-litellm.service",
     f"{HOME}/.local/share/ccq/ccq-proxy",
-    # pipx's homes: Debian 12's pipx 1.1.0 (its venvs in ~/.local/pipx), 1.2 and later, and where
-    # ccq built the venv before pipx; LiteLLM was all they held.
-    f"{HOME}/.local/pipx",
-    f"{HOME}/.local/share/pipx",
     f"{HOME}/.local/share/ccq/pipx-tool",
     f"{HOME}/.cache/ccq",
     f"{HOME}/.local/bin/claude",
@@ -27,8 +23,23 @@ OURS = [
 ]
 
 
+# pipx's homes: Debian 12's pipx 1.1.0 (its venvs in ~/.local/pipx), 1.2 and later, and where
+# ccq built the venv before pipx.
+PIPX_HOMES = (f"{HOME}/.local/pipx", f"{HOME}/.local/share/pipx")
+# What molecule/uninstall/side_effect.yml recorded of the account's other pipx app (tqdm).
+OTHER_APP_FILES, OTHER_APP_VENVS = "/tmp/other-pipx-app.sha256", "/tmp/other-pipx-app.venvs"
+
+
+def pipx_venvs(host) -> str:
+    """Where the account's pipx keeps its venvs (it holds the other app, so it stays)."""
+    return host.file(OTHER_APP_VENVS).content_string.strip()
+
+
 def test_nothing_of_ccq_is_left(host):
-    left = [path for path in OURS if host.file(path).exists]
+    venvs = pipx_venvs(host)
+    # LiteLLM's venv is gone from pipx's home; a pipx home that held nothing else is gone whole.
+    ours = OURS + [f"{venvs}/litellm"] + [home for home in PIPX_HOMES if home != venvs.rsplit("/", 1)[0]]
+    left = [path for path in ours if host.file(path).exists]
     assert left == []
     for rc in (f"{HOME}/.bashrc", f"{HOME}/dotfiles/zshrc"):
         assert "ccq" not in host.file(rc).content_string
@@ -60,10 +71,23 @@ def test_no_file_of_ccq_is_left_in_the_home(host):
     before = {line.split("  ", 1)[1] for line in host.file("/root/alice-before.sha256").content_string.splitlines()}
     # Kept on purpose: the Cerebras key (ccq_remove_secrets=false), rc backups (name~), and
     # the package managers' own download caches.
-    kept = ("./.secrets/cerebras_api_key", "./.npm/", "./.cache/")
+    # The other pipx app's own (test above), and pipx's home that holds it, stay too.
+    pipx_home = "./" + pipx_venvs(host).rsplit("/", 1)[0].removeprefix(f"{HOME}/") + "/"
+    kept = ("./.secrets/cerebras_api_key", "./.npm/", "./.cache/", "./.local/bin/tqdm", pipx_home)
     left = [path for path in after
             if path not in before and not path.startswith(kept) and not path.endswith("~")]
     assert left == []
+
+
+def test_the_accounts_other_pipx_app_is_untouched(host):
+    listed = host.run("sudo -iu alice pipx list --short")
+    assert listed.rc == 0, listed.stderr
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["tqdm"], listed.stdout
+    before = host.file(OTHER_APP_FILES).content_string.splitlines()
+    files = " ".join(line.split("  ", 1)[1] for line in before)
+    after = host.run(f"sha256sum {files} | sort").stdout.splitlines()
+    assert after == before
+    assert host.run(f"sudo -iu alice {HOME}/.local/bin/tqdm --version").rc == 0
 
 
 def test_the_dotfiles_symlink_is_still_a_symlink(host):
