@@ -18,13 +18,13 @@ MOLECULE_SCENARIOS ?= default uninstall fleet
 # The Debian releases ccq is tested on (tests/target_image/build.sh builds each once).
 TARGET_SUITES := bookworm trixie
 
-.PHONY: help venv provision test lint unit integration molecule host-deps test-image bench smoke clean lock lock-litellm lock-claude-code record-patch-sources
+.PHONY: help venv provision test lint unit playbook integration molecule host-deps test-image bench smoke clean lock lock-litellm lock-claude-code record-patch-sources
 
 help:
 	@echo "make provision  provision this machine (cc and ccq)"
 	@echo "make test       lint, unit, integration and molecule tests"
 	@echo "make bench      benchmarks (numbers, not pass/fail)"
-	@echo "make smoke      the seed's checks against the real Cerebras (CEREBRAS_API_KEY)"
+	@echo "make smoke      the blog recipe's smoke checks against the real Cerebras (CEREBRAS_API_KEY)"
 
 $(VENV_STAMP): requirements-dev.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) || { \
@@ -48,19 +48,31 @@ host-deps:
 test-image: host-deps
 	@set -e; for suite in $(TARGET_SUITES); do CCQ_TARGET_SUITE=$$suite bash tests/target_image/build.sh; done
 
+# ruff checks RUFF_PATHS (the tree); pyproject.toml says which rules and which paths it skips.
+RUFF_PATHS ?= .
 lint: venv
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --offline
 	$(BIN)/actionlint .github/workflows/ci.yml
+	$(BIN)/ruff check $(RUFF_PATHS)
+# The proxy's and doctor's packages, roles/litellm_proxy/files/ccq_proxy and
+# roles/ccq_doctor/files/ccq_doctor: strict, found through pyproject.toml's mypy_path.
+	$(BIN)/mypy -p ccq_proxy -p ccq_doctor
 
-# Plain Python: the callback, the fake upstream. No LiteLLM, no network.
+# Each test directory belongs to one target (tests/unit/test_test_layout.py checks it).
+# In-process Python: the callback, the wire writer, the doctor's modules, the fake upstream.
 unit: venv
-	$(PYTEST) -q --durations=8 -m "not integration" tests
+	$(PYTEST) -q --durations=8 tests/unit tests/fake_cerebras
 
-# The real pinned LiteLLM (cached venv under .cache/) and the real Claude Code binary in
-# front of the fake upstream; no Ansible.
+# ansible-playbook against this machine's stand-ins: input checks, the run summary, the
+# example inventory, and site.yml on a fake macOS (tests/platforms).
+playbook: venv
+	$(PYTEST) -q --durations=8 tests/playbook tests/platforms
+
+# Processes: the real pinned LiteLLM (cached venv under .cache/) and the real Claude Code
+# binary in front of the fake upstream, and the built doctor against running stand-ins.
 integration: venv
-	$(PYTEST) -q --durations=8 -m integration tests
+	$(PYTEST) -q --durations=8 tests/integration
 
 # The scenarios side by side, each line prefixed with its scenario (scripts/molecule_side_by_side.sh).
 molecule: venv test-image
@@ -68,7 +80,7 @@ molecule: venv test-image
 
 # The stages in order, each one's wall time printed at the end (and kept in STAGE_TIMES), so a
 # slow stage shows before the 60-minute budget is gone; the first failing stage stops the run.
-TEST_STAGES := lint unit integration molecule
+TEST_STAGES := lint unit playbook integration molecule
 STAGE_TIMES := bench/results/tmp/test-stages.txt
 MOLECULE_TIMES := bench/results/tmp/molecule-times.txt
 test:
@@ -92,7 +104,8 @@ $(BENCH_STAMP): $(VENV_STAMP) requirements-bench.txt
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-# The seed's two checks against the real Cerebras (needs CEREBRAS_API_KEY; never in `make test`).
+# The two smoke checks of the blog recipe ccq started from (docs/provisioning.md), against the
+# real Cerebras (needs CEREBRAS_API_KEY; never in `make test`).
 smoke: venv
 	bash tests/smoke/smoke.sh
 
@@ -137,7 +150,7 @@ lock-claude-code: venv
 	  --registry=https://registry.npmjs.org/ --omit-lockfile-registry-resolved=false "$$spec"
 
 # After a LiteLLM or openai pin moved and `make lock-litellm` (docs/upgrading.md): the pins and
-# the source hashes ccq_litellm_patches.py (PATCHED_SOURCES) and ccq_stream_fastpath.py
+# the source hashes ccq_proxy/litellm_patches.py (PATCHED_SOURCES) and ccq_proxy/stream_fastpath.py
 # (FINGERPRINTS) check at start, re-recorded from the LiteLLM the lock installs; it prints which
 # patched functions changed (their patches may no longer apply). ARGS=--check only reports.
 record-patch-sources: venv

@@ -1,1 +1,1 @@
-"""`make bench`: what the proxy costs, next to direct, the seed's setup and claude-code-router."""
+"""`make bench`: what the proxy costs, next to direct, the blog recipe's setup and claude-code-router."""

@@ -3,7 +3,7 @@
 
 Run with the LiteLLM venv's interpreter, so each callback module imports the
 real LiteLLM as it does inside the proxy.  ccq's figures come from
-tests/unit/bench_callback.py's ``measure()`` (the request it builds: the
+bench/bench_callback.py's ``measure()`` (the request it builds: the
 largest captured request topped up to 24 tools, about 78 KB).  The seed's hook
 edits the request in place, so both hooks are also timed on fresh deep copies
 of that request (made before the clock starts), which puts them on equal terms.
@@ -24,10 +24,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_CALLBACK = REPO / "tests/fixtures/seed_callback/custom_callbacks.py"
-sys.path[:0] = [str(REPO / "tests/unit"), str(REPO / "tests")]
+sys.path[:0] = [str(REPO / "bench"), str(REPO / "tests")]
 
-import bench_callback  # noqa: E402  (tests/unit)
-from callback_support import cerebras_policy, full_size_request, load_callbacks  # noqa: E402
+import bench_callback  # noqa: E402  (bench/)
+from helpers.callback_support import cerebras_policy, full_size_request, load_callbacks  # noqa: E402
 from helpers.modules import load_file  # noqa: E402
 
 

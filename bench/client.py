@@ -15,6 +15,7 @@ import json
 import socket
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 # A token-carrying event: Anthropic's content_block_delta, or an OpenAI chunk
@@ -102,7 +103,7 @@ class StreamResult:
     def gaps(self) -> list[float]:
         """Seconds between consecutive token events."""
         t = self.token_times
-        return [b - a for a, b in zip(t, t[1:])]
+        return [b - a for a, b in pairwise(t)]
 
     def tokens_per_second(self) -> float:
         """Token events per second between the first and the last one."""

@@ -9,6 +9,7 @@ exception in the main thread, whose ``finally`` calls :meth:`Registry.stop_all`.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -81,17 +82,13 @@ class Registry:
     def stop_all(self) -> None:
         """Stop everything still registered, newest first; never raises."""
         for proc in reversed(list(self._procs)):
-            try:
+            with contextlib.suppress(Exception):  # cleanup must reach every process
                 self.stop(proc, timeout=5.0)
-            except Exception:  # noqa: BLE001 - cleanup must reach every process
-                pass
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _proc_tree(pid: int) -> list[int]:

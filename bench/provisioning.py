@@ -1,15 +1,11 @@
-"""Provisioning timings: a no-op re-run on this machine, and Molecule's on the test target.
+"""Provisioning timings: Molecule's first converge and no-op re-run on the test target.
 
-* No-op re-run, connection local: only when this machine was provisioned
-  before (``~/.config/ccq/litellm_config.yaml`` exists); it runs
-  ``ansible-playbook site.yml`` as ``make provision`` does, so it changes
-  nothing when the machine is up to date.  A machine that was never
-  provisioned is not provisioned by the benchmark.
-* First converge and no-op re-run on the test target: read from a Molecule log
-  (the benchmark never starts containers).  Save one with
-  ``make molecule 2>&1 | tee bench/results/tmp/molecule.log``, or point
-  ``CCQ_BENCH_MOLECULE_LOG`` at a file or a glob of files; the newest log that
-  holds each step is used.
+The benchmark never runs the play on this machine: a re-run of ``make provision`` would
+leave out the user's one-off ``-e`` settings and could change what they provisioned (issue 25).
+Both figures are read from a Molecule log (the benchmark never starts containers):
+``make molecule`` keeps each scenario's in bench/results/tmp/molecule-<scenario>.log, or point
+``CCQ_BENCH_MOLECULE_LOG`` at a file or a glob of files; the newest log that holds each step
+is used.
 
 Both parse ansible.posix.profile_tasks (enabled in ansible.cfg): the total at
 the head of TASKS RECAP and the slowest tasks below it.
@@ -20,15 +16,10 @@ from __future__ import annotations
 import glob
 import os
 import re
-import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.procs import Registry
-
-PROVISIONED_MARKER = Path.home() / ".config/ccq/litellm_config.yaml"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Molecule 26 frames the playbook's output in a box and wraps long lines.
 BOX_PREFIX = re.compile(r"^\s*[│┌└]\s?")
@@ -155,8 +146,8 @@ def molecule_timings(pattern: str | None = None, scenario: str = "default") -> d
     files = sorted((Path(p) for p in glob.glob(pattern) if Path(p).is_file()),
                    key=lambda p: p.stat().st_mtime, reverse=True)
     if not files:
-        return {"not_measured": "no Molecule log found (save one with `make molecule 2>&1 | tee "
-                                "bench/results/tmp/molecule.log` or set CCQ_BENCH_MOLECULE_LOG)"}
+        return {"not_measured": "no Molecule log found (`make molecule` keeps one per scenario in "
+                                "bench/results/tmp/, or set CCQ_BENCH_MOLECULE_LOG)"}
     result: dict[str, Any] = {"searched": pattern, "scenario": scenario}
     for path in files:
         parsed = parse_molecule_log(path.read_text(encoding="utf-8", errors="replace"), scenario)
@@ -171,64 +162,3 @@ def molecule_timings(pattern: str | None = None, scenario: str = "default") -> d
     for key in ("first_converge", "noop_rerun"):
         result.setdefault(key, {"not_measured": f"no log under {pattern} holds that step"})
     return result
-
-
-def become_needs_password() -> bool:
-    """Whether `make provision` would have to ask for a sudo password."""
-    if os.geteuid() == 0:
-        return False
-    try:
-        return subprocess.run(["sudo", "-n", "true"], capture_output=True, timeout=10,
-                              check=False).returncode != 0
-    except (OSError, subprocess.TimeoutExpired):
-        return True
-
-
-def noop_rerun_local(repo: Path, venv_bin: Path, workdir: Path, registry: Registry,
-                     timeout: float) -> dict[str, Any]:
-    """Wall time of `make provision` on an already provisioned machine.
-
-    When the first run still changes something (the roles changed since the
-    machine was last provisioned), that run was a catch-up, not a no-op: it is
-    reported as such and the playbook runs once more, and that second run is
-    the no-op re-run.
-    """
-    if not PROVISIONED_MARKER.exists():
-        return {"not_measured": "machine not provisioned "
-                                f"({PROVISIONED_MARKER} missing; the benchmark does not provision)"}
-    playbook = venv_bin / "ansible-playbook"
-    if not playbook.exists():
-        return {"not_measured": f"{playbook} missing (run `make venv`)"}
-    if become_needs_password():
-        return {"not_measured": "become needs a sudo password (make provision would ask)"}
-    started = time.monotonic()
-    first = _playbook_once(repo, playbook, venv_bin, workdir / "provision-run1.log", registry, timeout)
-    if first.get("changed") in (None, 0) or "not_measured" in first:
-        return first
-    left = timeout - (time.monotonic() - started)
-    if left < 30:
-        first["note"] = "the run changed something; no time left for a second (no-op) run"
-        return first
-    second = _playbook_once(repo, playbook, venv_bin, workdir / "provision-run2.log", registry, left)
-    second["catch_up_run"] = {k: first.get(k) for k in ("wall_seconds", "changed", "changed_tasks")}
-    return second
-
-
-def _playbook_once(repo: Path, playbook: Path, venv_bin: Path, log: Path, registry: Registry,
-                   timeout: float) -> dict[str, Any]:
-    """One `ansible-playbook site.yml`: wall time and what its output says."""
-    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
-               PATH=f"{venv_bin}:{os.environ.get('PATH', '')}")
-    t0 = time.monotonic()
-    proc = registry.spawn([str(playbook), "site.yml"], log=log, env=env, cwd=repo)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        registry.stop(proc)
-        return {"not_measured": f"timed out after {timeout:.0f}s (log: {log})"}
-    wall = time.monotonic() - t0
-    registry.stop(proc)
-    run = parse_playbook(log.read_text(encoding="utf-8", errors="replace"))
-    out = run.as_dict()
-    out.update({"wall_seconds": round(wall, 1), "returncode": proc.returncode, "log": str(log)})
-    return out

@@ -23,7 +23,15 @@ from bench.stats import NAN, ratio  # noqa: E402
 ORDER = ("direct", "ccq", "seed", "ccr")
 PROXIES = ("ccq", "seed", "ccr")
 COLORS = {"direct": "#7f7f7f", "ccq": "#1f77b4", "seed": "#d62728", "ccr": "#2ca02c"}
-LABELS = {"direct": "direct", "ccq": "ccq", "seed": "seed setup", "ccr": "claude-code-router"}
+LABELS = {"direct": "direct", "ccq": "ccq", "seed": "blog recipe setup", "ccr": "claude-code-router"}
+# "seed" is bench/setups.py's name for the setup of the blog recipe ccq started from
+# (docs/provisioning.md); the tables call it "recipe".
+SHOWN = {"seed": "recipe"}
+
+
+def shown(name: str) -> str:
+    """A contender's name as the tables print it."""
+    return SHOWN.get(name, name)
 
 
 def get(d: Any, *keys: Any, default: Any = NAN) -> Any:
@@ -91,13 +99,13 @@ def headline_rows(res: dict[str, Any]) -> list[tuple[str, dict[str, float], str,
     add("small request, p95 (ms)", lambda n: get(res, o, "small", n, "p95"))
     add("small request, p99 (ms)", lambda n: get(res, o, "small", n, "p99"))
     add("added over direct, small p50 (ms)", lambda n: _added(res, o, "small", n, "p50"),
-        "ccq ≤ seed and ≤ ccr (issue 7)", at_most_peers, PROXIES)
+        "ccq ≤ recipe and ≤ ccr (issue 7)", at_most_peers, PROXIES)
     add("added over direct, small p95 (ms)", lambda n: _added(res, o, "small", n, "p95"),
-        "ccq ≤ seed and ≤ ccr (issue 7)", at_most_peers, PROXIES)
+        "ccq ≤ recipe and ≤ ccr (issue 7)", at_most_peers, PROXIES)
     add("full-size request (78 KB), non-streaming p50 (ms)", lambda n: get(res, o, "full", n, "p50"),
-        "ccq ≤ seed and ≤ ccr (issue 7)", at_most_peers)
+        "ccq ≤ recipe and ≤ ccr (issue 7)", at_most_peers)
     add("full-size streaming: time to first byte p50 (ms)",
-        lambda n: get(res, o, "full_stream_ttfb", n, "p50"), "ccq ≤ seed (issue 8; seed ≈ 12 ms)",
+        lambda n: get(res, o, "full_stream_ttfb", n, "p50"), "ccq ≤ recipe (issue 8; recipe ≈ 12 ms)",
         lambda v: "n/a" if v.get("ccq", NAN) != v.get("ccq", NAN) else (
             "met" if v["ccq"] <= v.get("seed", NAN) else "not met"))
     add("full-size streaming: total p50 (ms)", lambda n: get(res, o, "full_stream_total", n, "p50"))
@@ -112,7 +120,7 @@ def headline_rows(res: dict[str, Any]) -> list[tuple[str, dict[str, float], str,
     add("relay at 2,000 tok/s: tokens sharing a read (%)", lambda n: 100 * get(res, p, n, "coalesced"),
         "direct's share = upstream bursts")
     add("CPU seconds per 4,000-chunk stream", lambda n: get(res, u, n, "cpu_s"),
-        "ccq ≤ seed / 10 (issue 8)",
+        "ccq ≤ recipe / 10 (issue 8)",
         lambda v: "n/a" if v.get("ccq", NAN) != v.get("ccq", NAN) or v.get("seed", NAN) != v.get("seed", NAN)
         else ("met" if v["ccq"] <= v["seed"] / 10 else "not met"), PROXIES)
     add("proxy log bytes per 4,000-chunk stream", lambda n: get(res, u, n, "log_bytes"),
@@ -126,7 +134,7 @@ def headline_rows(res: dict[str, Any]) -> list[tuple[str, dict[str, float], str,
     add("start-up until healthy, median (s)", lambda n: get(res, "startup", n, "start_median"),
         "≤ 3 s (issues 7, 8)", at_most(3.0), PROXIES)
     add("idle RSS after start (MB)", lambda n: get(res, "startup", n, "idle_rss_mb"),
-        "reported (seed ≈ 212 MB, issue 8)", None, PROXIES)
+        "reported (recipe ≈ 212 MB, issue 8)", None, PROXIES)
     cb = res.get("callback") or {}
     add("callback per call, full-size request (µs; bench_callback)",
         lambda n: get(cb, "bench_callback", "pre_call_hook_us_median") if n == "ccq" else NAN,
@@ -144,7 +152,7 @@ def _cell(v: Any, label: str) -> str:
 
 
 def headline_table(res: dict[str, Any]) -> str:
-    head = ["| measure | direct | ccq | seed | ccr | ccq/direct | ccq/seed | ccq/ccr | target | ccq |",
+    head = ["| measure | direct | ccq | recipe | ccr | ccq/direct | ccq/recipe | ccq/ccr | target | ccq |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for label, vals, target, status in headline_rows(res):
         cells = [_cell(vals.get(n, None), label) if n in vals else "" for n in ORDER]
@@ -178,7 +186,7 @@ def overhead_table(res: dict[str, Any]) -> str:
                 continue
             errs = get(o, "small", n, "errors", default="") if key == "small" else get(
                 o, "full_errors", n, default="")
-            lines.append(f"| {label} | {n} | {s['n']} | {fmt(s['p50'], 2)} | {fmt(s['p95'], 2)} | "
+            lines.append(f"| {label} | {shown(n)} | {s['n']} | {fmt(s['p50'], 2)} | {fmt(s['p95'], 2)} | "
                          f"{fmt(s['p99'], 2)} | {fmt(s['mean'], 2)} | "
                          f"{fmt_ratio(ratio(s['p50'], get(o, key, 'direct', 'p50')))} | {errs} |")
     return "\n".join(lines)
@@ -194,7 +202,7 @@ def relay_table(res: dict[str, Any]) -> str:
             if r is None:
                 continue
             lines.append(
-                f"| {label} | {n} | {r['rounds']} | {fmt(r['tokens_received'], 0)}/{r['expected']} | "
+                f"| {label} | {shown(n)} | {r['rounds']} | {fmt(r['tokens_received'], 0)}/{r['expected']} | "
                 f"{fmt(r['tokens_per_s'], 0)} | {fmt(r['gap_p50_us'], 0)} | {fmt(r['gap_p99_us'], 0)} | "
                 f"{fmt(r['gap_max_us'], 0)} | {fmt(100 * r['coalesced'], 1)}% | {fmt(r['cpu_s'], 2)} | "
                 f"{fmt(r['log_bytes'], 0)} | {r['errors']} |")
@@ -210,7 +218,7 @@ def concurrency_table(res: dict[str, Any]) -> str:
             r = get(c, n, str(level), default=None)
             if r is None:
                 continue
-            lines.append(f"| {level} | {n} | {r['requests']} | {fmt(r['tokens_per_s'], 0)} | "
+            lines.append(f"| {level} | {shown(n)} | {r['requests']} | {fmt(r['tokens_per_s'], 0)} | "
                          f"{fmt(r['requests_per_s'], 2)} | {fmt(r['latency_ms']['p50'], 1)} | "
                          f"{fmt(r['latency_ms']['p95'], 1)} | {fmt(r['latency_ms']['p99'], 1)} | "
                          f"{fmt(r['ttfb_ms']['p95'], 1)} | {fmt(r['peak_rss_mb'], 0)} | {r['errors']} |")
@@ -225,9 +233,10 @@ def startup_table(res: dict[str, Any]) -> str:
         if s is None:
             continue
         if "error" in s:
-            lines.append(f"| {n} | did not start: {s['error'][:200]} | | | | |")
+            lines.append(f"| {shown(n)} | did not start: {s['error'][:200]} | | | | |")
             continue
-        lines.append(f"| {n} | {', '.join(fmt(x, 2) for x in s['start_seconds'])} | {fmt(s['start_median'], 2)} | "
+        starts = ", ".join(fmt(x, 2) for x in s["start_seconds"])
+        lines.append(f"| {shown(n)} | {starts} | {fmt(s['start_median'], 2)} | "
                      f"{fmt(s['idle_rss_mb'], 0)} | {fmt(s['idle_cpu_per_s'], 3)} | "
                      f"{fmt(s.get('final_rss_mb'), 0)} |")
     return "\n".join(lines)
@@ -240,7 +249,7 @@ def callback_table(res: dict[str, Any]) -> str:
     b = cb.get("bench_callback", {})
     return "\n".join([
         f"Request: {fmt(b.get('request_bytes'), 0)} bytes, {b.get('tools')} tools "
-        f"(tests/unit/bench_callback.py's full-size request), inside the LiteLLM venv "
+        f"(bench/bench_callback.py's full-size request), inside the LiteLLM venv "
         f"(LiteLLM imported: {cb.get('litellm_loaded')}).", "",
         "| hook | median µs/call | min µs/call |", "|---|---:|---:|",
         f"| ccq normalize_request (bench_callback) | {fmt(b.get('normalize_request_us_median'))} | "
@@ -249,7 +258,7 @@ def callback_table(res: dict[str, Any]) -> str:
         f"{fmt(b.get('pre_call_hook_us_median'))} | {fmt(b.get('pre_call_hook_us_min'))} |",
         f"| ccq async_pre_call_hook, a fresh copy per call | {fmt(get(cb, 'ccq_fresh_copies', 'us_median'))} | "
         f"{fmt(get(cb, 'ccq_fresh_copies', 'us_min'))} |",
-        f"| seed async_pre_call_hook, a fresh copy per call | {fmt(get(cb, 'seed_fresh_copies', 'us_median'))} | "
+        f"| recipe async_pre_call_hook, a fresh copy per call | {fmt(get(cb, 'seed_fresh_copies', 'us_median'))} | "
         f"{fmt(get(cb, 'seed_fresh_copies', 'us_min'))} |",
     ])
 
@@ -260,27 +269,11 @@ def _tasks(entry: dict[str, Any], n: int = 5) -> str:
 
 
 def provisioning_table(res: dict[str, Any]) -> str:
-    local = res.get("provisioning_local") or {}
+    # From Molecule's log only: the benchmark never re-runs the play on this machine (issue 25).
     mol = res.get("provisioning_molecule") or {}
     lines = ["| run | wall s | changed | status | slowest tasks (profile_tasks) | target |",
              "|---|---:|---:|---|---|---|"]
-    if "not_measured" in local or not local:
-        lines.append(f"| no-op re-run, connection local (this machine) | – | – | not measured: "
-                     f"{local.get('not_measured', 'no data')} | | ≤ 20 s (issue 7) |")
-    else:
-        wall = local.get("wall_seconds")
-        status = "met" if wall is not None and wall <= 20 else "not met"
-        lines.append(f"| no-op re-run, connection local (this machine) | {fmt(wall)} | {local.get('changed')} | "
-                     f"rc {local.get('returncode')}, play {fmt(local.get('total_seconds'))} s | {_tasks(local)} | "
-                     f"≤ 20 s (issue 7): {status} |")
     notes = []
-    catch_up = local.get("catch_up_run")
-    if catch_up:
-        notes.append(f"The first run on this machine was a catch-up, not a no-op: {fmt(catch_up.get('wall_seconds'))} s, "
-                     f"changed={catch_up.get('changed')} ({', '.join(catch_up.get('changed_tasks') or [])}); "
-                     "the row above is the run after it.")
-    if local.get("changed"):
-        notes.append(f"Local re-run still changed: {', '.join(local.get('changed_tasks') or [])}.")
     noop = get(mol, "noop_rerun", default={}) or {}
     if noop.get("changed"):
         notes.append(f"Molecule idempotence changed: {', '.join(noop.get('changed_tasks') or [])} "
@@ -294,9 +287,10 @@ def provisioning_table(res: dict[str, Any]) -> str:
             if "not_measured" in e or not e:
                 lines.append(f"| {label} | – | – | not measured: {e.get('not_measured', 'no data')} | | |")
                 continue
+            started = " ".join(e.get("first_timestamp", "").split()[1:]) or "at an unknown time"
             lines.append(f"| {label} | {fmt(e.get('total_seconds'))} | {e.get('changed')} | {e.get('status')}, "
-                         f"started {' '.join(e.get('first_timestamp', '').split()[1:]) or 'at an unknown time'} | {_tasks(e)} | "
-                         f"{'changed=0 (issue 7)' if key == 'noop_rerun' else ''} |")
+                         f"started {started} | {_tasks(e)} | "
+                         f"{'changed=0, ≤ 15 s (issues 7, 25)' if key == 'noop_rerun' else ''} |")
     for key in ("first_converge", "noop_rerun"):
         log = get(mol, key, "log", default=None)
         if log:
@@ -427,14 +421,15 @@ def _plot_concurrency(res: dict[str, Any], plt: Any) -> Any:
         if n not in c:
             continue
         rows = [c[n].get(str(lv)) for lv in levels]
-        xs = [lv for lv, r in zip(levels, rows) if r]
+        xs = [lv for lv, r in zip(levels, rows, strict=True) if r]
         rows = [r for r in rows if r]
         kw = {"label": LABELS[n], "color": COLORS[n], "marker": "o"}
         axes[0].plot(xs, [r["tokens_per_s"] for r in rows], **kw)
         axes[1].plot(xs, [r["latency_ms"]["p99"] for r in rows], **kw)
         if n != "direct":
             axes[2].plot(xs, [r["peak_rss_mb"] for r in rows], **kw)
-    for ax, title in zip(axes, ("aggregate tokens/s received", "stream latency p99 (ms)", "peak proxy RSS (MB)")):
+    titles = ("aggregate tokens/s received", "stream latency p99 (ms)", "peak proxy RSS (MB)")
+    for ax, title in zip(axes, titles, strict=True):
         ax.set_xscale("log", base=2)
         ax.set_xticks(levels)
         ax.set_xticklabels([str(lv) for lv in levels])
@@ -460,10 +455,10 @@ def failed_responses(res: dict[str, Any]) -> dict[str, int]:
                              ("relay unpaced", get(res, "relay_unpaced", n, "errors", default=0)),
                              ("relay paced", get(res, "relay_paced", n, "errors", default=0))):
             if count:
-                out[f"{label}/{n}"] = count
+                out[f"{label}/{shown(n)}"] = count
         for level, row in (get(res, "concurrency", n, default={}) or {}).items():
             if row.get("errors"):
-                out[f"concurrency {level}/{n}"] = row["errors"]
+                out[f"concurrency {level}/{shown(n)}"] = row["errors"]
     return out
 
 
@@ -481,7 +476,7 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
         f"{' '.join(m.get('loadavg_start', []))} at the start, {' '.join(m.get('loadavg_end', []))} at the end.",
         "",
         f"Versions: LiteLLM {v.get('litellm')} (openai {v.get('openai')}, fastapi {v.get('fastapi')}, "
-        f"uvicorn {v.get('uvicorn')}) for both ccq and the seed setup; claude-code-router {v.get('ccr', '–')} "
+        f"uvicorn {v.get('uvicorn')}) for both ccq and the blog recipe's setup; claude-code-router {v.get('ccr', '–')} "
         f"on Node {v.get('node')}; Claude Code {v.get('claude_code_pin')} "
         f"(the captured request replayed here came from {v.get('claude_code_fixture')}).",
         "",
@@ -497,8 +492,8 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
         "Reading the table: *direct* is the client talking to the fake upstream itself (OpenAI chat "
         "completions); the proxies get the Anthropic `/v1/messages` body Claude Code sends.  "
         "\"Added\" rows subtract direct's value from the same run.  The first callback row is "
-        "tests/unit/bench_callback.py's figure; the second times ccq's and the seed's hooks alike, "
-        "each call on a fresh copy (the seed's hook edits the request in place).",
+        "bench/bench_callback.py's figure; the second times ccq's and the recipe's hooks alike, "
+        "each call on a fresh copy (the recipe's hook edits the request in place).",
         "",
     ]
     bad = failed_responses(res)

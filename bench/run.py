@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make bench`: what the proxy costs a fast Cerebras setup, next to its peers.
 
-Every contender (direct to the fake upstream, ccq, the seed's setup,
+Every contender (direct to the fake upstream, ccq, the blog recipe's setup,
 claude-code-router) runs in the same process tree on 127.0.0.1, in front of
 the same fake Cerebras processes, and requests are interleaved (a different
 contender goes first in each round), so the ratios hold on a noisy machine.
@@ -9,7 +9,7 @@ Each loop is bounded in count and in time.  Nothing is asserted: the numbers
 and the targets of issues 7 and 8 are written side by side to
 bench/results/RESULTS.md with PNG plots; raw data goes to bench/results/tmp/.
 
-    .venv/bin/python bench/run.py [--quick] [--skip-provision]
+    .venv/bin/python bench/run.py [--quick]
 
 Every process it starts is stopped on exit, on error and on Ctrl-C.
 """
@@ -66,7 +66,6 @@ class Plan:
     stream_timeout: float = 90
     conc_levels: tuple[int, ...] = (1, 4, 16)
     conc_budget: float = 20  # per contender and level: no new stream after it
-    provision_timeout: float = 300  # both runs together (see provisioning.noop_rerun_local)
     callback_repeat: int = 5
 
 
@@ -445,7 +444,7 @@ def _one_level(plan: Plan, c: setups.Contender, reqs: Requests, level: int, tota
 
 
 def callback_cost(plan: Plan, venv: Path) -> dict[str, Any]:
-    """tests/unit/bench_callback.py's logic (and the seed's hook) inside the LiteLLM venv."""
+    """bench/bench_callback.py's logic (and the blog recipe's hook) inside the LiteLLM venv."""
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run([str(venv / "bin/python"), str(REPO / "bench/callback_cost.py"),
                            "--repeat", str(plan.callback_repeat)],
@@ -526,8 +525,6 @@ def prune_runs(tmp: Path, keep: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
-    parser.add_argument("--skip-provision", action="store_true",
-                        help="do not re-run site.yml on this machine")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where RESULTS.md and the plots go")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds for the whole run (default 720; sections shrink to fit)")
@@ -574,12 +571,6 @@ def main() -> int:
             cli = None
             res["errors"]["ccr_install"] = str(exc)[-1500:]
         res["versions"] = versions(venv, pins, cli)
-
-        if args.skip_provision:
-            res["provisioning_local"] = {"not_measured": "skipped (--skip-provision)"}
-        else:
-            section("provisioning_local", lambda: provisioning.noop_rerun_local(
-                REPO, REPO / ".venv/bin", run_dir, registry, plan.provision_timeout))
 
         ups = setups.Upstreams(run_dir / "upstream", registry).start()
         contenders, res["startup"] = start_proxies(plan, venv, cli, ups, run_dir, registry)

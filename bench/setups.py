@@ -24,9 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 import secrets
-import shlex
 import shutil
 import subprocess
 import sys
@@ -41,15 +39,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.helpers import installs, stack  # noqa: E402
-
 from bench.procs import Registry  # noqa: E402
+from tests.helpers import installs, stack  # noqa: E402
 
 # claude-code-router: 3.x requires Node >= 22 (its package.json "engines");
 # Debian 12 and this machine have Node 20, so the newest 2.x.
 CCR_VERSION = "2.0.0"
 CCR_PACKAGE = "@musistudio/claude-code-router"
-LAUNCHER_TEMPLATE = REPO / "roles/litellm_service/templates/ccq-proxy.sh.j2"
+LAUNCHER_VARS = REPO / "roles/litellm_service/vars/main.yml"
 UPSTREAM_MODEL = stack.MODEL_ALIAS  # what every fake serves and every route asks for
 
 # workload -> the fake's flags.  --tool-preference "" makes every answer text,
@@ -78,7 +75,7 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> flo
         if proc.poll() is not None:
             raise RuntimeError(f"exited with {proc.returncode} before {url} answered")
         try:
-            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback
+            with urllib.request.urlopen(url, timeout=1) as resp:
                 if resp.status == 200:
                     return time.monotonic() - t0
         except (urllib.error.URLError, OSError):
@@ -171,22 +168,22 @@ def _model_entry(alias: str, api_base: str) -> dict[str, Any]:
 
 
 def service_arguments(config: Path, port: int) -> list[str]:
-    """The proxy's arguments from the role's launcher (its `exec litellm` line), rendered.
+    """The proxy's arguments as the role's launcher runs them: litellm_service_litellm_argv
+    (roles/litellm_service/vars/main.yml, the one list the launcher quotes), after the executable.
 
-    Read from the template so the benchmark starts ccq's proxy exactly as the
-    service does; the fallback is what the launcher said when this was written.
+    Read from the role so the benchmark starts ccq's proxy exactly as the service does; the
+    fallback is what that list said when this was written.
     """
+    import yaml
+
     fallback = ["--config", str(config), "--host", "127.0.0.1", "--port", str(port),
                 "--telemetry", "False"]
     try:
-        text = LAUNCHER_TEMPLATE.read_text(encoding="utf-8")
-    except OSError:
-        return fallback
-    match = re.search(r"^\s*exec \{\{[^}]*litellm_service_executable[^}]*\}\} (.*)$", text, re.M)
-    if not match:
+        argv = yaml.safe_load(LAUNCHER_VARS.read_text(encoding="utf-8"))["litellm_service_litellm_argv"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
         return fallback
     args = []
-    for token in re.split(r"\s+(?![^{]*\}\})", match.group(1).strip()):
+    for token in map(str, argv[1:]):
         if "{{" in token:
             if "proxy_config" in token:
                 token = str(config)
@@ -211,10 +208,11 @@ def start_ccq(venv: Path, ups: Upstreams, workdir: Path, registry: Registry,
             entry["model_name"] = alias_for(name)
             entry["litellm_params"]["api_base"] = ups.fakes[name].api_base
             config["model_list"].append(entry)
-    # Every module the role deploys beside the config (the callback imports its
-    # companions, e.g. ccq_stream_fastpath.py, from its own directory).
-    for module in sorted(stack.ROLE_CALLBACK.parent.glob("*.py")):
-        shutil.copy2(module, workdir / module.name)
+    # What the role deploys beside the config: the callback and the package it imports
+    # (ccq_proxy/, e.g. its stream fast path), without the tree's __pycache__.
+    shutil.copy2(stack.ROLE_CALLBACK, workdir / stack.ROLE_CALLBACK.name)
+    shutil.copytree(stack.PROXY_PACKAGE, workdir / stack.PROXY_PACKAGE.name, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
     import yaml
 
     path = workdir / "config.yaml"
@@ -282,14 +280,14 @@ def ensure_ccr(cache_dir: Path = installs.CACHE_DIR) -> Path:
     if (prefix / installs.COMPLETE_MARKER).exists() and cli.exists():
         return cli
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with installs._locked(cache_dir / (prefix.name + ".lock")):  # noqa: SLF001 - shared helper
+    with installs._locked(cache_dir / (prefix.name + ".lock")):
         if (prefix / installs.COMPLETE_MARKER).exists() and cli.exists():
             return cli
         shutil.rmtree(prefix, ignore_errors=True)
         prefix.mkdir(parents=True)
         # The package bundles its dependencies into dist/cli.js; no install
         # script is needed, so none runs.
-        installs._run(["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund",  # noqa: SLF001
+        installs._run(["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund",
                        "--ignore-scripts", f"{CCR_PACKAGE}@{CCR_VERSION}"],
                       cache_dir / (prefix.name + ".log"))
         if not cli.exists():

@@ -2,14 +2,15 @@
 """Re-record what ccq's LiteLLM patches check at start, from the LiteLLM the lock installs
 (`make record-patch-sources`; docs/upgrading.md).
 
-ccq_litellm_patches.py refuses to start unless LiteLLM is PATCHED_LITELLM_VERSION and every
-function it patches has the source hash it recorded (PATCHED_SOURCES); the stream fast path
-does the same with FINGERPRINTS and PATCHED_OPENAI_SERIES. After a pin moves (roles/ccq/defaults/
+ccq_proxy/litellm_patches.py refuses to start unless LiteLLM is PATCHED_LITELLM_VERSION (ccq_proxy/
+guard.py) and every function it patches has the source hash it recorded (PATCHED_SOURCES); the
+stream fast path (ccq_proxy/stream_fastpath.py) does the same with FINGERPRINTS and
+PATCHED_OPENAI_SERIES. After a pin moves (roles/ccq/defaults/
 main.yml, then `make lock-litellm`), this script:
 
 1. builds (or reuses) the tests' venv from the new lock (tests/helpers/installs.py),
 2. hashes every patched and fingerprinted function there, as the guard does,
-3. writes the pins and the new hashes into the two files, and
+3. writes the pins into guard.py and the new hashes into the two tables' files, and
 4. prints, per file, which functions changed: their patches were written against the old
    source and may no longer apply. Read each against its new source before `make test`.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -30,22 +32,17 @@ sys.path.insert(0, str(REPO / "tests"))
 from helpers.installs import ensure_litellm_venv, read_pins  # noqa: E402
 
 FILES = REPO / "roles/litellm_proxy/files"
-PATCHES, FASTPATH = FILES / "ccq_litellm_patches.py", FILES / "ccq_stream_fastpath.py"
+PACKAGE = FILES / "ccq_proxy"
+GUARD, PATCHES, FASTPATH = PACKAGE / "guard.py", PACKAGE / "litellm_patches.py", PACKAGE / "stream_fastpath.py"
 
-# Run by the venv's Python: the recorded and the current hashes of both tables, as JSON.
+# Run by the venv's Python, with the role's files on sys.path (as custom_callbacks.py puts
+# them): the recorded and the current hashes of both tables, as JSON.
 HASHES = """
-import importlib.util, json, sys
-def load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-patches = load(sys.argv[1], "ccq_litellm_patches")
-fastpath = load(sys.argv[2], "ccq_stream_fastpath")
+import json, sys
+from ccq_proxy import guard, litellm_patches as patches, stream_fastpath as fastpath
 print(json.dumps({
-    sys.argv[1]: [dict(patches.PATCHED_SOURCES), patches.source_hashes(patches.patched_functions())],
-    sys.argv[2]: [dict(fastpath.FINGERPRINTS), patches.source_hashes(fastpath.reproduced_functions())],
+    sys.argv[1]: [dict(patches.PATCHED_SOURCES), guard.source_hashes(patches.patched_functions())],
+    sys.argv[2]: [dict(fastpath.FINGERPRINTS), guard.source_hashes(fastpath.reproduced_functions())],
 }))
 """
 
@@ -71,12 +68,15 @@ def main() -> int:
     pins = read_pins()
     series = re.fullmatch(r">=(\d+\.\d+)\.\d+,<[\d.]+", pins.openai_spec)
     if not series:
-        raise SystemExit(f"ccq_openai_version_spec {pins.openai_spec!r} is not '>=A.B.C,<D': one openai series is patched")
+        raise SystemExit(f"ccq_openai_version_spec {pins.openai_spec!r} is not '>=A.B.C,<D': "
+                         "one openai series is patched")
     openai_series = series.group(1) + "."
     venv = ensure_litellm_venv(pins)
     print(f"LiteLLM {pins.litellm_version} with openai {pins.openai_spec}, from the lock: {venv}")
+    # No bytecode: the role copies ccq_proxy/ whole, a __pycache__ in it would be deployed too.
     result = subprocess.run([str(venv / "bin/python"), "-c", HASHES, str(PATCHES), str(FASTPATH)],
-                            capture_output=True, text=True, check=False)
+                            capture_output=True, text=True, check=False,
+                            env={**os.environ, "PYTHONPATH": str(FILES), "PYTHONDONTWRITEBYTECODE": "1"})
     if result.returncode != 0:
         print(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}",
               file=sys.stderr)
@@ -90,7 +90,7 @@ def main() -> int:
         changed = sorted(name for name in recorded.keys() & now.keys() if recorded[name] != now[name])
         unrecorded, gone = sorted(now.keys() - recorded.keys()), sorted(recorded.keys() - now.keys())
         text = path.read_text(encoding="utf-8")
-        new_text = with_pins(rewritten(text, recorded, now), pins.litellm_version, openai_series)
+        new_text = rewritten(text, recorded, now)
         differs |= new_text != text or bool(unrecorded or gone)
         print(f"\n{path.relative_to(REPO)}: {len(now) - len(changed) - len(unrecorded)} of {len(now)} functions "
               f"unchanged since they were recorded")
@@ -103,7 +103,16 @@ def main() -> int:
             print(f"  GONE     {name}: recorded, but the module no longer hashes it; remove it")
         if new_text != text and not args.check:
             path.write_text(new_text, encoding="utf-8")
-            print(f"  written: the pins and {len(changed)} new hash(es)")
+            print(f"  written: {len(changed)} new hash(es)")
+    text = GUARD.read_text(encoding="utf-8")
+    new_text = with_pins(text, pins.litellm_version, openai_series)
+    differs |= new_text != text
+    if new_text != text:
+        print(f"\n{GUARD.relative_to(REPO)}: the pins differ from the lock's "
+              f"(LiteLLM {pins.litellm_version}, openai {openai_series}x)")
+        if not args.check:
+            GUARD.write_text(new_text, encoding="utf-8")
+            print("  written: the pins")
     if args.check:
         print("\n" + ("Something differs: run `make record-patch-sources`, review the CHANGED patches, then make test."
                       if differs else "The recorded hashes and pins are the lock's LiteLLM's."))

@@ -20,7 +20,7 @@ DOCUMENTATION = """
       - enabled in ansible.cfg (callbacks_enabled)
 """
 
-from ansible.plugins.callback import CallbackBase
+from ansible.plugins.callback import CallbackBase  # noqa: E402 - Ansible's layout: DOCUMENTATION first
 
 # A message longer than this is cut: the line must stay readable in a terminal.
 REASON_MAX_CHARS = 300

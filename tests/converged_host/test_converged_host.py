@@ -1,4 +1,4 @@
-"""What a converged ccq host must do: the seed's checks, tool use, Claude Code subagents,
+"""What a converged ccq host must do: the blog recipe's curl check, tool use, Claude Code subagents,
 authentication, pins, private key files, and a proxy that stays on loopback and comes back
 after a crash under its service manager.
 
@@ -42,7 +42,8 @@ def _tool_use_turn(host: Any, stream: bool) -> dict[str, Any]:
     return post(host, "/v1/messages", body)
 
 
-def test_seed_check_system_array_gets_anthropic_json(host):
+def test_a_system_array_gets_anthropic_json(host):
+    # The blog recipe's curl check (section 9-1, docs/provisioning.md).
     reply = post(host, "/v1/messages", {
         "model": TARGET.model_alias,
         "max_tokens": 16,
@@ -238,7 +239,8 @@ def test_the_running_proxy_is_inside_its_sandbox(host):
     finally:
         host.run("rm -f " + " ".join(probes))
     for writable in (TARGET.path("config_dir"), TARGET.path("state_dir")):
-        attempt = host.run(f"touch {seen_by_proxy}{writable}/sandbox-probe && rm {seen_by_proxy}{writable}/sandbox-probe")
+        probe = f"{seen_by_proxy}{writable}/sandbox-probe"
+        attempt = host.run(f"touch {probe} && rm {probe}")
         assert attempt.rc == 0, (writable, attempt.stderr)
     host.run("touch /tmp/ccq-sandbox-probe")
     try:

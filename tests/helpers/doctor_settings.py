@@ -3,7 +3,8 @@
 ccq's defaults (roles/ccq/defaults), its layout (ccq_layout in roles/ccq/vars) under the given
 home, the unit name (litellm_service's defaults), the oldest Node.js (claude_code's defaults)
 and the command doctor names to provision again (ccq_doctor's defaults): what site.yml hands
-the role on a machine with nothing configured. Tests override the fields they are about.
+the role on a machine with nothing configured, with systemd running the proxy. Tests override
+the fields they are about; the health URL and the launcher's litellm command line follow the port.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def doctor_settings(home: Path, /, **overrides: Any) -> dict[str, Any]:
         "claude_code_version": ccq["ccq_claude_code_version"],
         "node_min_version": _role_file("claude_code/defaults/main.yml")["claude_code_node_min_version"],
         "reprovision": _role_file("ccq_doctor/defaults/main.yml")["ccq_doctor_reprovision_command"],
+        "service_manager": "systemd",
         "claude_code_environment": {},
         "background_model_alias": "",
         "background_model": "",
@@ -54,4 +56,12 @@ def doctor_settings(home: Path, /, **overrides: Any) -> dict[str, Any]:
         "retired_models": {model: row for model, row in ccq["ccq_cerebras_models"].items() if "retired" in row},
     }
     settings.update(overrides)
+    # As litellm_service publishes them (its vars litellm_service_health_url and
+    # litellm_service_litellm_argv), for the port and paths above.
+    paths, port = settings["paths"], settings["port"]
+    if "health_url" not in overrides:
+        settings["health_url"] = f"http://127.0.0.1:{port}/health/liveliness"
+    if "launcher_argv" not in overrides and isinstance(paths, dict):
+        settings["launcher_argv"] = [f"{paths['litellm_venv']}/bin/litellm", "--config", paths["proxy_config"],
+                                     "--host", "127.0.0.1", "--port", str(port), "--telemetry", "False"]
     return {name: value for name, value in settings.items() if value is not None}

@@ -82,7 +82,8 @@ def read_pins(repo_root: Path = REPO_ROOT) -> Pins:
 
 def versions_off_pin(pip_show: str, pins: Pins) -> list[str]:
     """What ``pip show litellm openai`` output says is not at ccq's pins ([] when both are)."""
-    shown = dict(zip(re.findall(r"(?m)^Name: (\S+)", pip_show), re.findall(r"(?m)^Version: (\S+)", pip_show)))
+    shown = dict(zip(re.findall(r"(?m)^Name: (\S+)", pip_show), re.findall(r"(?m)^Version: (\S+)", pip_show),
+                     strict=False))
     low, high = re.fullmatch(r">=([\d.]+),<([\d.]+)", pins.openai_spec).groups()
     as_tuple = lambda version: tuple(int(part) for part in version.split("."))  # noqa: E731
     problems = []
@@ -127,7 +128,7 @@ class LiteLLMLock:
     path: Path
     pip_args: list[str]
     # What `python -m venv` puts into a venv besides the lock (pip, setuptools on 3.11).
-    venv_seed_packages: frozenset[str]
+    venv_installer_packages: frozenset[str]
 
 
 def litellm_lock(role: Path = LITELLM_PROXY_ROLE) -> LiteLLMLock:
@@ -136,7 +137,7 @@ def litellm_lock(role: Path = LITELLM_PROXY_ROLE) -> LiteLLMLock:
     try:
         return LiteLLMLock(path=role / "files" / role_vars["litellm_proxy_lock_file"],
                            pip_args=list(role_vars["litellm_proxy_lock_pip_args"]),
-                           venv_seed_packages=frozenset(role_vars["litellm_proxy_venv_seed_packages"]))
+                           venv_installer_packages=frozenset(role_vars["litellm_proxy_venv_installer_packages"]))
     except KeyError as missing:
         raise RuntimeError(f"{role} lacks {missing}: the tests install the way the role does") from None
 
@@ -149,7 +150,7 @@ def litellm_lock_inputs(pins: Pins | None = None) -> list[str]:
         f"litellm[proxy]=={pins.litellm_version}",
         # In the same resolution: openai 1.100.x breaks LiteLLM 1.74 (ImportError: ResponseTextConfig).
         f"openai{pins.openai_spec}",
-        # ccq's own: the wire writer repairs broken tool-call JSON with it (ccq_anthropic_wire).
+        # ccq's own: the wire writer repairs broken tool-call JSON with it (ccq_proxy/anthropic_wire.py).
         "json-repair==0.64.9",
     ]
 
@@ -206,7 +207,7 @@ def venv_differences_from_lock(pip_inspect: str, lock: LiteLLMLock | None = None
     report = json.loads(pip_inspect)
     installed = [(entry["metadata"]["name"], entry["metadata"]["version"]) for entry in report["installed"]]
     return lock_differences(read_requirements_lock(lock.path.read_text(encoding="utf-8")), installed,
-                            report["environment"], lock.venv_seed_packages)
+                            report["environment"], lock.venv_installer_packages)
 
 
 def litellm_venv_dir(pins: Pins, cache_dir: Path = CACHE_DIR) -> Path:

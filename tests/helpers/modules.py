@@ -1,15 +1,18 @@
 """ccq's own Python files, loaded as modules from where the roles deploy them from.
 
 LiteLLM loads the callback by file path (importlib.util.spec_from_file_location) without
-registering it in sys.modules; the tests load every deployed file the same way, so a file
-that only imports under pytest is caught. Stdlib only: a script the tests run in the pinned
+registering it in sys.modules; the tests load custom_callbacks.py the same way, so a file
+that only imports under pytest is caught, and import the package it imports (ccq_proxy/)
+from the role's files, as custom_callbacks.py does. Stdlib only: a script the tests run in the pinned
 LiteLLM venv imports it too, given ``PYTHONPATH=TESTS_DIR``.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -19,12 +22,16 @@ TESTS_DIR = Path(__file__).resolve().parents[1]
 REPO = TESTS_DIR.parent
 PROXY_FILES = REPO / "roles/litellm_proxy/files"
 CALLBACK_FILE = PROXY_FILES / "custom_callbacks.py"
-NORMALIZER_FILE = PROXY_FILES / "ccq_normalizer.py"
-PATCHES_FILE = PROXY_FILES / "ccq_litellm_patches.py"
-FASTPATH_FILE = PROXY_FILES / "ccq_stream_fastpath.py"
-WIRE_FILE = PROXY_FILES / "ccq_anthropic_wire.py"
-QUOTA_FILE = PROXY_FILES / "ccq_quota.py"
-DOCTOR_FILE = REPO / "roles/ccq_doctor/files/ccq_doctor.py"
+# The package custom_callbacks.py imports, deployed beside it as one directory.
+PROXY_PACKAGE = PROXY_FILES / "ccq_proxy"
+# For a script the tests run on the role's files in another Python (the pinned LiteLLM
+# venv): the role copies ccq_proxy/ whole, so a __pycache__ written into it would be
+# deployed and make the copy task report a change.
+NO_BYTECODE_ENV = {"PYTHONDONTWRITEBYTECODE": "1"}
+# The doctor package and the script that builds it into the one file roles/ccq_doctor deploys.
+DOCTOR_FILES = REPO / "roles/ccq_doctor/files"
+DOCTOR_PACKAGE = DOCTOR_FILES / "ccq_doctor"
+DOCTOR_BUILD = DOCTOR_FILES / "build_doctor_zipapp.py"
 
 
 def load_file(path: Path, name: str, register: bool = False) -> ModuleType:
@@ -39,7 +46,35 @@ def load_file(path: Path, name: str, register: bool = False) -> ModuleType:
     return module
 
 
+def load_proxy_module(name: str) -> ModuleType:
+    """``ccq_proxy.<name>`` from the role's files, imported as custom_callbacks.py imports
+    it (its directory on sys.path), without writing bytecode there (NO_BYTECODE_ENV)."""
+    if str(PROXY_FILES) not in sys.path:
+        sys.path.insert(0, str(PROXY_FILES))
+    writes_bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        return importlib.import_module(f"ccq_proxy.{name}")
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
+
+
 @functools.cache
 def load_doctor() -> ModuleType:
-    """The deployed ccq_doctor.py (stdlib only, so it loads in any venv)."""
-    return load_file(DOCTOR_FILE, "ccq_doctor", register=True)
+    """The doctor package (stdlib only, so it loads in any venv), every module of it imported:
+    ``load_doctor().checks.CHECKS``. Imported from its folder, as the deployed zipapp imports it."""
+    if str(DOCTOR_FILES) not in sys.path:
+        sys.path.insert(0, str(DOCTOR_FILES))
+    package = importlib.import_module("ccq_doctor")
+    for module in sorted(DOCTOR_PACKAGE.glob("*.py")):
+        if not module.name.startswith("__"):
+            importlib.import_module(f"ccq_doctor.{module.stem}")
+    return package
+
+
+def build_doctor(output: Path) -> Path:
+    """The doctor as the role deploys it: one zipapp at ``output``, built by the role's script."""
+    done = subprocess.run([sys.executable, str(DOCTOR_BUILD), str(DOCTOR_PACKAGE), str(output)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return output

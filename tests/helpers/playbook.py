@@ -72,7 +72,8 @@ def run_select_model(tmp_path: Path, variables: dict[str, object], key: str,
                'proxy_models': ccq_proxy_models, 'arguments': ccq_claude_code_arguments}} | to_json | b64encode }}}}"
 """)
     (tmp_path / "vars.json").write_text(json.dumps(variables))
-    (tmp_path / "key.yml").write_text("ccq_resolved_cerebras_api_key: \"{{ lookup('ansible.builtin.env', 'CCQ_TEST_KEY') }}\"\n")
+    (tmp_path / "key.yml").write_text(
+        "ccq_resolved_cerebras_api_key: \"{{ lookup('ansible.builtin.env', 'CCQ_TEST_KEY') }}\"\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "CEREBRAS_"))}
     env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default", CCQ_TEST_KEY=key)
     ansible_playbook = Path(sys.executable).with_name("ansible-playbook")

@@ -23,7 +23,7 @@ from typing import Any
 
 from .http import wait_http_ok
 from .installs import REPO_ROOT
-from .modules import CALLBACK_FILE
+from .modules import CALLBACK_FILE, PROXY_PACKAGE
 
 FAKE_CEREBRAS = REPO_ROOT / "tests/fake_cerebras/fake_cerebras.py"
 ROLE_CALLBACK = CALLBACK_FILE
@@ -277,9 +277,12 @@ class LiteLLMProxy:
             # The deployed file itself, copied beside config.yaml as the role
             # deploys it: LiteLLM imports callbacks relative to the config.
             shutil.copy2(self.callback, self.workdir / "custom_callbacks.py")
-            # Its companion modules, ccq_*.py (the role copies them all; the seed has none).
-            for companion in self.callback.parent.glob("ccq_*.py"):
-                shutil.copy2(companion, self.workdir / companion.name)
+            # The package it imports, ccq_proxy/, as the role copies it (the blog recipe's
+            # callback has none). Without the tree's __pycache__: the proxy writes its own.
+            package = self.callback.with_name(PROXY_PACKAGE.name)
+            if package.is_dir():
+                shutil.copytree(package, self.workdir / package.name, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__"))
         else:
             config.get("litellm_settings", {}).pop("callbacks", None)
         path = self.workdir / "config.yaml"

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from helpers.installs import CLAUDE_CODE_LOCK_DIR, CLAUDE_CODE_LOCK_FILES, claude_code_install
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ few events of it (streamed) or waits until the fake is generating it (not stream
 then closes its socket.  The fake's own record of that answer
 (``/_fake/answers``) must say that its connection was closed by the proxy within
 1 s, before the whole answer was written; then the same proxy answers the next
-request normally and its quota book (ccq_quota.py) holds the fake's own figures.
-Item t of ccq_litellm_patches.py.
+request normally and its quota book (ccq_proxy/quota.py) holds the fake's own figures.
+Item t of ccq_proxy/litellm_patches.py.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from helpers.http import assemble_stream, from_message, messages, request
 from helpers.stack import MODEL_ALIAS, FakeUpstream, LiteLLMProxy, upstream_and_proxies
 
@@ -46,8 +47,8 @@ RECORD_TIMEOUT = WORDS * CHUNK_DELAY + 10
 def relay(tmp_path_factory: pytest.TempPathFactory, litellm_venv: Path,
           callback_path: Path) -> Iterator[tuple[FakeUpstream, dict[str, LiteLLMProxy]]]:
     """One fake upstream (quota on, a window longer than the module), and the proxy twice."""
-    if not callback_path.with_name("ccq_litellm_patches.py").is_file():
-        pytest.skip(f"{callback_path} has no ccq_litellm_patches.py beside it")
+    if not (callback_path.with_name("ccq_proxy") / "litellm_patches.py").is_file():
+        pytest.skip(f"{callback_path} has no ccq_proxy/litellm_patches.py beside it")
     root = tmp_path_factory.mktemp("disconnect")
     fake = FakeUpstream(root / "fake", ["--strict", "--tokens-per-minute", str(TOKENS_PER_MINUTE),
                                         "--quota-window-seconds", "3600"])

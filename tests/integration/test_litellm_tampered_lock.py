@@ -40,7 +40,8 @@ def test_a_file_whose_hash_is_not_the_locks_is_refused_and_named(tmp_path: Path)
     assert result.returncode != 0
     version = next(e.version for e in read_requirements_lock(litellm_lock().path.read_text(encoding="utf-8"))
                    if e.name == "idna")
-    assert re.findall(ROLE_VARS["litellm_proxy_pip_hash_mismatch"], result.stderr) == [f"idna=={version}"], result.stderr
+    mismatches = re.findall(ROLE_VARS["litellm_proxy_pip_hash_mismatch"], result.stderr)
+    assert mismatches == [f"idna=={version}"], result.stderr
     assert not list((tmp_path / "wheels").glob("*.whl"))
 
 

@@ -27,7 +27,7 @@ def test_the_cached_venv_holds_exactly_the_lock(litellm_venv: Path):
 def role_probe(venv: Path, locked_lines: list[str], pipx: dict | None = None) -> dict:
     """roles/litellm_proxy's lock probe, run as install.yml runs it (litellm_proxy_lock_probe_argv);
     ``pipx``: what pipx must have recorded (None: not asked, as for this venv pip built)."""
-    expected = {"seeds": ROLE_VARS["litellm_proxy_venv_seed_packages"], "pipx": pipx}
+    expected = {"installer": ROLE_VARS["litellm_proxy_venv_installer_packages"], "pipx": pipx}
     probe = subprocess.run([str(venv / "bin/python"), "-c", ROLE_VARS["litellm_proxy_lock_probe"],
                             json.dumps(expected), *locked_lines],
                            capture_output=True, text=True, check=True)

@@ -23,11 +23,13 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
 from helpers.claude import run_claude_p, stream_json_events
 from helpers.http import request
 from helpers.stack import MODEL_ALIAS, REPO_ROOT, FakeUpstream, LiteLLMProxy, served_model
@@ -175,7 +177,7 @@ def test_a_long_session_on_the_free_tier_stays_inside_the_window_and_the_quota(
     assert offered and not offered & set(NOW["disallowed"])
     # Within a conversation each request repeats the one before byte for byte and only adds to
     # its end, so Cerebras' prefix cache can serve it (a compaction starts a new prefix).
-    pairs = [(a, b) for a, b in zip(bodies, bodies[1:])
+    pairs = [(a, b) for a, b in pairwise(bodies)
              if SUMMARY_MARK not in json.dumps(a["messages"][-1]) + json.dumps(b["messages"][-1])
              and len(b["messages"]) > len(a["messages"])]
     assert len(pairs) >= FILES // 2

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from helpers.claude import run_claude_p, stream_json_events
 from helpers.http import AnthropicResult, assemble_stream, from_message, messages, sse_events
 from helpers.stack import (
@@ -67,9 +68,9 @@ def first_turn(stream: bool, model: str = MODEL_ALIAS) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------- the seed's checks
-def test_seed_curl_check_system_array_returns_anthropic_json(proxy_stack: ProxyStack) -> None:
-    """Section 9-1 of the seed recipe: system as an array -> 200, Anthropic JSON."""
+# ---------------------------------------------------------------- the blog recipe's checks
+def test_a_system_array_returns_anthropic_json(proxy_stack: ProxyStack) -> None:
+    """Section 9-1 of the blog recipe (docs/provisioning.md): system as an array -> 200, Anthropic JSON."""
     mark = proxy_stack.fake.mark()
     resp = messages(proxy_stack.url, {
         "model": MODEL_ALIAS, "max_tokens": 16,

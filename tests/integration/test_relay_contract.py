@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from helpers.http import assemble_stream, from_message, messages, request, sse_events
 from helpers.stack import MODEL_ALIAS, FakeUpstream, LiteLLMProxy, upstream_and_proxies
 
@@ -30,7 +31,8 @@ PATHS = ("fast", "litellm")
 TOOLS = [{"name": name, "description": f"{name} tool", "input_schema": {
              "type": "object", "properties": {prop: {"type": "string"}}}}
          for name, prop in (("Read", "file_path"), ("Bash", "command"), ("Grep", "pattern"))]
-TOOLS.append({"name": "ListTodos", "description": "no parameters", "input_schema": {"type": "object", "properties": {}}})
+TOOLS.append({"name": "ListTodos", "description": "no parameters",
+              "input_schema": {"type": "object", "properties": {}}})
 PNG = base64.b64encode(bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
                                      "0000000d4944415478da63f8cfc0f01f0005000201a1e7d6ca0000000049454e44ae426082")).decode()
 
@@ -39,8 +41,8 @@ PNG = base64.b64encode(bytes.fromhex("89504e470d0a1a0a0000000d494844520000000100
 def relay(tmp_path_factory: pytest.TempPathFactory, litellm_venv: Path,
           callback_path: Path) -> Iterator[tuple[FakeUpstream, dict[str, LiteLLMProxy]]]:
     """One fake upstream, and the proxy twice: {"fast": fast path, "litellm": LiteLLM's own}."""
-    if not callback_path.with_name("ccq_anthropic_wire.py").is_file():
-        pytest.skip(f"{callback_path} has no ccq_anthropic_wire.py beside it")
+    if not (callback_path.with_name("ccq_proxy") / "anthropic_wire.py").is_file():
+        pytest.skip(f"{callback_path} has no ccq_proxy/anthropic_wire.py beside it")
     root = tmp_path_factory.mktemp("contract")
     fake = FakeUpstream(root / "fake", ["--strict", "--vision-models", VISION_MODEL,
                                         "--models", f"{MODEL_ALIAS},{VISION_MODEL}"])
@@ -132,7 +134,8 @@ def test_requests_after_a_broken_stream_are_answered_whole(relay, how: str, path
 
 COMPLETION = {"kind": "completion", "finish_reason": "tool_calls", "message": {
     "role": "assistant", "content": "I'll read it and list the todos.",
-    "tool_calls": [{"id": "call_r", "type": "function", "function": {"name": "Read", "arguments": '{"file_path": "/tmp/x"}'}},
+    "tool_calls": [{"id": "call_r", "type": "function",
+                    "function": {"name": "Read", "arguments": '{"file_path": "/tmp/x"}'}},
                    {"id": "call_t", "type": "function", "function": {"name": "ListTodos", "arguments": ""}}]}}
 COMPLETION_BLOCKS = [{"type": "text", "text": "I'll read it and list the todos."},
                      {"type": "tool_use", "id": "call_r", "name": "Read", "input": {"file_path": "/tmp/x"}},
@@ -163,7 +166,10 @@ def test_upstream_errors_arrive_at_once_in_anthropics_envelope(relay, status: in
                                                                stream: bool, path: str) -> None:
     fake, proxies = relay
     message = f"ccq contract: upstream said {status}"
-    queue(fake, {"kind": "error", "status": status, "headers": {"retry-after": "7"},
+    # A 429 also says the minute's tokens are spent (remaining 0): its reset is made short, or the
+    # quota book would rightly hold the next test's request for the fake's default 33.5 s.
+    queue(fake, {"kind": "error", "status": status,
+                 "headers": {"retry-after": "7", "x-ratelimit-reset-tokens-minute": "0.2"},
                  "body": {"message": message, "type": "some_type", "param": None, "code": "some_code"}})
     mark = fake.mark()
     resp = ask(proxies[path], stream=stream)
@@ -177,10 +183,11 @@ def test_upstream_errors_arrive_at_once_in_anthropics_envelope(relay, status: in
 @pytest.mark.parametrize("path", PATHS)
 def test_a_429_without_retry_after_gets_one_from_cerebras_reset_headers(relay, path: str) -> None:
     fake, proxies = relay
-    queue(fake, {"kind": "error", "status": 429, "headers": {"x-ratelimit-reset-tokens-minute": "21.4"}})
+    # Seconds rounded up; a short reset, so the quota book holds the next test's request only briefly.
+    queue(fake, {"kind": "error", "status": 429, "headers": {"x-ratelimit-reset-tokens-minute": "1.4"}})
     resp = ask(proxies[path], stream=True)
     assert resp.status == 429
-    assert resp.headers.get("retry-after") == "22"
+    assert resp.headers.get("retry-after") == "2"
     assert resp.json()["error"]["type"] == "rate_limit_error"
 
 
@@ -189,7 +196,8 @@ def test_an_openai_shaped_error_body_keeps_its_message(relay, path: str) -> None
     fake, proxies = relay
     text = "Please reduce the length of the messages or completion."
     queue(fake, {"kind": "error", "status": 400,
-                 "body": {"error": {"message": text, "type": "invalid_request_error", "code": "context_length_exceeded"}}})
+                 "body": {"error": {"message": text, "type": "invalid_request_error",
+                                    "code": "context_length_exceeded"}}})
     resp = ask(proxies[path], stream=False)
     assert resp.status == 400
     assert resp.json()["error"] == {"type": "invalid_request_error", "message": text}
@@ -365,7 +373,7 @@ def test_history_text_blocks_reach_the_model_apart_and_readable(relay, stream: b
     # B: blocks joined by a blank line; web search blocks and citations keep title, URL, quote.
     fake, proxies = relay
     sent = upstream_body(fake, proxies[path], history(USER, SEARCHED, {"role": "user", "content": "thanks"}), stream)
-    said = [m for m in sent["messages"] if m["role"] == "assistant"][0]["content"]
+    said = next(m for m in sent["messages"] if m["role"] == "assistant")["content"]
     assert "Let me search the web.\n\n" in said and "search the web.Python" not in said
     for part in ("python 3.14", "What's new in Python 3.14", "https://docs.python.org/3.14/whatsnew",
                  "Python 3.14 adds template strings.", '"PEP 750"'):
@@ -419,7 +427,8 @@ HISTORIES = {
                             {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va"}, tool_use("toolu_r1")]},
                         {"role": "user", "content": "(session resumed)"},
                         {"role": "assistant", "content": [{"type": "text", "text": "Resuming."}]},
-                        {"role": "user", "content": [tool_result("toolu_r1", "late"), {"type": "text", "text": "go on"}]}],
+                        {"role": "user",
+                         "content": [tool_result("toolu_r1", "late"), {"type": "text", "text": "go on"}]}],
     "duplicate_ids": [USER, {"role": "assistant", "content": [tool_use("call_0")]},
                       {"role": "user", "content": [tool_result("call_0", "first")]},
                       {"role": "assistant", "content": [tool_use("call_0"), tool_use("call_0", command="pwd")]},

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from helpers.claude import run_claude_p, stream_json_events
 from helpers.http import request
 from helpers.stack import ProxyStack
@@ -103,12 +104,12 @@ def test_a_ccq_session_resumed_keeps_its_tool_history(proxy_stack: ProxyStack, c
     home, project = tmp_path / "home", tmp_path / "project"
     project.mkdir(parents=True)
     (project / "notes.txt").write_text("ccq-resume-notes: the answer is 42\n")
-    queue(proxy_stack, {"kind": "tool_calls", "match": "Read notes.txt", "tools": True,
-                        "calls": [{"name": "Read", "arguments": json.dumps({"file_path": str(project / "notes.txt")})}]},
+    read_notes = {"name": "Read", "arguments": json.dumps({"file_path": str(project / "notes.txt")})}
+    queue(proxy_stack, {"kind": "tool_calls", "match": "Read notes.txt", "tools": True, "calls": [read_notes]},
           text_answer("What did the notes say?"), text_answer("And then?"))
     first, _ = session(proxy_stack, claude_code_bin, home, project, "Read notes.txt please")
-    resumed, requests = session(proxy_stack, claude_code_bin, home, project, "What did the notes say?",
-                                "--resume", first)
+    _, requests = session(proxy_stack, claude_code_bin, home, project, "What did the notes say?",
+                          "--resume", first)
     sent = turn_of(requests, "What did the notes say?")
     calls = [c for m in sent["messages"] if m["role"] == "assistant" for c in m.get("tool_calls") or []]
     results = [m for m in sent["messages"] if m["role"] == "tool"]
@@ -116,7 +117,7 @@ def test_a_ccq_session_resumed_keeps_its_tool_history(proxy_stack: ProxyStack, c
     # The tool's result (the file's text) went back upstream with the call it answers.
     assert [r["tool_call_id"] for r in results] == [calls[0]["id"]]
     assert "ccq-resume-notes: the answer is 42" in json.dumps(results[0]["content"])
-    continued, requests = session(proxy_stack, claude_code_bin, home, project, "And then?", "--continue")
+    _, requests = session(proxy_stack, claude_code_bin, home, project, "And then?", "--continue")
     assert "ccq-resume-notes" in json.dumps(turn_of(requests, "And then?")["messages"])
 
 

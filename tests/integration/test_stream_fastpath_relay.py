@@ -1,4 +1,4 @@
-"""The stream fast path (custom_callbacks item l) changes nothing the client sees.
+"""The stream fast path (item l, ccq_proxy/stream_fastpath.py) changes nothing the client sees.
 
 Two real LiteLLM 1.74.0.post2 proxies with the role's config and callback run
 side by side in front of the same upstreams: one with the fast path
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from helpers.http import assemble_stream, messages, sse_events
 from helpers.stack import EMPTY_CONTENT_ALIAS, MODEL_ALIAS, FakeUpstream, LiteLLMProxy
 
@@ -77,7 +78,7 @@ class _TwoToolHandler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:  # keep pytest output clean
         pass
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server API
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))) or b"{}")
         payload = _two_tool_sse(str(body.get("model", "")))
         self.send_response(200)
@@ -103,7 +104,7 @@ def two_tool_upstream() -> Iterator[str]:
 def proxies(tmp_path_factory: pytest.TempPathFactory, litellm_venv: Path, callback_path: Path,
             two_tool_upstream: str) -> Iterator[dict[str, LiteLLMProxy]]:
     """{"on": fast path, "off": LiteLLM's own path}, same config and upstreams."""
-    if not callback_path.with_name("ccq_stream_fastpath.py").is_file():
+    if not (callback_path.with_name("ccq_proxy") / "stream_fastpath.py").is_file():
         pytest.skip(f"{callback_path} has no stream fast path beside it")
     root = tmp_path_factory.mktemp("fastpath")
     fake = FakeUpstream(root / "fake", ["--strict", "--stream-tokens", str(TEXT_TOKENS),
@@ -195,5 +196,5 @@ def test_four_concurrent_fast_streams_stay_separate(proxies: dict[str, LiteLLMPr
     for _ in range(2):
         with ThreadPoolExecutor(max_workers=4) as pool:
             got = list(pool.map(lambda job: normalised(stream(proxies["on"], *job)), jobs))
-        for job, raw in zip(jobs, got):
+        for job, raw in zip(jobs, got, strict=True):
             assert raw == expected[job], f"stream {job} differs under concurrency"

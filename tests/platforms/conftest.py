@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import pytest
+
 from platform_support import DarwinConverges, converge_darwin_four_times
 
 

@@ -166,7 +166,7 @@ class HealthServer:
         paths = self.paths
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 paths.append(self.path)
                 ok = self.path == "/health/liveliness"
                 self.send_response(200 if ok else 404)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from platform_support import REPO, SENTINEL_API_KEY, FakeMac, PlaybookRun
 
 # A CA certificate file on the controller, as a corporate laptop would pass in ccq_extra_ca_certs.

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from platform_support import (
     SENTINEL_API_KEY,
     SENTINEL_MASTER_KEY,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 import yaml
+
 from platform_support import REPO, SENTINEL_API_KEY, SENTINEL_MASTER_KEY, DarwinConverges
 
 PAIRS = {"}": "{", ")": "(", "]": "["}
@@ -200,13 +200,39 @@ def test_key_files_are_restricted_with_icacls_and_no_key_is_in_the_profile(ps1: 
     assert SENTINEL_API_KEY not in ps1 and SENTINEL_MASTER_KEY not in ps1
 
 
-def test_the_windows_ci_job_checks_the_same_profile_ansible_renders(ps1: str, darwin: DarwinConverges):
-    """render_profile.py (plain Jinja2, for Windows) gives what the template module gave."""
-    spec = importlib.util.spec_from_file_location("render_profile", Path(__file__).parent / "windows" / "render_profile.py")
+def render_windows_profile():
+    """scripts/render_windows_profile.py, imported by path (scripts/ is not a package)."""
+    script = REPO / "scripts" / "render_windows_profile.py"
+    spec = importlib.util.spec_from_file_location("render_windows_profile", script)
     assert spec and spec.loader
-    render_profile = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(render_profile)
-    variables = render_profile.profile_variables()
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_windows_ci_job_checks_the_same_profile_ansible_renders(ps1: str, darwin: DarwinConverges):
+    """render_windows_profile.py (plain Jinja2, for Windows) gives what the template module gave."""
+    renderer = render_windows_profile()
+    variables = renderer.profile_variables()
     variables.update(ccq_shell_proxy_port=darwin.port, ansible_managed=ps1.splitlines()[0][2:],
-                     ccq_shell_claude_code_environment=ps_limits(ps1), ccq_shell_claude_code_arguments=ps_arguments(ps1))
-    assert render_profile.render(render_profile.ROLE / "templates" / "ccq.ps1.j2", variables) == ps1
+                     ccq_shell_claude_code_environment=ps_limits(ps1),
+                     ccq_shell_claude_code_arguments=ps_arguments(ps1))
+    assert renderer.render(renderer.ROLE / "templates" / "ccq.ps1.j2", variables) == ps1
+
+
+def test_the_proxy_powershell_starts_takes_the_users_settings():
+    """The output ceiling and the quota wait are ccq's settings, not numbers of the profile's own."""
+    renderer = render_windows_profile()
+    variables = renderer.profile_variables() | {"ansible_managed": "test"}
+    defaults = yaml.safe_load((REPO / "roles" / "ccq" / "defaults" / "main.yml").read_text())
+    proxy_env = function_body(renderer.render(renderer.ROLE / "templates" / "ccq.ps1.j2", variables), "Start-CcqProxy")
+    assert f"CCQ_MAX_TOKENS_CEILING       = '{defaults['ccq_max_tokens_ceiling']}'" in proxy_env
+    variables.update(ccq_max_tokens_ceiling=4096, ccq_quota_max_wait=5)
+    proxy_env = function_body(renderer.render(renderer.ROLE / "templates" / "ccq.ps1.j2", variables), "Start-CcqProxy")
+    assert "CCQ_MAX_TOKENS_CEILING       = '4096'" in proxy_env and "CCQ_QUOTA_MAX_WAIT           = '5'" in proxy_env
+
+
+def test_litellm_is_found_where_pipx_keeps_it(ps1: str):
+    start = function_body(ps1, "Start-CcqProxy")
+    assert "pipx environment --value PIPX_LOCAL_VENVS" in start
+    assert ".local/share/pipx" not in ps1 and "litellm_venv" not in ps1

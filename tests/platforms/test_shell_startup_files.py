@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from platform_support import (
     SENTINEL_MASTER_KEY,
     USER_RC_LINE,

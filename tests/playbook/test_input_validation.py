@@ -27,14 +27,16 @@ BAD_INPUT = {
     "key with whitespace": ([], "csk-abc def", "contains whitespace or quote characters"),
     "port not a number": (["-e", "ccq_proxy_port=abc"], "csk-test", "ccq_proxy_port"),
     "port below 1024": (["-e", "ccq_proxy_port=80"], "csk-test", "Invalid setting: ccq_proxy_port must be 1024-65535"),
-    "port above 65535": (["-e", "ccq_proxy_port=70000"], "csk-test", "Invalid setting: ccq_proxy_port must be 1024-65535"),
+    "port above 65535": (["-e", "ccq_proxy_port=70000"], "csk-test",
+                         "Invalid setting: ccq_proxy_port must be 1024-65535"),
     "blank model alias": (["-e", "ccq_model_alias=' '"], "csk-test", "ccq_model_alias must be non-empty"),
     "blank preferred model": (["-e", '{"ccq_cerebras_model_preference": ["zai-glm-4.7", " "]}'], "csk-test",
                               "ccq_cerebras_model_preference must list at least one model id, none of them empty"),
     "plain http to a remote host": (["-e", "ccq_cerebras_api_base=http://api.example.com/v1"], "csk-test",
                                     "ccq_cerebras_api_base must be https://"),
     "unknown permission mode": (["-e", "ccq_permission_mode=yolo"], "csk-test",
-                                "value of ccq_permission_mode must be one of: auto, manual, acceptEdits, plan, dontAsk"),
+                                "value of ccq_permission_mode must be one of: "
+                                "auto, manual, acceptEdits, plan, dontAsk"),
     "unknown account": (["-e", "ccq_user=ccq-no-such-user"], "csk-test", "User 'ccq-no-such-user' does not exist"),
     "unsupported OS": (["-e", '{"ccq_supported_os_families": ["Darwin"]}'], "csk-test", "ccq supports Darwin"),
 }
@@ -54,7 +56,7 @@ def test_a_pinned_model_cerebras_does_not_serve_stops_before_any_change(make_fak
                           "-e", "ccq_cerebras_model=qwen-3-coder-480b", inventory="inventories/local/hosts.yml",
                           env={"CEREBRAS_API_KEY": upstream.api_key}, timeout=300)
     assert_stopped_in_validation(result)
-    # The seed's model: the model table says when Cerebras retired it and what replaces it.
+    # The blog recipe's model: the model table says when Cerebras retired it and what replaces it.
     assert ("ccq_cerebras_model=qwen-3-coder-480b is not served by " + upstream.api_base
             + " (Cerebras retired it in 2025-11; its replacement is gpt-oss-120b)."
             + " It serves: gpt-oss-120b, zai-glm-4.7.") in play_output(result), result.stdout[-3000:]

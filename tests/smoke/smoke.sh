@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make smoke`: the seed recipe's two checks against the real Cerebras API, through the
+# `make smoke`: the blog recipe's two smoke checks against the real Cerebras API, through the
 # pinned LiteLLM with ccq's callback and the pinned Claude Code (both cached under .cache/):
 #   1. POST /v1/messages with `system` as an array -> 200 and Anthropic-shaped JSON;
 #   2. a Claude Code Agent (subagent) round trip: tool_use Agent/Task, its tool_result, exit 0.
@@ -12,7 +12,7 @@
 set -euo pipefail
 
 if [ -z "${CEREBRAS_API_KEY:-}" ]; then
-  echo "smoke: skipped: set CEREBRAS_API_KEY to run the seed's checks against the real Cerebras API."
+  echo "smoke: skipped: set CEREBRAS_API_KEY to run the blog recipe's smoke checks against the real Cerebras API."
   exit 0
 fi
 
@@ -84,7 +84,7 @@ def main() -> int:
                                                  "api_key": "os.environ/CEREBRAS_API_KEY"}}]).start()
     failures = 0
     try:
-        # 1. The seed's curl check: a system array must come back as Anthropic JSON.
+        # 1. The blog recipe's curl check: a system array must come back as Anthropic JSON.
         reply = request("POST", proxy.url + "/v1/messages", {
             "model": ALIAS, "max_tokens": 16,
             "system": [{"type": "text", "text": "You are a helpful assistant."}],
@@ -97,7 +97,7 @@ def main() -> int:
             failures += 1
             say(f"FAIL  /v1/messages with a system array -> {reply.status}: {reply.body[:300]!r}")
 
-        # 2. The seed's subagent check: Claude Code calls Agent/Task and gets its result back.
+        # 2. The blog recipe's subagent check: Claude Code calls Agent/Task and gets its result back.
         prompt = ("Use the Agent tool (Task) to start a general-purpose subagent whose only job is to reply "
                   "with the single word pong. Then tell me what the subagent answered.")
         proc = run_claude_p(claude, work / "home", work / "project", proxy.url, proxy.master_key, prompt,

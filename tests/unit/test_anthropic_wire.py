@@ -1,4 +1,4 @@
-"""What Claude Code receives (ccq_anthropic_wire.py, shared by both relay paths).
+"""What Claude Code receives (ccq_proxy/anthropic_wire.py, shared by both relay paths).
 
 Plain Python: the translator is fed OpenAI chunk dicts, as the fast path and
 LiteLLM's own path feed it; the events are read back the way Claude Code's SDK
@@ -11,10 +11,11 @@ import json
 from typing import Any
 
 import pytest
-from helpers.http import assemble_stream, sse_events
-from helpers.modules import WIRE_FILE, load_file
 
-wire = load_file(WIRE_FILE, "ccq_anthropic_wire_under_test")
+from helpers.http import assemble_stream, sse_events
+from helpers.modules import load_proxy_module
+
+wire = load_proxy_module("anthropic_wire")
 USAGE = {"prompt_tokens": 40, "completion_tokens": 12}
 
 
@@ -229,8 +230,8 @@ def test_retry_after_comes_from_the_upstream_or_cerebras_reset_headers(headers, 
 
 def test_a_429_answer_is_anthropic_shaped_with_retry_after() -> None:
     body, headers = wire.anthropic_error(429, CEREBRAS_429, {"x-ratelimit-reset-tokens-minute": "12"})
-    assert body == {"type": "error", "error": {"type": "rate_limit_error",
-                                               "message": "Tokens per minute limit exceeded - too many tokens processed."}}
+    assert body == {"type": "error", "error": {
+        "type": "rate_limit_error", "message": "Tokens per minute limit exceeded - too many tokens processed."}}
     assert headers == {"retry-after": "12"}
 
 

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from callback_support import load_callbacks
+from helpers.modules import load_proxy_module
 
-cb = load_callbacks()
+cb = load_proxy_module("hook")  # what custom_callbacks.py names as the proxy's custom_auth
 MASTER = "sk-ccq-test-master"
 
 

@@ -1,7 +1,7 @@
-"""The hook object of custom_callbacks.py (item i), plain Python.
+"""The hook object (ccq_proxy/hook.py) and custom_callbacks.py, which makes it (item i), plain Python.
 
 The response-side patches are tested in test_litellm_patches.py; what needs a
-real LiteLLM 1.74.0.post2 is in test_callback_litellm.py.
+real LiteLLM 1.74.0.post2 is in tests/integration/test_callback_litellm.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import copy
 
 import pytest
 
-from callback_support import cerebras_policy, claude_code_request, load_callbacks
+from helpers.callback_support import cerebras_policy, claude_code_request, load_callbacks
+from helpers.modules import load_proxy_module
 
 cc = load_callbacks()
 
@@ -43,7 +44,7 @@ def test_hook_answers_with_the_body_unchanged_when_normalization_fails(monkeypat
     def broken(*_args, **_kwargs):
         raise KeyError("unexpected")
 
-    monkeypatch.setattr(cc.normalizer, "normalize_request", broken)
+    monkeypatch.setattr(load_proxy_module("hook").normalizer, "normalize_request", broken)
     data = claude_code_request()
     assert run_hook(data, "text_completion") is data
 

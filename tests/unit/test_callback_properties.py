@@ -15,7 +15,7 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from callback_support import BILLING_LINE, EPHEMERAL, normalize, text_only_lists, tool_pairs, walk_blocks
+from helpers.callback_support import BILLING_LINE, EPHEMERAL, normalize, text_only_lists, tool_pairs, walk_blocks
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -62,7 +62,8 @@ def conversation(draw):
     pending: list[str] = []
     for _ in range(draw(st.integers(1, 5))):
         if draw(st.booleans()):
-            messages.append({"role": "system", "content": draw(st.one_of(words, st.lists(text_block(), min_size=1, max_size=2)))})
+            messages.append({"role": "system",
+                             "content": draw(st.one_of(words, st.lists(text_block(), min_size=1, max_size=2)))})
         blocks = [{"type": "tool_result", "tool_use_id": i, **draw(maybe_cache),
                    **({} if (c := draw(tool_result_content())) is None else {"content": c})} for i in pending]
         extra = draw(user_content())
@@ -84,13 +85,15 @@ def conversation(draw):
         for _ in range(draw(st.integers(0, 3))):
             counter += 1
             pending.append(f"toolu_{counter}")
-            assistant.append({"type": "tool_use", "id": pending[-1], "name": draw(st.sampled_from(["Read", "Bash", "Agent"])),
+            assistant.append({"type": "tool_use", "id": pending[-1],
+                              "name": draw(st.sampled_from(["Read", "Bash", "Agent"])),
                               "input": {"x": draw(words)}, **draw(maybe_cache)})
         if not assistant:
             assistant = draw(words)
         messages.append({"role": "assistant", "content": assistant})
     if pending:
-        messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": i, "content": "ok"} for i in pending]})
+        messages.append({"role": "user",
+                         "content": [{"type": "tool_result", "tool_use_id": i, "content": "ok"} for i in pending]})
     return messages
 
 

@@ -1,4 +1,4 @@
-"""Request-side normalization (ccq_normalizer.py, items a-h and bad input), plain Python.
+"""Request-side normalization (ccq_proxy/normalizer.py, items a-h and bad input), plain Python.
 
 Each test feeds an Anthropic body shaped like Claude Code 2.x's through
 normalize_request with the LiteLLM 1.74.0.post2 cerebras policy and checks
@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from callback_support import (
+from helpers.callback_support import (
     BILLING_LINE,
     EPHEMERAL,
     cerebras_policy,
@@ -233,7 +233,8 @@ def test_a_user_image_becomes_a_note_for_a_text_only_model():
 def test_a_pdf_document_becomes_a_note_even_for_a_vision_model():
     pdf = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"}}
     out = normalize(body([{"role": "user", "content": [text("summarize"), pdf]}]), takes_images=True)
-    assert out["messages"][0]["content"] == "summarize\n[document (application/pdf) omitted: the model behind ccq takes text only]"
+    assert out["messages"][0]["content"] == ("summarize\n[document (application/pdf) omitted: "
+                                             "the model behind ccq takes text only]")
 
 
 def test_a_tool_results_image_follows_the_tool_results_for_a_vision_model():
@@ -377,13 +378,16 @@ MALFORMED = {
     "block without type": {"model": "m", "messages": [{"role": "user", "content": [{"text": "x"}]}], "thinking": {}},
     "block not a dict": {"model": "m", "messages": [{"role": "user", "content": ["x"]}], "thinking": {}},
     "text not a string": {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]},
-    "tool_use without id": {"model": "m", "messages": [{"role": "assistant", "content": [{"type": "tool_use", "name": "x"}]}]},
+    "tool_use without id": {"model": "m", "messages": [
+        {"role": "assistant", "content": [{"type": "tool_use", "name": "x"}]}]},
     "tool_result content a number": {"model": "m", "messages": [
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": 3}]}]},
     "system a number": {"model": "m", "messages": [{"role": "user", "content": "x"}], "system": 3},
-    "system block not text": {"model": "m", "messages": [{"role": "user", "content": "x"}], "system": [{"type": "image"}]},
+    "system block not text": {"model": "m", "messages": [{"role": "user", "content": "x"}],
+                              "system": [{"type": "image"}]},
     "tools not a list": {"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": {"name": "x"}},
-    "tool without name": {"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"input_schema": {}}]},
+    "tool without name": {"model": "m", "messages": [{"role": "user", "content": "x"}],
+                          "tools": [{"input_schema": {}}]},
     "tool_choice a string": {"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "auto"},
     "metadata a string": {"model": "m", "messages": [{"role": "user", "content": "x"}], "metadata": "u"},
     "only system messages": {"model": "m", "messages": [{"role": "system", "content": "x"}], "thinking": {}},
@@ -513,8 +517,9 @@ INTERRUPTED = {
     "interrupted_with_text": [
         {"role": "user", "content": "run it"},
         {"role": "assistant", "content": [text("Running."), tool_use("toolu_1", "Bash", command="sleep 99")]},
-        {"role": "user", "content": [tool_result("toolu_1", "[Request interrupted by user for tool use]", is_error=True),
-                                     text("[Request interrupted by user for tool use]"), text("do something else")]},
+        {"role": "user", "content": [
+            tool_result("toolu_1", "[Request interrupted by user for tool use]", is_error=True),
+            text("[Request interrupted by user for tool use]"), text("do something else")]},
     ],
     "tool_use_without_any_result": [
         {"role": "user", "content": "run it"},

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from helpers.installs import CLAUDE_CODE_LOCK_DIR, claude_code_install, claude_code_lock, read_pins
 
 LOCK = claude_code_lock()

@@ -1,7 +1,7 @@
 """docs/troubleshooting.md's table is doctor's list of checks, so the two cannot drift apart.
 
-After changing a check in roles/ccq_doctor/files/ccq_doctor.py, regenerate the table with
-`python3 roles/ccq_doctor/files/ccq_doctor.py checks --markdown` and paste it between the
+After changing a check in roles/ccq_doctor/files/ccq_doctor/checks.py, regenerate the table with
+`cd roles/ccq_doctor/files && python3 -m ccq_doctor checks --markdown` and paste it between the
 markers in docs/troubleshooting.md.
 """
 
@@ -25,11 +25,11 @@ def troubleshooting_table() -> str:
 
 
 def test_troubleshooting_table_is_exactly_what_doctor_renders():
-    assert troubleshooting_table() == load_doctor().markdown_table(), (
+    assert troubleshooting_table() == load_doctor().checks.markdown_table(), (
         "docs/troubleshooting.md's table differs from doctor's checks: regenerate it with "
-        "`python3 roles/ccq_doctor/files/ccq_doctor.py checks --markdown`")
+        "`cd roles/ccq_doctor/files && python3 -m ccq_doctor checks --markdown`")
 
 
 def test_every_doctor_check_has_one_troubleshooting_row_in_order():
     rows = re.findall(r"^\| `([a-z-]+)` \|", troubleshooting_table(), re.M)
-    assert rows == [check.id for check in load_doctor().CHECKS]
+    assert rows == [check.id for check in load_doctor().checks.CHECKS]

@@ -71,7 +71,7 @@ def test_the_lock_lists_each_name_once_per_python():
 def test_the_role_installs_with_hash_checking_and_without_resolving():
     assert "--require-hashes" in LOCK.pip_args
     assert "--no-deps" in LOCK.pip_args
-    assert "pip" in LOCK.venv_seed_packages
+    assert "pip" in LOCK.venv_installer_packages
 
 
 LOCK_TEXT = """\
@@ -150,7 +150,7 @@ def test_markers_are_evaluated_for_the_venvs_own_python_and_platform():
 def test_pip_inspect_output_is_compared_with_the_lock(tmp_path):
     lock_file = tmp_path / "lock.txt"
     lock_file.write_text(LOCK_TEXT)
-    lock = LiteLLMLock(path=lock_file, pip_args=[], venv_seed_packages=frozenset({"pip"}))
+    lock = LiteLLMLock(path=lock_file, pip_args=[], venv_installer_packages=frozenset({"pip"}))
     report = {"version": "1", "environment": DEBIAN_12,
               "installed": [{"metadata": {"name": name, "version": version}}
                             for name, version in [*AT_THE_LOCK, ("pip", "23.0.1")]]}

@@ -1,9 +1,9 @@
-"""ccq_litellm_patches.py's plain-Python parts (items k, and the shared guard).
+"""ccq_proxy/litellm_patches.py's plain-Python parts (items k, and the shared guard).
 
-The guard (one version check, one source fingerprint, one patch marker) serves the
+The guard (guard.py: one version check, one source fingerprint, one patch marker) serves the
 patches and the stream fast path alike; here it runs on stand-in functions and
-versions.  Against a real LiteLLM 1.74.0.post2: test_callback_litellm.py (the
-patches' effects) and test_stream_fastpath_litellm.py (the guard's refusals).
+versions.  Against a real LiteLLM 1.74.0.post2: tests/integration/test_callback_litellm.py
+(the patches' effects) and test_stream_fastpath_litellm.py (the guard's refusals).
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import asyncio
 
 import pytest
 
-from callback_support import load_patches
+from helpers.callback_support import load_patches
+from helpers.modules import load_proxy_module
 
 patches = load_patches()
+guard = load_proxy_module("guard")
 
 
 # ---------------------------------------------------------------- k. upstream errors
@@ -28,8 +30,8 @@ def _adapter_error(status_code):
     """Raise the way LiteLLM 1.74's adapter does: a ValueError inside except."""
     try:
         raise UpstreamError(status_code)
-    except Exception as exc:
-        raise ValueError(f"Error calling litellm.acompletion for non-Anthropic model: {exc}")
+    except Exception as exc:  # noqa: BLE001 - as the adapter does
+        raise ValueError(f"Error calling litellm.acompletion for non-Anthropic model: {exc}")  # noqa: B904
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 413, 422, 429, 500, 503, 529])
@@ -69,19 +71,17 @@ def test_patches_can_be_switched_off_by_environment(value, enabled):
 
 
 # ---------------------------------------------------------------- the shared guard
-def test_patches_refuse_any_other_litellm_version_before_loading_anything():
-    def load(name):
-        raise AssertionError(f"{name} loaded before the version check")
-
-    with pytest.raises(RuntimeError, match="1.74.0.post2") as refused:
-        patches.apply_litellm_patches(load, litellm_version="1.75.8")
+def test_patches_refuse_any_other_litellm_version_before_patching_anything():
+    # Without LiteLLM here, anything past the version check would fail on its import.
+    with pytest.raises(RuntimeError, match=r"1\.74\.0\.post2") as refused:
+        patches.apply_litellm_patches(litellm_version="1.75.8")
     assert "LiteLLM 1.75.8 is installed" in str(refused.value)
     assert "CCQ_LITELLM_PATCHES=0" in str(refused.value)
 
 
 def test_the_fast_path_refuses_another_openai_series(monkeypatch):
     versions = {"litellm": "1.74.0.post2", "openai": "1.100.0"}
-    monkeypatch.setattr(patches, "installed_version", versions.__getitem__)
+    monkeypatch.setattr(guard, "installed_version", versions.__getitem__)
     patches.PATCHES_GUARD.require_version()  # the patches need no particular openai
     with pytest.raises(RuntimeError, match=r"openai 1\.99\.x, but openai 1\.100\.0") as refused:
         patches.STREAM_FASTPATH_GUARD.require_version()
@@ -94,7 +94,7 @@ def _litellm_function():
 
 
 def test_a_changed_source_is_refused_and_named():
-    recorded = {"Adapter.f": patches.source_hash(_litellm_function)}
+    recorded = {"Adapter.f": guard.source_hash(_litellm_function)}
     patches.PATCHES_GUARD.require_sources(recorded, {"Adapter.f": _litellm_function})
     with pytest.raises(RuntimeError, match=r"\['Adapter.f'\]; set CCQ_LITELLM_PATCHES=0"):
         patches.PATCHES_GUARD.require_sources({"Adapter.f": "0" * 16}, {"Adapter.f": _litellm_function})
@@ -110,8 +110,8 @@ def test_a_marked_patch_hashes_as_the_function_it_wraps():
     def wrapper():
         return _litellm_function()
 
-    assert not patches.is_marked(_litellm_function)
-    marked = patches.mark(wrapper, _litellm_function)
-    assert marked is wrapper and patches.is_marked(marked)
-    assert patches.source_hash(marked) == patches.source_hash(_litellm_function)
+    assert not guard.is_marked(_litellm_function)
+    marked = guard.mark(wrapper, _litellm_function)
+    assert marked is wrapper and guard.is_marked(marked)
+    assert guard.source_hash(marked) == guard.source_hash(_litellm_function)
 

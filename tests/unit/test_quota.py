@@ -1,14 +1,14 @@
-"""ccq_quota.py: Cerebras' rate-limit figures kept per model, and the wait before a request."""
+"""ccq_proxy/quota.py: Cerebras' rate-limit figures kept per model, and the wait before a request."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pytest
-from helpers.modules import QUOTA_FILE, load_file
 
-# Registered: the module defines dataclasses.
-quota = load_file(QUOTA_FILE, "ccq_quota_under_test", register=True)
+from helpers.modules import load_proxy_module
+
+quota = load_proxy_module("quota")
 
 
 class Clock:

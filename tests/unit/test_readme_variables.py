@@ -29,7 +29,8 @@ def readme_table() -> str:
 
 def test_readme_variables_table_is_exactly_what_the_generator_renders():
     assert readme_table() == generator().markdown_table(), (
-        f"README.md's Variables table differs from roles/ccq/meta/argument_specs.yml and roles/ccq/defaults/main.yml: {REGENERATE}")
+        "README.md's Variables table differs from roles/ccq/meta/argument_specs.yml and "
+        f"roles/ccq/defaults/main.yml: {REGENERATE}")
 
 
 def test_every_option_has_one_row_in_argument_specs_order():

@@ -1,8 +1,8 @@
-"""The stream fast path's pure parts (item l of ccq_litellm_patches.py).
+"""The stream fast path's pure parts (item l of ccq_proxy/litellm_patches.py).
 
-ccq_stream_fastpath.py is loaded from the very file the role deploys; its
-grammar checks need no LiteLLM, so these run in the host venv, feeding the
-shared translator (ccq_anthropic_wire, tested in test_anthropic_wire.py).  The
+ccq_proxy/stream_fastpath.py is imported from the role's files; its grammar
+checks need no LiteLLM, so these run in the host venv, feeding the shared
+translator (ccq_proxy/anthropic_wire.py, tested in test_anthropic_wire.py).  The
 equivalence with LiteLLM's own stream path is proven end to end in
 tests/integration/test_stream_fastpath_relay.py and test_relay_contract.py.
 """
@@ -10,22 +10,21 @@ tests/integration/test_stream_fastpath_relay.py and test_relay_contract.py.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from callback_support import load_callbacks, load_patches
-from helpers.modules import FASTPATH_FILE, PROXY_FILES, WIRE_FILE, load_file
+from helpers.callback_support import load_patches
+from helpers.modules import PROXY_FILES, load_proxy_module
 
 MODEL = "qwen-3-coder-480b"
 ODD_TEXT = ["ä", 'naïve "quoted" ', "back\\slash ", "new\nline ", "tab\t", "emoji 😀 ",
             "\u2028sep", "</s>", "\x00nul", "日本語"]
 
 
-fp = load_file(FASTPATH_FILE, "ccq_stream_fastpath_under_test")
-wire = load_file(WIRE_FILE, "ccq_anthropic_wire_under_test")
+fp = load_proxy_module("stream_fastpath")
+wire = load_proxy_module("anthropic_wire")
 
 
 # ------------------------------------------------------------ upstream chunk builders
@@ -161,7 +160,7 @@ def test_a_repeating_chunk_loop_is_left_to_litellms_guard() -> None:
             grammar.feed_data(payload)
 
 
-# ------------------------------------------------------------ the knob, the loader, the deploy list
+# ------------------------------------------------------------ the knob, the deployment
 @pytest.mark.parametrize("value, mode", [("0", "off"), (" 0 ", "off"), ("1", "on"), ("", "on"),
                                          ("debug", "debug"), ("DEBUG", "debug")])
 def test_stream_fastpath_knob(value: str, mode: str) -> None:
@@ -172,31 +171,15 @@ def test_stream_fastpath_is_on_by_default() -> None:
     assert load_patches().stream_fastpath_mode({}) == "on"
 
 
-def deployed_files() -> list[str]:
-    """The files the role deploys beside config.yaml (litellm_proxy_callback_files)."""
-    role_vars = yaml.safe_load((PROXY_FILES.parent / "vars/main.yml").read_text())
-    return role_vars["litellm_proxy_callback_files"]
-
-
-def test_the_role_deploys_every_python_file_of_the_callback() -> None:
-    files = deployed_files()
-    assert sorted(files) == sorted(p.name for p in PROXY_FILES.glob("*.py"))
-    assert files[0] == "custom_callbacks.py"  # the file config.yaml loads
-
-
-@pytest.mark.parametrize("companion", deployed_files()[1:])
-def test_a_missing_companion_file_stops_the_proxy_loudly(companion: str, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    callbacks = load_callbacks()  # loading it imports ccq_normalizer: before the delitem
-    monkeypatch.delitem(sys.modules, companion.removesuffix(".py"), raising=False)
-    with pytest.raises(RuntimeError, match=f"{companion} is missing"):
-        callbacks.load_sibling(companion, tmp_path)
-
-
 def test_fastpath_off_installs_nothing() -> None:
-    def load(name: str) -> Any:
-        raise AssertionError(f"{name} loaded with the fast path off")
+    # Without LiteLLM here, installing anything would fail on its import.
+    assert load_patches().install_stream_fastpath({"CCQ_STREAM_FASTPATH": "0"}) is None
+    assert fp.FAST_PATH.description is None
 
-    assert load_patches().install_stream_fastpath(wire, load, {"CCQ_STREAM_FASTPATH": "0"}) is None
+
+def test_the_role_deploys_the_callback_and_its_whole_package() -> None:
+    tasks = yaml.safe_load((PROXY_FILES.parent / "tasks/configure.yml").read_text(encoding="utf-8"))
+    copied = {task["ansible.builtin.copy"]["src"] for task in tasks if "ansible.builtin.copy" in task}
+    assert copied == {"custom_callbacks.py", "ccq_proxy"}
+    # Nothing else of the proxy's Python lies beside them, undeployed.
+    assert [p.name for p in PROXY_FILES.glob("*.py")] == ["custom_callbacks.py"]

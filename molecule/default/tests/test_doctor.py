@@ -3,7 +3,7 @@ a stopped service, a crash loop (systemd's restarts, the journal's error lines),
 as systemd and the journal show them, and the fleet playbook. Doctor must name each with FAIL
 and exit non-zero, its fix must work, and doctor must be clean again. The faults doctor reads
 from files (the launcher, the config, ccq's environment, key files, the upstream's models) are
-tests/unit/test_doctor.py's and test_doctor_end_to_end.py's.
+tests/unit/test_doctor.py's and tests/integration/test_doctor_end_to_end.py's.
 
 Every test leaves the target as it found it: the proxy is healthy again before the next test runs.
 """
@@ -126,7 +126,8 @@ def test_openai_1_100_in_litellms_venv_is_named_and_crash_loops_the_proxy(host):
         # A restart now dies at import: doctor shows the crash loop and its error lines.
         user(host, "systemctl --user restart ccq-litellm.service")
         deadline = time.monotonic() + 180
-        while "ActiveState=failed" not in host.run(as_user("systemctl --user show -p ActiveState ccq-litellm.service")).stdout:
+        show_state = as_user("systemctl --user show -p ActiveState ccq-litellm.service")
+        while "ActiveState=failed" not in host.run(show_state).stdout:
             assert time.monotonic() < deadline, "the proxy did not give up restarting (StartLimitBurst)"
             time.sleep(2)
         doctor = Doctor(host)

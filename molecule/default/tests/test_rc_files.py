@@ -35,7 +35,8 @@ def split_at_block(text: str) -> tuple[str, str, str]:
 
 def backups(host: Any) -> set[str]:
     """blockinfile's backups (<file>.<pid>.<timestamp>~) beside the rc files."""
-    return set(host.run(f"ls -1 {HOME}/.bashrc.*~ {HOME}/.zshrc.*~ {HOME}/dotfiles/zshrc.*~ 2>/dev/null").stdout.split())
+    listing = host.run(f"ls -1 {HOME}/.bashrc.*~ {HOME}/.zshrc.*~ {HOME}/dotfiles/zshrc.*~ 2>/dev/null")
+    return set(listing.stdout.split())
 
 
 def fingerprint(host: Any, path: str) -> str:
@@ -90,7 +91,7 @@ def test_rewriting_our_block_keeps_the_users_lines_and_follows_a_symlink(host):
         result = run_playbook("--tags", "shell")
 
         assert result.returncode == 0, play_output(result)[-3000:]
-        for path, (user_before, old_block, user_after) in before.items():
+        for path, (user_before, _old_block, user_after) in before.items():
             now_before, block, now_after = split_at_block(host.file(path).content_string)
             assert (now_before, now_after) == (user_before, user_after), path
             assert FUNCTIONS in block and "/opt/old-ccq" not in block, path

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import pytest
+
 from helpers.converged_host import as_user, converged_host, proxy_answers, upstream_requests
 from helpers.terminal import Terminal, answer_first_run_screens
 
@@ -41,8 +42,8 @@ FIRST_RUN_SCREENS = (
     ("theme", r"Choose the text style", ("Enter",)),
     ("security notes", r"Press Enter to continue", ("Enter",)),
     # Its cursor starts on "No, exit": down to "Yes", then Enter.
-    ("trust the folder", r"❯ No, exit\s*\n\s*Yes, I trust this folder", ("Down",)),
-    ("trust the folder, chosen", r"❯ Yes, I trust this folder", ("Enter",)),
+    ("trust the folder", r"❯ No, exit\s*\n\s*Yes, I trust this folder", ("Down",)),  # noqa: RUF001 - Claude Code's cursor
+    ("trust the folder, chosen", r"❯ Yes, I trust this folder", ("Enter",)),  # noqa: RUF001 - Claude Code's cursor
 )
 CLASSIFIER_SYSTEM_TEXT = "You are a security monitor"
 SLOW_WORDS = 60
@@ -142,7 +143,8 @@ def test_auto_mode_allows_a_checked_action_without_asking(tui: Terminal, host: A
     assert checks, "no auto-mode classifier request reached the upstream"
     # The classifier's own stop sequence and output size reach Cerebras unchanged (no tools,
     # no tool_choice: Cerebras refuses tool_choice without tools).
-    assert checks[0]["stop"] == ["</block>"] and checks[0]["max_tokens"] < int(TARGET.settings["ccq_max_tokens_ceiling"])
+    assert checks[0]["stop"] == ["</block>"]
+    assert checks[0]["max_tokens"] < int(TARGET.settings["ccq_max_tokens_ceiling"])
     assert all("tools" not in b and "tool_choice" not in b for b in checks)
     spent = host.run(as_user(f"cat {TARGET.path('quota_state')}")).stdout
     assert json.loads(spent)["purposes"]["auto-mode checks"]["requests"] >= len(checks)

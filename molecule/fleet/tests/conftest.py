@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from fleet_support import FAKE_PORT, PROJECT, tail_from, team_play, vault_key
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import testinfra
 import yaml
+
 from helpers.playbook import run_playbook  # pytest.ini: pythonpath = tests
 
 SCENARIO = Path(__file__).resolve().parents[1]
@@ -26,6 +28,13 @@ STAND_IN_VARS = SCENARIO / "vars/stand-in.yml"
 FAKE_PORT = urlparse(yaml.safe_load(STAND_IN_VARS.read_text())["ccq_cerebras_api_base"]).port
 HEALTHY = ("fleet-debian12", "fleet-debian13")
 BROKEN = "fleet-broken"
+# Each healthy laptop's pipx: its version, and where it keeps its venvs (relative to the home).
+PIPX = {"fleet-debian12": ("1.1.0", ".local/pipx/venvs"), "fleet-debian13": ("1.7.1", ".local/share/pipx/venvs")}
+
+
+def target(name: str):
+    """The laptop, as testinfra reaches it."""
+    return testinfra.get_host(f"podman://{name}")
 
 
 def host_vars(name: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 - Debian 12 (pipx 1.1.0, venvs in ~/.local/pipx): a laptop ccq provisioned before pipx, with its
   venv built by `python3 -m venv` in ~/.local/share/pipx/venvs/litellm and ~/.local/bin/litellm
-  linked into it, and no pipx install of litellm;
+  linked into it, no pipx install of litellm, and the callback's modules as loose files;
 - Debian 13 (pipx 1.7.1): a seed-style `pipx install litellm[proxy]==<pin>` plus
   `pipx inject litellm openai==<locked>` that pipx recorded with other arguments than ccq's.
 
@@ -14,6 +14,7 @@ import json
 import shlex
 
 import testinfra
+
 from fleet_support import HEALTHY, host_vars, recap, summary, tail_from, team_play
 from helpers.installs import read_pins
 from helpers.playbook import changed_tasks
@@ -28,13 +29,17 @@ def run_as(name: str, command: str):
 
 def test_a_pre_pipx_venv_and_a_seed_style_install_become_pipxs_install_of_the_lock(converged):
     old = ".local/share/pipx/venvs/litellm"
+    # ...and its callback's modules beside it as files, from before the ccq_proxy package.
+    modules = [f"~/.config/ccq/{name}" for name in ("ccq_normalizer.py", "ccq_quota.py")]
     setup12 = run_as("fleet-debian12", f"pipx uninstall litellm; python3 -m venv ~/{old} "
-                                       f"&& ln -sfn ~/{old}/bin/litellm ~/.local/bin/litellm")
+                                       f"&& ln -sfn ~/{old}/bin/litellm ~/.local/bin/litellm "
+                                       f"&& touch {' '.join(modules)}")
     assert setup12.rc == 0, setup12.stderr
     wheels = "~/.cache/ccq/litellm-wheelhouse"
-    setup13 = run_as("fleet-debian13", f"pipx uninstall litellm; pipx install --pip-args='--no-index --find-links {wheels} "
-                                       f"--no-cache-dir' 'litellm[proxy]=={PINS.litellm_version}' && pipx inject "
-                                       f"--pip-args='--no-index --find-links {wheels}' litellm 'openai>=1.99.1,<1.100'")
+    setup13 = run_as("fleet-debian13", f"pipx uninstall litellm; pipx install --pip-args='--no-index --find-links "
+                                       f"{wheels} --no-cache-dir' 'litellm[proxy]=={PINS.litellm_version}' && "
+                                       f"pipx inject --pip-args='--no-index --find-links {wheels}' litellm "
+                                       "'openai>=1.99.1,<1.100'")
     assert setup13.rc == 0, setup13.stderr
 
     migrated, seconds = team_play("site.yml", "--limit", ",".join(HEALTHY))
@@ -43,6 +48,8 @@ def test_a_pre_pipx_venv_and_a_seed_style_install_become_pipxs_install_of_the_lo
         tail_from(migrated.stdout, "PLAY RECAP")
 
     assert run_as("fleet-debian12", f"test -e ~/{old}").rc != 0, "the pre-pipx venv is still there"
+    left = run_as("fleet-debian12", " || ".join(f"test -e {path}" for path in modules))
+    assert left.rc != 0, "a module from before the package is still there"
     link = run_as("fleet-debian12", "readlink ~/.local/bin/litellm").stdout.strip()
     assert link == f"/home/{host_vars('fleet-debian12')['ccq_user']}/.local/pipx/venvs/litellm/bin/litellm", link
     for name in HEALTHY:

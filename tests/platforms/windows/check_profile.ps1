@@ -1,5 +1,5 @@
 # CI check of the native-PowerShell profile (roles/ccq_shell/templates/ccq.ps1.j2, rendered by
-# render_profile.py): PowerShell itself parses it, dot-sourcing it defines the functions, and
+# scripts/render_windows_profile.py): PowerShell itself parses it, dot-sourcing it defines the functions, and
 # loading it leaves no ccq variable in the session. Runs under Windows PowerShell 5.1 and
 # PowerShell 7. It does not run ccq: that needs LiteLLM on Windows, which is untested.
 param([Parameter(Mandatory = $true)][string]$ProfilePath)

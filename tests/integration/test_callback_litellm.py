@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from callback_support import (
+from helpers.callback_support import (
     cerebras_policy,
     claude_code_payloads,
     claude_code_request,
@@ -25,7 +25,7 @@ from callback_support import (
     tool_result,
     tool_use,
 )
-from helpers.modules import TESTS_DIR
+from helpers.modules import NO_BYTECODE_ENV, TESTS_DIR
 
 pytestmark = pytest.mark.integration
 HARNESS = Path(__file__).resolve().parent / "litellm_harness.py"
@@ -35,7 +35,8 @@ def harness(python: str, jobs: list[list[Any]], *, patches: bool) -> dict[str, A
     """Run a batch of harness scenarios in one process of the LiteLLM venv."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CEREBRAS_", "LITELLM_", "ANTHROPIC_"))}
     env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "CCQ_LITELLM_PATCHES": "1" if patches else "0",
-                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", "PYTHONPATH": str(TESTS_DIR)})
+                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", "PYTHONPATH": str(TESTS_DIR),
+                **NO_BYTECODE_ENV})
     proc = subprocess.run([python, str(HARNESS), "batch"], input=json.dumps(jobs), capture_output=True,
                           text=True, timeout=300, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("CCQ-RESULT ")]

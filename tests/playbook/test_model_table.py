@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -108,14 +109,15 @@ def test_each_model_and_tier_gets_its_own_limits(tmp_path, cerebras, model, tier
     budget, quota = VARS["ccq_budget"], row.get("tokens_per_minute", {}).get(tier, 0)
     output = min(row["max_output"], DEFAULTS["ccq_max_tokens_ceiling"], window // VARS["ccq_output_share"])
     threshold = window - min(output, budget["output_reserve_max"]) - budget["compact_reserve"]
+    limit = min([window] + [quota] * bool(quota))  # the window, or the quota when one is smaller
     tool = max(1024, min(window // VARS["ccq_tool_output_share"],
                          (threshold - budget["base_prompt"]) // (budget["restored_files"] + budget["parallel_reads"]),
-                         (min([window] + [quota] * bool(quota)) - threshold - output - budget["margin"])
+                         (limit - threshold - output - budget["margin"])
                          // budget["parallel_reads"]))
     # After a compaction with its files read back, a turn of two maximal reads fits below the
     # threshold, and the compaction request after it fits the window and the quota.
     assert budget["base_prompt"] + (budget["restored_files"] + budget["parallel_reads"]) * tool <= threshold
-    assert threshold + budget["parallel_reads"] * tool + budget["margin"] + output <= min([window] + [quota] * bool(quota))
+    assert threshold + budget["parallel_reads"] * tool + budget["margin"] + output <= limit
     assert got["env"]["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == str(window)
     assert got["env"]["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == str(output)
     assert got["env"]["CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS"] == str(tool)

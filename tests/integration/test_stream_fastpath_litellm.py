@@ -1,5 +1,5 @@
-"""The shared guard of ccq_litellm_patches.py against a real LiteLLM 1.74.0.post2
-(the patches, items k-r, and the stream fast path, item l).
+"""The shared guard (ccq_proxy/guard.py) against a real LiteLLM 1.74.0.post2
+(the patches, items k-t, and the stream fast path, item l).
 
 Each test runs a short script in the pinned LiteLLM venv (CCQ_LITELLM_PYTHON,
 else the suite's cached venv), loading custom_callbacks.py by file path as
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from helpers.modules import CALLBACK_FILE, FASTPATH_FILE, PATCHES_FILE, TESTS_DIR
+from helpers.modules import CALLBACK_FILE, NO_BYTECODE_ENV, TESTS_DIR
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ PRELUDE = f"""
 import json, sys
 import litellm.proxy.proxy_server  # the proxy imports this before the callback
 from litellm.llms.anthropic.experimental_pass_through.adapters import transformation as tf
-from helpers.modules import load_file as load
+from helpers.modules import load_file as load, load_proxy_module
 
 def load_callbacks():
     return load({str(CALLBACK_FILE)!r}, "custom_callbacks")
@@ -36,7 +36,7 @@ def load_callbacks():
 def run(python: str, body: str, tmp_path: Path, **env: str) -> tuple[int, Any, str]:
     """Run PRELUDE + body; return (exit code, the JSON it printed last, stderr)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("CEREBRAS_", "LITELLM_", "CCQ_"))}
-    clean.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(TESTS_DIR), **env})
+    clean.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(TESTS_DIR), **NO_BYTECODE_ENV, **env})
     proc = subprocess.run([python, "-c", PRELUDE + textwrap.dedent(body)], capture_output=True, text=True,
                           timeout=180, env=clean, cwd=tmp_path)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -47,7 +47,8 @@ REFUSALS = {
     "litellm": ("md.version = lambda p: '1.75.0' if p == 'litellm' else real(p)", "1.74.0.post2"),
     "openai": ("md.version = lambda p: '1.100.0' if p == 'openai' else real(p)", "openai"),
     "source": ("fp.FINGERPRINTS['CustomStreamWrapper.chunk_creator'] = '0' * 16", "chunk_creator"),
-    "unrecorded": ("del fp.FINGERPRINTS['openai.SSEDecoder.decode']", "SSEDecoder.decode"),
+    # A function the table names that the installed LiteLLM no longer has.
+    "gone": ("fp.FINGERPRINTS['CustomStreamWrapper.gone_in_this_release'] = '0' * 16", "gone_in_this_release"),
 }
 
 
@@ -58,7 +59,7 @@ def installed(litellm_python: str, tmp_path_factory: pytest.TempPathFactory) -> 
     checks = "".join(f"""
         try:
             {change}
-            patches.check_stream_fastpath(fp)
+            patches.check_stream_fastpath()
             out["refusals"][{name!r}] = None
         except RuntimeError as exc:
             out["refusals"][{name!r}] = str(exc)
@@ -70,13 +71,14 @@ def installed(litellm_python: str, tmp_path_factory: pytest.TempPathFactory) -> 
         import importlib.metadata as md
         real = md.version
         cc = load_callbacks()
-        patches = sys.modules["ccq_litellm_patches"]
-        fp = sys.modules["ccq_stream_fastpath"]
+        patches = load_proxy_module("litellm_patches")
+        fp = load_proxy_module("stream_fastpath")
+        guard = load_proxy_module("guard")
         recorded = dict(fp.FINGERPRINTS)
         fn = tf.AnthropicAdapter.translate_completion_output_params_streaming
-        out = {"patched": fn.__name__, "fp": fp._installed, "recorded": recorded, "refusals": {},
-               "now": patches.source_hashes(fp.reproduced_functions()),
-               "patched_now": patches.source_hashes(patches.patched_functions()),
+        out = {"patched": fn.__name__, "fp": fp.FAST_PATH.description, "recorded": recorded, "refusals": {},
+               "now": guard.source_hashes(fp.reproduced_functions()),
+               "patched_now": guard.source_hashes(patches.patched_functions()),
                "patched_recorded": dict(patches.PATCHED_SOURCES)}
     """ + checks + """
         print(json.dumps(out))
@@ -86,7 +88,7 @@ def installed(litellm_python: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_callback_installs_the_fast_path_after_its_fixes(installed: dict[str, Any]) -> None:
-    assert installed["patched"] == "_patched_translate"
+    assert installed["patched"] == "relay_with_fast_path"
     assert installed["fp"].startswith("ccq stream fast path on litellm 1.74.0.post2")
 
 
@@ -105,23 +107,23 @@ def test_fast_path_off_keeps_litellms_own_path_with_ccqs_translator(litellm_pyth
     code, out, err = run(litellm_python, """
         cc = load_callbacks()
         fn = tf.AnthropicAdapter.translate_completion_output_params_streaming
-        print(json.dumps({"ccq": getattr(fn, "_ccq_patched", False), "module": fn.__module__,
-                          "loaded": "ccq_stream_fastpath" in sys.modules}))
+        print(json.dumps({"ccq": getattr(fn, "_ccq_patched", False), "name": fn.__name__,
+                          "installed": load_proxy_module("stream_fastpath").FAST_PATH.description}))
     """, tmp_path, CCQ_STREAM_FASTPATH="0")
     assert code == 0, err
-    assert out["ccq"] is True and out["loaded"] is False
-    assert out["module"] != "ccq_stream_fastpath"
+    assert out["ccq"] is True and out["installed"] is None
+    assert out["name"] == "translate_completion_output_params_streaming"  # item m's, not the fast path's
 
 
 def test_fast_path_refuses_to_run_without_ccqs_stream_translation(litellm_python: str, tmp_path: Path) -> None:
     code, out, err = run(litellm_python, """
-        patches = load(%r, "patches")
+        patches = load_proxy_module("litellm_patches")
         try:
-            patches.install_stream_fastpath(None, lambda name: load(%r, "fp"), {})
+            patches.install_stream_fastpath({})
             print(json.dumps({"raised": None}))
         except RuntimeError as exc:
             print(json.dumps({"raised": str(exc)}))
-    """ % (str(PATCHES_FILE), str(FASTPATH_FILE)), tmp_path)
+    """, tmp_path)
     assert code == 0, err
     assert "apply ccq's LiteLLM patches first" in (out["raised"] or "")
 
@@ -130,7 +132,8 @@ def test_the_proxy_refuses_to_start_on_a_changed_litellm_source(litellm_python: 
     # What a LiteLLM with one patched function changed does to the callback's load: it
     # raises before patching anything, naming the function and the way out.
     code, out, err = run(litellm_python, """
-        patches = load(%r, "ccq_litellm_patches", register=True)
+        patches = load_proxy_module("litellm_patches")
+        guard = load_proxy_module("guard")
         patches.PATCHED_SOURCES["Handler.async_anthropic_messages_handler"] = "0" * 16
         try:
             load_callbacks()
@@ -138,8 +141,8 @@ def test_the_proxy_refuses_to_start_on_a_changed_litellm_source(litellm_python: 
         except RuntimeError as exc:
             raised = str(exc)
         fn = tf.AnthropicAdapter.translate_completion_output_params_streaming
-        print(json.dumps({"raised": raised, "patched": patches.is_marked(fn)}))
-    """ % str(PATCHES_FILE), tmp_path)
+        print(json.dumps({"raised": raised, "patched": guard.is_marked(fn)}))
+    """, tmp_path)
     assert code == 0, err
     assert "Handler.async_anthropic_messages_handler" in (out["raised"] or ""), out
     assert "CCQ_LITELLM_PATCHES=0" in out["raised"]

@@ -8,7 +8,7 @@ up to 24 tools and about 78 KB, as issue 3 describes; without fixtures a
 built request of the same size is used.  Target: under 300 us on a 2-core
 laptop-class machine.
 
-    .venv/bin/python tests/unit/bench_callback.py [--repeat 7] [--json]
+    .venv/bin/python bench/bench_callback.py [--repeat 7] [--json]
 """
 
 from __future__ import annotations
@@ -21,16 +21,17 @@ import sys
 import timeit
 from pathlib import Path
 
-# Run as a script: tests/unit (callback_support) and tests (helpers) are not on the path.
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+# Run as a script: tests (helpers) is not on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from callback_support import cerebras_policy, full_size_request, load_callbacks  # noqa: E402
+from helpers.callback_support import cerebras_policy, full_size_request, load_callbacks
+from helpers.modules import load_proxy_module
 
 
 def measure(repeat: int) -> dict[str, object]:
     """Per-call timings of normalize_request and of the whole pre-call hook."""
     cc = load_callbacks()
-    normalizer = cc.normalizer  # the module the hook runs
+    normalizer = load_proxy_module("normalizer")  # the module the hook runs
     policy = cerebras_policy()
     request = full_size_request()
     hook = cc.CcqAnthropicNormalizer(policy=policy, max_tokens_ceiling=16384)

@@ -4,8 +4,9 @@ Each test builds a home directory laid out as the roles lay it out: the real ccq
 functions (rendered from roles/ccq_shell) and proxy launcher (roles/litellm_service), a
 ~/.bashrc with ccq's marked block, 0600 key files, config.yaml rendered from
 roles/litellm_proxy, a LiteLLM venv (its dist-info only), a stand-in LiteLLM process started
-the way ccq starts it on demand (pidfile, log file), and the fake Cerebras upstream.  Faults are injected one at a time: doctor must name each with
-FAIL and exit 1, and be clean again once it is repaired.  No key may ever reach the output.
+the way ccq starts it on demand (pidfile, log file), and the fake Cerebras upstream.  Faults
+are injected one at a time: doctor must name each with FAIL and exit 1, and be clean again
+once it is repaired.  No key may ever reach the output.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ from typing import Any
 
 import pytest
 
-from helpers.stack import free_port, served_model, stop_process
-from helpers.http import wait_http_ok
 from helpers.doctor_settings import ccq_layout, doctor_settings
-from helpers.modules import load_doctor
+from helpers.http import wait_http_ok
+from helpers.modules import build_doctor, load_doctor
+from helpers.stack import free_port, served_model, stop_process
+
+# Processes: the fake Cerebras, a stand-in LiteLLM started by the rendered launcher, the built
+# doctor file (tests/unit stays in-process).
+pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-DOCTOR = REPO / "roles/ccq_doctor/files/ccq_doctor.py"
 SHELL_TEMPLATE = REPO / "roles/ccq_shell/templates/ccq.sh.j2"
 LAUNCHER_TEMPLATE = REPO / "roles/litellm_service/templates/ccq-proxy.sh.j2"
 # The launcher's systemd unit: none by this name, so its --start never touches a real ccq.
@@ -64,7 +68,8 @@ config = open(args.config).read()
 aliases = re.findall(r'model_name: "?([^"\\n]+)"?', config)
 loaded = []
 for name in re.findall(r"callbacks: *custom_callbacks\\.(\\w+)", config):
-    spec = importlib.util.spec_from_file_location("custom_callbacks", os.path.join(os.path.dirname(args.config), "custom_callbacks.py"))
+    callbacks_file = os.path.join(os.path.dirname(args.config), "custom_callbacks.py")
+    spec = importlib.util.spec_from_file_location("custom_callbacks", callbacks_file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     loaded.append(type(getattr(module, name)).__name__)
@@ -79,7 +84,8 @@ class H(BaseHTTPRequestHandler):
         elif self.path == "/v1/models":
             status, body = 200, {{"data": [{{"id": a}} for a in aliases]}}
         elif self.path == "/health/readiness":
-            status, body = 200, {{"litellm_version": "{litellm_version}", "success_callbacks": loaded + ["ServiceLogging"]}}
+            status, body = 200, {{"litellm_version": "{litellm_version}",
+                                  "success_callbacks": loaded + ["ServiceLogging"]}}
         else:
             status, body = 404, {{}}
         data = json.dumps(body).encode()
@@ -129,6 +135,8 @@ class Home:
     master_key: str = field(default_factory=lambda: "sk-ccq-" + secrets.token_hex(20))
     proxy: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The doctor as the role deploys it: the one file built from the package (the doctor fixture).
+    doctor_file: Path = Path()
     # The Cerebras model of Claude Code's background calls (ccq_background_model); "": none.
     background: str = ""
 
@@ -152,7 +160,8 @@ class Home:
             paths[name].chmod(0o700)
         write_private(paths["api_key_file"], self.upstream_key)
         write_private(paths["master_key_file"], self.master_key)
-        write_private(paths["proxy_env_file"], f"CEREBRAS_API_KEY={self.upstream_key}\nLITELLM_MASTER_KEY={self.master_key}\n"
+        write_private(paths["proxy_env_file"], f"CEREBRAS_API_KEY={self.upstream_key}\n"
+                                               f"LITELLM_MASTER_KEY={self.master_key}\n"
                                                "LITELLM_LOCAL_MODEL_COST_MAP=True\nCCQ_MAX_TOKENS_CEILING=16384\n")
         models = [served_model(ALIAS, ALIAS, window=65536)]
         if self.background:
@@ -166,10 +175,16 @@ class Home:
             SHELL_TEMPLATE, ccq_shell_paths=shell_paths, ccq_shell_proxy_port=self.port, ccq_shell_model_alias=ALIAS,
             ccq_shell_background_model_alias=self.background_alias, ccq_shell_start_timeout=5,
             ccq_shell_claude_code_environment=CLAUDE_CODE_LIMITS, ccq_shell_claude_code_arguments=[]), 0o644)
+        # doctor.json (written last), whose launcher_argv the launcher runs.
+        settings = doctor_settings(
+            self.home, port=self.port, model_alias=ALIAS, api_base=self.upstream_base,
+            model_preference=["qwen-3-coder-480b", "zai-glm-4.7", "gpt-oss-120b"], service_manager="none",
+            claude_code_environment=CLAUDE_CODE_LIMITS, background_model_alias=self.background_alias,
+            background_model=self.background, retired_models=RETIRED)
         paths["proxy_launcher"].parent.mkdir(parents=True, exist_ok=True)
         write_private(paths["proxy_launcher"], render(
             LAUNCHER_TEMPLATE, litellm_service_paths=shell_paths, litellm_service_port=self.port,
-            litellm_service_executable=str(paths["litellm_venv"] / "bin/litellm"),
+            litellm_service_litellm_argv=settings["launcher_argv"],
             litellm_service_launcher=str(paths["proxy_launcher"]), litellm_service_name=TEST_SERVICE_NAME,
             litellm_service_health_url=f"http://127.0.0.1:{self.port}/health/liveliness"), 0o700)
         write_private(self.home / ".bashrc", "# the user's own line\n# BEGIN ccq: cc and ccq\n"
@@ -177,17 +192,13 @@ class Home:
                       0o644)
         venv = paths["litellm_venv"]
         write_private(venv / "bin/python", f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', 0o755)
-        write_private(venv / "bin/litellm", FAKE_LITELLM.format(python=sys.executable, litellm_version=LITELLM_VERSION), 0o755)
+        write_private(venv / "bin/litellm",
+                      FAKE_LITELLM.format(python=sys.executable, litellm_version=LITELLM_VERSION), 0o755)
         for name, version in (("litellm", LITELLM_VERSION), ("openai", "1.99.9")):
             write_private(venv / f"lib/python3.11/site-packages/{name}-{version}.dist-info/METADATA",
                           f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", 0o644)
         write_private(paths["bin_dir"] / "claude", f"#!/bin/sh\necho '{CLAUDE_CODE_VERSION} (Claude Code)'\n", 0o755)
         write_private(self.root / "fakebin/node", "#!/bin/sh\necho v18.19.0\n", 0o755)
-        settings = doctor_settings(
-            self.home, port=self.port, model_alias=ALIAS, api_base=self.upstream_base,
-            model_preference=["qwen-3-coder-480b", "zai-glm-4.7", "gpt-oss-120b"], service_manager="none",
-            claude_code_environment=CLAUDE_CODE_LIMITS, background_model_alias=self.background_alias,
-            background_model=self.background, retired_models=RETIRED)
         write_private(paths["doctor_config"], json.dumps(settings))
         return self
 
@@ -220,7 +231,7 @@ class Home:
         return env
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, str(DOCTOR), *args], env=self.env(), cwd=self.home,
+        done = subprocess.run([sys.executable, str(self.doctor_file), *args], env=self.env(), cwd=self.home,
                               capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
         for secret in (self.master_key, self.upstream_key, *self.paths_secrets()):
             assert secret not in done.stdout + done.stderr, "a key reached the output"
@@ -230,7 +241,8 @@ class Home:
         paths = self.paths
         found = [paths["master_key_file"].read_text().strip() if paths["master_key_file"].exists() else ""]
         env_file = paths["proxy_env_file"].read_text() if paths["proxy_env_file"].exists() else ""
-        found += [line.split("=", 1)[1] for line in env_file.splitlines() if line.startswith(("CEREBRAS_", "LITELLM_MASTER"))]
+        found += [line.split("=", 1)[1] for line in env_file.splitlines()
+                  if line.startswith(("CEREBRAS_", "LITELLM_MASTER"))]
         return [s for s in found if s]
 
     def doctor(self) -> tuple[int, dict[str, str], str]:
@@ -241,10 +253,16 @@ class Home:
         return done.returncode, statuses, done.stdout
 
 
+@pytest.fixture(scope="module")
+def doctor_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The doctor built into one file, as roles/ccq_doctor builds and deploys it."""
+    return build_doctor(tmp_path_factory.mktemp("doctor") / "ccq_doctor.py")
+
+
 @pytest.fixture
-def home(tmp_path: Path, make_fake: Callable[..., Any]) -> Iterator[Home]:
+def home(tmp_path: Path, make_fake: Callable[..., Any], doctor_file: Path) -> Iterator[Home]:
     fake = make_fake("--models", SERVED)
-    built = Home(tmp_path, fake.api_base, fake.api_key).build()
+    built = Home(tmp_path, fake.api_base, fake.api_key, doctor_file=doctor_file).build()
     built.start_proxy()
     yield built
     built.stop_proxy()
@@ -325,10 +343,10 @@ def test_status_shows_the_quota_the_proxy_last_heard_of(home):
 
 
 @pytest.fixture
-def background_home(tmp_path: Path, make_fake: Callable[..., Any]) -> Iterator[Home]:
+def background_home(tmp_path: Path, make_fake: Callable[..., Any], doctor_file: Path) -> Iterator[Home]:
     """A home whose Claude Code background calls go to gpt-oss-120b behind their own alias."""
     fake = make_fake("--models", SERVED)
-    built = Home(tmp_path, fake.api_base, fake.api_key, background="gpt-oss-120b").build()
+    built = Home(tmp_path, fake.api_base, fake.api_key, doctor_file=doctor_file, background="gpt-oss-120b").build()
     built.start_proxy()
     yield built
     built.stop_proxy()
@@ -387,8 +405,8 @@ def test_logs_show_recent_lines_with_every_key_masked(home):
     assert "***" in lines[0] and "***" in lines[1]
 
 
-def test_checks_are_listed_as_the_readme_table():
-    done = subprocess.run([sys.executable, str(DOCTOR), "checks", "--markdown"], capture_output=True, text=True)
+def test_checks_are_listed_as_the_readme_table(doctor_file):
+    done = subprocess.run([sys.executable, str(doctor_file), "checks", "--markdown"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("| doctor check |")
 
 
@@ -436,7 +454,8 @@ def rotate_the_master_key_without_restart(home: Home) -> Repair:
     new_key = "sk-ccq-" + secrets.token_hex(20)
     paths = home.paths
     edit(paths["master_key_file"], lambda _: new_key)
-    edit(paths["proxy_env_file"], lambda text: re.sub(r"(?m)^LITELLM_MASTER_KEY=.*$", f"LITELLM_MASTER_KEY={new_key}", text))
+    edit(paths["proxy_env_file"],
+         lambda text: re.sub(r"(?m)^LITELLM_MASTER_KEY=.*$", f"LITELLM_MASTER_KEY={new_key}", text))
 
     def repair() -> None:  # doctor's fix: restart the proxy so it reads the new key
         home.master_key = new_key
@@ -510,11 +529,13 @@ def start_without_the_callback(home: Home) -> Repair:
 
 
 def unset_the_routing_variables(home: Home) -> Repair:
-    return edit(home.paths["shell_functions"], drop_lines("ANTHROPIC_DEFAULT_SONNET_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL"))
+    return edit(home.paths["shell_functions"],
+                drop_lines("ANTHROPIC_DEFAULT_SONNET_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL"))
 
 
 def unset_the_small_fast_variables(home: Home) -> Repair:
-    return edit(home.paths["shell_functions"], drop_lines("ANTHROPIC_SMALL_FAST_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL"))
+    return edit(home.paths["shell_functions"],
+                drop_lines("ANTHROPIC_SMALL_FAST_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL"))
 
 
 def stop_telling_claude_code_the_window(home: Home) -> Repair:
@@ -523,7 +544,8 @@ def stop_telling_claude_code_the_window(home: Home) -> Repair:
 
 
 def make_the_alias_stale(home: Home) -> Repair:
-    return edit(home.paths["proxy_config"], lambda text: text.replace(f'model_name: "{ALIAS}"', 'model_name: "renamed-alias"'))
+    return edit(home.paths["proxy_config"],
+                lambda text: text.replace(f'model_name: "{ALIAS}"', 'model_name: "renamed-alias"'))
 
 
 def point_at_an_upstream_without_the_model(home: Home, make_fake: Callable[..., Any]) -> Repair:
@@ -564,11 +586,12 @@ def remove_claude_code(home: Home) -> Repair:
     return repair
 
 
-def shadow_ccq_with_the_seed_recipe(home: Home) -> Repair:
-    seed = ('ccq() {\n  NO_PROXY="127.0.0.1,localhost" ANTHROPIC_BASE_URL="http://127.0.0.1:4000" \\\n'
+def shadow_ccq_with_the_blog_recipes_ccq(home: Home) -> Repair:
+    # The ccq() of the Japanese blog recipe ccq started from, further down ~/.bashrc.
+    blog_recipe = ('ccq() {\n  NO_PROXY="127.0.0.1,localhost" ANTHROPIC_BASE_URL="http://127.0.0.1:4000" \\\n'
             '  ANTHROPIC_AUTH_TOKEN="sk-local" ANTHROPIC_SMALL_FAST_MODEL="qwen-3-coder-480b" \\\n'
             '  claude --model qwen-3-coder-480b "$@"\n}\n')
-    return edit(home.home / ".bashrc", lambda text: text + seed)
+    return edit(home.home / ".bashrc", lambda text: text + blog_recipe)
 
 
 def remove_the_rc_block(home: Home) -> Repair:
@@ -595,7 +618,7 @@ FAULTS: list[tuple[str, Callable[..., Repair], set[str]]] = [
     ("a proxy variable without NO_PROXY", proxy_variable_and_a_ccq_without_no_proxy, {"proxy-env"}),
     ("Cerebras refuses the key", refuse_the_cerebras_key, {"upstream"}),
     ("Claude Code is missing", remove_claude_code, {"claude-code"}),
-    ("the seed recipe's ccq shadows ccq's", shadow_ccq_with_the_seed_recipe, {"auth", "routing"}),
+    ("the blog recipe's ccq shadows ccq's", shadow_ccq_with_the_blog_recipes_ccq, {"auth", "routing"}),
     ("no ccq in a new shell", remove_the_rc_block, {"shell"}),
 ]
 
@@ -663,10 +686,11 @@ def test_doctor_runs_only_the_checks_named(home):
     # What ccq tells Claude Code includes the command its exit hint names: doctor says how to resume.
     assert re.search(r"^ok +window +.*; resume a session with `ccq --resume <id>` or `ccq --continue`$",
                      done.stdout, re.MULTILINE), done.stdout
-    checks = [line.split()[1] for line in done.stdout.splitlines()[1:] if line.split()[:1] in (["ok"], ["warn"], ["FAIL"])]
+    checks = [line.split()[1] for line in done.stdout.splitlines()[1:]
+              if line.split()[:1] in (["ok"], ["warn"], ["FAIL"])]
     assert checks == ["window", "model"], done.stdout  # in doctor's own order
     unknown = home.run("doctor", "model", "windows")
     assert unknown.returncode == 2
     assert unknown.stdout.strip().splitlines() == [
         "ccq doctor: no check named 'windows'; `ccq doctor` knows: "
-        + " ".join(check.id for check in load_doctor().CHECKS)]
+        + " ".join(check.id for check in load_doctor().checks.CHECKS)]

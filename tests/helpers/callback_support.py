@@ -1,9 +1,9 @@
 """Shared helpers for the callback tests: loading, payloads, policies, checks.
 
-The callback and its parts are loaded from the very files the role deploys, the
-way LiteLLM loads the callback (importlib.util.spec_from_file_location, not
-registered in sys.modules), so a test also catches a module that only imports in
-pytest.
+The callback is loaded from the very file the role deploys, the way LiteLLM loads
+it (importlib.util.spec_from_file_location, not registered in sys.modules), so a
+test also catches a module that only imports in pytest; its parts are the modules
+of the ccq_proxy package it imports, from the role's files too.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import copy
 import functools
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
-from helpers.modules import CALLBACK_FILE, NORMALIZER_FILE, PATCHES_FILE, load_file
+from .modules import CALLBACK_FILE, load_file, load_proxy_module
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_DIR = REPO / "tests" / "fixtures" / "claude_code_requests"
@@ -27,20 +28,21 @@ EPHEMERAL = {"type": "ephemeral"}
 @functools.lru_cache(maxsize=1)
 def load_callbacks() -> ModuleType:
     """The deployed custom_callbacks.py, loaded as LiteLLM's proxy loads it."""
+    load_proxy_module("hook")  # the package it imports, without writing bytecode into the role's files
     return load_file(CALLBACK_FILE, "custom_callbacks")
 
 
 @functools.lru_cache(maxsize=1)
 def load_normalizer() -> ModuleType:
-    """The deployed ccq_normalizer.py (the request side, items a-j)."""
-    return load_file(NORMALIZER_FILE, "ccq_normalizer_under_test")
+    """ccq_proxy.normalizer (the request side, items a-l)."""
+    return load_proxy_module("normalizer")
 
 
 @functools.lru_cache(maxsize=1)
 def load_patches() -> ModuleType:
-    """The deployed ccq_litellm_patches.py (the response side, items k-r); without
-    LiteLLM only its plain-Python parts can run."""
-    return load_file(PATCHES_FILE, "ccq_litellm_patches_under_test")
+    """ccq_proxy.litellm_patches (the response side, items k-t); without LiteLLM only
+    its plain-Python parts can run."""
+    return load_proxy_module("litellm_patches")
 
 
 def cerebras_policy(**overrides: Any) -> Any:
@@ -135,7 +137,8 @@ def claude_code_request(*, stream: bool = True) -> dict[str, Any]:
                 text("<system-reminder>\nAttribution guidance.\n</system-reminder>"),
                 text("Use the Agent tool once, then say done."),
             ]},
-            {"role": "system", "content": [text("# Environment\nPrimary working directory: /w", cache_control=EPHEMERAL)]},
+            {"role": "system",
+             "content": [text("# Environment\nPrimary working directory: /w", cache_control=EPHEMERAL)]},
             {"role": "assistant", "content": [
                 text("Delegating."),
                 tool_use("toolu_agent1", "Agent", prompt="probe", subagent_type="general-purpose"),

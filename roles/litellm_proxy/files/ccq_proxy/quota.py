@@ -1,6 +1,6 @@
 """Cerebras' rate limits as the proxy last heard them, and the wait that keeps a request inside them.
 
-Part of ccq: deployed beside custom_callbacks.py; ccq_litellm_patches.py loads this file and
+Part of the ccq_proxy package: litellm_patches.py imports this module and
 hooks a QuotaBook into the httpx client that LiteLLM's openai SDK sends every upstream request
 through (item r), so both relay paths (the fast path and LiteLLM's own) are paced alike.
 Plain Python: no LiteLLM import, unit-tested on its own.
@@ -32,8 +32,9 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any
 
 LOG = logging.getLogger("ccq.quota")
 
@@ -49,16 +50,16 @@ RESET_MARGIN = 0.5
 class Quota:
     """One model's figures from its last answer; times are wall-clock seconds since the epoch."""
 
-    tokens_limit: Optional[int] = None
-    tokens_remaining: Optional[int] = None
-    tokens_reset_at: Optional[float] = None
-    requests_day_limit: Optional[int] = None
-    requests_day_remaining: Optional[int] = None
-    requests_day_reset_at: Optional[float] = None
-    seen_at: Optional[float] = None
+    tokens_limit: int | None = None
+    tokens_remaining: int | None = None
+    tokens_reset_at: float | None = None
+    requests_day_limit: int | None = None
+    requests_day_remaining: int | None = None
+    requests_day_reset_at: float | None = None
+    seen_at: float | None = None
 
 
-def _number(headers: Mapping[str, Any], name: str) -> Optional[float]:
+def _number(headers: Mapping[str, Any], name: str) -> float | None:
     raw = headers.get(HEADER_PREFIX + name)
     try:
         value = float(raw) if raw is not None else None
@@ -90,7 +91,7 @@ def request_purpose(body: Mapping[str, Any]) -> str:
     return WORK
 
 
-def _int(value: Optional[float]) -> Optional[int]:
+def _int(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
@@ -103,14 +104,14 @@ def request_cost(body: Mapping[str, Any], body_bytes: int) -> int:
 class QuotaBook:
     """The last known quota of each upstream model, and the waits it implies."""
 
-    def __init__(self, max_wait: float, state_file: Optional[str] = None,
+    def __init__(self, max_wait: float, state_file: str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.max_wait = max_wait
         self.state_file = state_file
         self.clock = clock
-        self.quotas: Dict[str, Quota] = {}
+        self.quotas: dict[str, Quota] = {}
         # Per request_purpose since the proxy started: requests, and the tokens they reserved.
-        self.purposes: Dict[str, Dict[str, int]] = {}
+        self.purposes: dict[str, dict[str, int]] = {}
         # Other counts since the start that `ccq status` shows (the wire writer's repairs).
         self.counters: Mapping[str, int] = {}
 
@@ -167,7 +168,7 @@ class QuotaBook:
             return 0.0
         return wait
 
-    def snapshot(self) -> Dict[str, Dict[str, Any]]:
+    def snapshot(self) -> dict[str, dict[str, Any]]:
         return {model: asdict(q) for model, q in self.quotas.items()}
 
     def _write(self) -> None:

@@ -37,7 +37,7 @@ def selected(result: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture
 def served(make_fake: Any) -> Any:
-    """A fake Cerebras that no longer serves the seed's model."""
+    """A fake Cerebras that no longer serves the model of the Japanese blog recipe ccq started from."""
     return make_fake("--models", "gpt-oss-120b,zai-glm-4.7,llama3.1-8b")
 
 

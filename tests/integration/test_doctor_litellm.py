@@ -29,36 +29,36 @@ def facts_for(proxy_stack, litellm_venv: Path, tmp_path: Path, master_key: str):
     defaults = doctor_settings(home)
     paths = {**defaults["paths"], "config_dir": str(workdir), "proxy_config": str(workdir / "config.yaml"),
              "proxy_callbacks": str(workdir / "custom_callbacks.py"), "litellm_venv": str(litellm_venv)}
-    settings = doctor.settings_from(doctor_settings(home, paths=paths, port=int(proxy_stack.proxy.port),
+    settings = doctor.settings.settings_from(doctor_settings(home, paths=paths, port=int(proxy_stack.proxy.port),
                                                     model_alias="qwen-3-coder-480b", service_manager="none"))
     settings.paths["master_key_file"].parent.mkdir(parents=True)
     settings.paths["master_key_file"].write_text(master_key)
-    capture = doctor.Capture(True, "test", env={}, argv=["--model", "qwen-3-coder-480b"],
-                             token_fingerprint=doctor.fingerprint(master_key))
-    return doctor.Facts(settings).preset(capture=capture, capture_direct=capture, env_file={})
+    capture = doctor.facts.Capture(True, "test", env={}, argv=["--model", "qwen-3-coder-480b"],
+                             token_fingerprint=doctor.parsing.fingerprint(master_key))
+    return doctor.facts.Facts(settings).preset(capture=capture, capture_direct=capture, env_file={})
 
 
 def verdict(check_id, facts):
-    return next(c for c in doctor.CHECKS if c.id == check_id).run(facts)
+    return next(c for c in doctor.checks.CHECKS if c.id == check_id).run(facts)
 
 
 def test_the_master_key_is_accepted_and_the_alias_is_listed(proxy_stack, litellm_venv, tmp_path):
     facts = facts_for(proxy_stack, litellm_venv, tmp_path, proxy_stack.token)
-    assert verdict("auth", facts).status == doctor.OK
+    assert verdict("auth", facts).status == doctor.findings.OK
     alias = verdict("alias", facts)
-    assert alias.status == doctor.OK and "running proxy" in alias.message
+    assert alias.status == doctor.findings.OK and "running proxy" in alias.message
 
 
 def test_a_key_the_running_proxy_does_not_hold_is_a_401(proxy_stack, litellm_venv, tmp_path):
     facts = facts_for(proxy_stack, litellm_venv, tmp_path, "sk-ccq-rotated-" + "0" * 16)
     finding = verdict("auth", facts)
-    assert finding.status == doctor.FAIL and finding.message.startswith("401 Unauthorized")
+    assert finding.status == doctor.findings.FAIL and finding.message.startswith("401 Unauthorized")
 
 
 def test_ccqs_callback_imports_in_the_pinned_venv_and_versions_match(proxy_stack, litellm_venv, tmp_path):
     facts = facts_for(proxy_stack, litellm_venv, tmp_path, proxy_stack.token)
-    assert verdict("callback", facts).status == doctor.OK
-    assert verdict("versions", facts).status == doctor.OK
+    assert verdict("callback", facts).status == doctor.findings.OK
+    assert verdict("versions", facts).status == doctor.findings.OK
 
 
 def test_a_callback_that_fails_in_the_venv_is_caught(proxy_stack, litellm_venv, tmp_path):
@@ -69,4 +69,4 @@ def test_a_callback_that_fails_in_the_venv_is_caught(proxy_stack, litellm_venv, 
     facts.settings.paths.update(config_dir=broken, proxy_config=broken / "config.yaml",
                                 proxy_callbacks=broken / "custom_callbacks.py")
     finding = verdict("callback", facts)
-    assert finding.status == doctor.FAIL and "NoSuchThing" in finding.message
+    assert finding.status == doctor.findings.FAIL and "NoSuchThing" in finding.message

@@ -1,6 +1,6 @@
 """What Claude Code receives: OpenAI chat results written as Anthropic /v1/messages.
 
-Part of ccq, deployed beside custom_callbacks.py (ccq_litellm_patches.py loads it).  Plain
+Part of the ccq_proxy package (litellm_patches.py and stream_fastpath.py import it).  Plain
 Python, no LiteLLM import: both relay paths use it, so they cannot disagree.
 
 * ``AnthropicStream`` turns OpenAI chat-completion chunks (dicts) into Anthropic SSE
@@ -24,8 +24,9 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from json.encoder import encode_basestring_ascii as _jstr
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any
 
 # OpenAI finish_reason -> Anthropic stop_reason.
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
@@ -50,13 +51,13 @@ BAD_TOOL_ARGUMENTS_MESSAGE = ("ccq: the model sent the arguments of a {name} too
                               "JSON object and cannot be repaired; retry the request")
 
 _log = logging.getLogger("ccq.anthropic_wire")
-# Tool-call arguments repaired since start (ccq_quota's state file reports it to `ccq status`).
-STATS: Dict[str, int] = {"tool_arguments_repaired": 0, "tool_arguments_unrepairable": 0}
+# Tool-call arguments repaired since start (quota.py's state file reports it to `ccq status`).
+STATS: dict[str, int] = {"tool_arguments_repaired": 0, "tool_arguments_unrepairable": 0}
 
 
 class ToolArgumentsError(ValueError):
     """A tool call's arguments are not a JSON object, even repaired.  ``status_code``: the
-    LiteLLM proxy answers an exception by it (ccq_litellm_patches items k and p)."""
+    LiteLLM proxy answers an exception by it (litellm_patches.py, items k and p)."""
 
     status_code = BAD_TOOL_ARGUMENTS_STATUS
 
@@ -103,7 +104,7 @@ def repair_arguments(raw: Any, name: str = "") -> str:
                 import json_repair  # in LiteLLM's venv (the role's lock)
 
                 obj, how = json_repair.loads(cleaned), "json-repair"
-            except Exception:  # not installed, or it gave up
+            except Exception:  # noqa: BLE001 - not installed, or it gave up: the error below
                 obj = None
     if not isinstance(obj, dict):
         STATS["tool_arguments_unrepairable"] += 1
@@ -129,24 +130,22 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "
 PING_INTERVAL = 5.0
 
 
-def _event(obj: Dict[str, Any]) -> bytes:
+def _event(obj: dict[str, Any]) -> bytes:
     return f"event: {obj['type']}\ndata: {json.dumps(obj)}\n\n".encode()
 
 
 def _text_delta(index: int, text: str) -> bytes:
-    return ('event: content_block_delta\ndata: {"type": "content_block_delta", "index": %d, '
-            '"delta": {"type": "text_delta", "text": %s}}\n\n' % (index, _jstr(text))).encode()
+    return ('event: content_block_delta\ndata: {"type": "content_block_delta", "index": '
+            f'{index:d}, "delta": {{"type": "text_delta", "text": {_jstr(text)}}}}}\n\n').encode()
 
 
 def _json_delta(index: int, partial: str) -> bytes:
-    return ('event: content_block_delta\ndata: {"type": "content_block_delta", "index": %d, '
-            '"delta": {"type": "input_json_delta", "partial_json": %s}}\n\n'
-            % (index, _jstr(partial))).encode()
+    return ('event: content_block_delta\ndata: {"type": "content_block_delta", "index": '
+            f'{index:d}, "delta": {{"type": "input_json_delta", "partial_json": {_jstr(partial)}}}}}\n\n').encode()
 
 
 def _block_stop(index: int) -> bytes:
-    return ('event: content_block_stop\ndata: {"type": "content_block_stop", "index": %d}\n\n'
-            % index).encode()
+    return f'event: content_block_stop\ndata: {{"type": "content_block_stop", "index": {index:d}}}\n\n'.encode()
 
 
 def error_event(error_type: str, message: str) -> bytes:
@@ -158,7 +157,7 @@ def new_tool_id() -> str:
     return "toolu_" + uuid.uuid4().hex[:24]
 
 
-def cached_tokens(usage: Any) -> Optional[int]:
+def cached_tokens(usage: Any) -> int | None:
     """The prompt tokens the upstream served from its prefix cache, or None when it did not say.
 
     Cerebras (like OpenAI) reports them as ``usage.prompt_tokens_details.cached_tokens``,
@@ -170,7 +169,7 @@ def cached_tokens(usage: Any) -> Optional[int]:
 
 
 def anthropic_usage(prompt_tokens: int, completion_tokens: int,
-                    cached: Optional[int] = None) -> Dict[str, int]:
+                    cached: int | None = None) -> dict[str, int]:
     """Usage as Anthropic counts it: ``input_tokens`` are the prompt tokens NOT read from the
     cache, ``cache_read_input_tokens`` the ones that were (OpenAI's prompt_tokens counts both).
     Claude Code adds the two (and cache_creation_input_tokens) for the context size, and shows
@@ -187,14 +186,14 @@ def anthropic_usage(prompt_tokens: int, completion_tokens: int,
 class _Block:
     """One content block: text, or one tool call (by its upstream index)."""
 
-    __slots__ = ("kind", "key", "id", "name", "parts", "sent_args")
+    __slots__ = ("id", "key", "kind", "name", "parts", "sent_args")
 
     def __init__(self, kind: str, key: Any) -> None:
         self.kind = kind
         self.key = key
-        self.id: Optional[str] = None
-        self.name: Optional[str] = None
-        self.parts: List[str] = []
+        self.id: str | None = None
+        self.name: str | None = None
+        self.parts: list[str] = []
         self.sent_args = False
 
 
@@ -218,18 +217,18 @@ class AnthropicStream:
         self.clock = clock
         self.last_event_at = clock()
         self.index = -1  # index of the open block
-        self.open: Optional[_Block] = None
-        self.held: List[_Block] = []
-        self.blocks: List[_Block] = []  # every block, in order (for logging the response)
-        self.tool_blocks: Dict[Any, _Block] = {}
-        self.finish_reason: Optional[str] = None
+        self.open: _Block | None = None
+        self.held: list[_Block] = []
+        self.blocks: list[_Block] = []  # every block, in order (for logging the response)
+        self.tool_blocks: dict[Any, _Block] = {}
+        self.finish_reason: str | None = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
-        self.cached_tokens: Optional[int] = None
-        self.response_id: Optional[str] = None
+        self.cached_tokens: int | None = None
+        self.response_id: str | None = None
         self.ended = False
-        self.out: List[bytes] = [_event({"type": "message_start", "message": {
-            "id": "msg_{}".format(uuid.uuid4()), "type": "message", "role": "assistant",
+        self.out: list[bytes] = [_event({"type": "message_start", "message": {
+            "id": f"msg_{uuid.uuid4()}", "type": "message", "role": "assistant",
             "content": [], "model": model, "stop_reason": None, "stop_sequence": None,
             "usage": {"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0}}})]
 
@@ -237,6 +236,7 @@ class AnthropicStream:
     def _start(self, block: _Block) -> None:
         self.index += 1
         self.open = block
+        start: dict[str, Any]
         if block.kind == "text":
             start = {"type": "text", "text": ""}
         else:
@@ -352,7 +352,7 @@ class AnthropicStream:
             self.out.append(_event({"type": "ping"}))
             self.last_event_at = self.clock()
 
-    def finish(self, upstream_finished: Optional[bool] = None) -> List[bytes]:
+    def finish(self, upstream_finished: bool | None = None) -> list[bytes]:
         """The closing events; an error event if the upstream never finished the answer.
 
         ``upstream_finished`` overrides what the chunks said (LiteLLM's own wrapper
@@ -366,11 +366,11 @@ class AnthropicStream:
         self._close()
         for block in self.held:
             if self.ended:  # a call's arguments could not be repaired: the error event is out
-                return self.take()
+                return self.take()  # type: ignore[unreachable]  # _close() and _send_whole() may end it
             self._send_whole(block)
         self.held = []
         if self.ended:
-            return self.take()
+            return self.take()  # type: ignore[unreachable]  # _send_whole() may end it
         self.ended = True
         if self.index < 0:  # an empty answer is still one (empty) text block
             self._send_whole(_Block("text", None))
@@ -383,7 +383,7 @@ class AnthropicStream:
         self.out.append(_event({"type": "message_stop"}))
         return self.take()
 
-    def fail(self, error_type: str, message: str) -> List[bytes]:
+    def fail(self, error_type: str, message: str) -> list[bytes]:
         """An error event (no message_stop): Claude Code discards the partial answer."""
         if self.ended:
             return self.take()
@@ -391,16 +391,16 @@ class AnthropicStream:
         self.out.append(error_event(error_type, message))
         return self.take()
 
-    def take(self) -> List[bytes]:
+    def take(self) -> list[bytes]:
         out, self.out = self.out, []
         return out
 
     # -- what the logging callbacks get ------------------------------------------
-    def text(self) -> Optional[str]:
+    def text(self) -> str | None:
         parts = [p for b in self.blocks if b.kind == "text" for p in b.parts]
         return "".join(parts) if parts else None
 
-    def tool_calls(self) -> List[Dict[str, Any]]:
+    def tool_calls(self) -> list[dict[str, Any]]:
         return [{"id": b.id or "", "type": "function",
                  "function": {"name": b.name or "", "arguments": "".join(b.parts)}}
                 for b in self.blocks if b.kind == "tool_use"]
@@ -422,9 +422,9 @@ def tool_input(arguments: Any, name: str = "") -> Any:
     return json.loads(repair_arguments(arguments, name))
 
 
-def anthropic_content(text: Optional[str], tool_calls: Any) -> List[Dict[str, Any]]:
+def anthropic_content(text: str | None, tool_calls: Any) -> list[dict[str, Any]]:
     """Anthropic content blocks of one OpenAI message: its text first, then each call."""
-    blocks: List[Dict[str, Any]] = []
+    blocks: list[dict[str, Any]] = []
     if text:
         blocks.append({"type": "text", "text": text})
     for call in tool_calls or ():
@@ -463,14 +463,16 @@ def upstream_error_message(raw: str) -> str:
         except ValueError:
             body = None
         if isinstance(body, dict):
-            inner = body.get("error") if isinstance(body.get("error"), dict) else body
+            error = body.get("error")
+            inner: dict[Any, Any] = error if isinstance(error, dict) else body
             for key in ("message", "detail"):
-                if isinstance(inner.get(key), str) and inner[key].strip():
-                    return inner[key].strip()
+                value = inner.get(key)
+                if isinstance(value, str) and value.strip():
+                    return value.strip()
     return text or "upstream error"
 
 
-def _seconds(value: Any) -> Optional[float]:
+def _seconds(value: Any) -> float | None:
     """Seconds from a header value: "7", "33.5", "1m2s", "250ms" (Cerebras and OpenAI styles)."""
     text = str(value).strip().lower()
     try:
@@ -492,7 +494,7 @@ RETRY_AFTER_HEADERS = ("retry-after", "x-ratelimit-reset-tokens-minute",
                        "x-ratelimit-reset-requests")
 
 
-def retry_after(headers: Optional[Mapping[str, Any]]) -> Optional[str]:
+def retry_after(headers: Mapping[str, Any] | None) -> str | None:
     """The Retry-After (whole seconds, at least 1) for an upstream 429, or None."""
     if not headers:
         return None
@@ -506,11 +508,11 @@ def retry_after(headers: Optional[Mapping[str, Any]]) -> Optional[str]:
 
 
 def anthropic_error(status: int, raw_message: str,
-                    headers: Optional[Mapping[str, Any]] = None) -> tuple[Dict[str, Any], Dict[str, str]]:
+                    headers: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """(body, headers) of the HTTP error response Claude Code gets for an upstream error."""
     body = {"type": "error", "error": {"type": anthropic_error_type(status),
                                        "message": upstream_error_message(raw_message)}}
-    out_headers: Dict[str, str] = {}
+    out_headers: dict[str, str] = {}
     wait = retry_after(headers) if status in (429, 503, 529) else None
     if wait is not None:
         out_headers["retry-after"] = wait

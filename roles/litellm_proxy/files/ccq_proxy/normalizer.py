@@ -1,7 +1,7 @@
 """ccq's request normalizer: make Claude Code 2.x requests acceptable to Cerebras.
 
-Part of ccq, deployed beside custom_callbacks.py, whose pre-call hook runs
-``normalize_request`` on every ``/v1/messages`` request.  Plain Python: no LiteLLM
+Part of the ccq_proxy package: its hook (hook.py) runs ``normalize_request`` on every
+``/v1/messages`` request.  Plain Python: no LiteLLM
 import at module level, so it is unit-tested without LiteLLM installed; the parameter
 policy it needs is injected (``ParamPolicy``) and derived from LiteLLM by
 ``derive_param_policy`` (which imports LiteLLM when called).
@@ -72,7 +72,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterable, Mapping, NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 # --------------------------------------------------------------------------
 # Settings
@@ -80,10 +81,6 @@ from typing import Any, Iterable, Mapping, NamedTuple
 
 MAX_TOKENS_CEILING_ENV = "CCQ_MAX_TOKENS_CEILING"
 DEFAULT_MAX_TOKENS_CEILING = 16384
-
-# The model whose supported parameters are asked of LiteLLM's cerebras config.
-# CerebrasConfig answers the same list for every model in 1.74.
-DEFAULT_CEREBRAS_MODEL = "qwen-3-coder-480b"
 
 # call_type values under which LiteLLM's proxy hands /v1/messages to
 # async_pre_call_hook: 1.74 passes "text_completion"
@@ -157,9 +154,6 @@ _LITELLM_UNCHECKED = frozenset(
 )
 
 
-# A NamedTuple, not a dataclass: ccq's files may be loaded with
-# importlib.util.spec_from_file_location without being registered in
-# sys.modules, and dataclasses then fail on postponed annotations.
 class ParamPolicy(NamedTuple):
     """What the provider takes, as LiteLLM sees it.
 
@@ -183,7 +177,7 @@ class ParamPolicy(NamedTuple):
         return key in self.supported or key in self.internal
 
 
-def derive_param_policy(model: str = DEFAULT_CEREBRAS_MODEL) -> ParamPolicy:
+def derive_param_policy() -> ParamPolicy:
     """Build the ParamPolicy from the installed LiteLLM's own tables."""
     import inspect
 
@@ -191,7 +185,8 @@ def derive_param_policy(model: str = DEFAULT_CEREBRAS_MODEL) -> ParamPolicy:
     from litellm.constants import DEFAULT_CHAT_COMPLETION_PARAM_VALUES
     from litellm.types.utils import all_litellm_params
 
-    supported = frozenset(litellm.CerebrasConfig().get_supported_openai_params(model=model))
+    # CerebrasConfig 1.74 answers the same list whatever the model: none needs naming.
+    supported = frozenset(litellm.CerebrasConfig().get_supported_openai_params(model=""))
     checked = frozenset(DEFAULT_CHAT_COMPLETION_PARAM_VALUES) - _LITELLM_UNCHECKED - set(all_litellm_params)
     internal = (
         frozenset(all_litellm_params)
@@ -293,9 +288,7 @@ def is_well_formed(data: Any) -> bool:
     if choice is not None and not (isinstance(choice, dict) and isinstance(choice.get("type"), str)):
         return False
     metadata = data.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        return False
-    return True
+    return metadata is None or isinstance(metadata, dict)
 
 
 # --------------------------------------------------------------------------
@@ -443,7 +436,8 @@ def _text_with_citations(block: dict[str, Any]) -> str:
         _readable_parts(cite, parts)
         if parts:
             lines.append("- " + " ".join(parts))
-    return block["text"] + ("\n\nSources:\n" + "\n".join(lines) if lines else "")
+    text: str = block["text"]
+    return text + ("\n\nSources:\n" + "\n".join(lines) if lines else "")
 
 
 def _clean_block(block: dict[str, Any], takes_images: bool) -> dict[str, Any] | None:

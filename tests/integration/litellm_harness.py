@@ -33,13 +33,14 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from helpers.modules import CALLBACK_FILE, load_file
+from helpers.modules import CALLBACK_FILE, load_file, load_proxy_module
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 TOOL_ARGS = '{"file_path": "/tmp/a.txt", "limit": 5}'
 
 
 def load_callbacks() -> Any:
+    load_proxy_module("hook")  # the package it imports, without writing bytecode into the role's files
     return load_file(CALLBACK_FILE, "custom_callbacks")
 
 
@@ -52,7 +53,7 @@ class Stub(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", 0)))
         if self.mode == "400":
             body = json.dumps({"message": "body.foo: property 'body.foo' is unsupported",
@@ -107,11 +108,12 @@ def request_kwargs(server: ThreadingHTTPServer) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ scenarios
 def scenario_policy(_input: Any) -> dict[str, Any]:
-    import litellm
     from importlib.metadata import version
 
+    import litellm
+
     cc = load_callbacks()
-    policy = cc.normalizer.derive_param_policy()
+    policy = load_proxy_module("normalizer").derive_param_policy()
     return {
         "litellm_version": version("litellm"),
         "cerebras_supported": sorted(litellm.CerebrasConfig().get_supported_openai_params(model="qwen-3-coder-480b")),
@@ -134,14 +136,15 @@ def _translate(request: dict[str, Any]) -> dict[str, Any]:
     extra = {k: v for k, v in request.items() if k not in named}
     try:
         kwargs = Handler._prepare_completion_kwargs(**args, extra_kwargs=extra)
-    except Exception as exc:  # the adapter's own rejections (e.g. tool_choice none)
+    except Exception as exc:  # noqa: BLE001 - the adapter's own rejections (e.g. tool_choice none), reported
         return {"error": f"{type(exc).__name__}: {exc}"}
     return {"messages": kwargs["messages"], "tools": kwargs.get("tools"),
             "tool_choice": kwargs.get("tool_choice"), "keys": sorted(kwargs)}
 
 
 def scenario_adapter(payloads: dict[str, Any]) -> dict[str, Any]:
-    normalizer = load_callbacks().normalizer
+    load_callbacks()
+    normalizer = load_proxy_module("normalizer")
     policy = normalizer.derive_param_policy()
     out = {}
     for name, payload in payloads.items():
@@ -188,7 +191,7 @@ def scenario_error(_input: Any) -> dict[str, Any]:
             try:
                 asyncio.run(litellm.anthropic_messages(**request_kwargs(server), stream=stream))
                 results[str(stream)] = {"raised": None}
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - what LiteLLM raises is the result
                 results[str(stream)] = {"raised": type(exc).__name__,
                                         "status_code": getattr(exc, "status_code", None),
                                         "type": getattr(exc, "type", None)}

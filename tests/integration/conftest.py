@@ -1,4 +1,5 @@
-"""Fixtures shared by the unit tests that need a real LiteLLM (marked integration)."""
+"""Fixtures of the integration tests that run a script in the pinned LiteLLM venv
+(test_callback_litellm.py, test_stream_fastpath_litellm.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from callback_support import litellm_python_from_env
+from helpers.callback_support import litellm_python_from_env
 
 
 @pytest.fixture(scope="module")

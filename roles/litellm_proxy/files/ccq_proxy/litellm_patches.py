@@ -1,19 +1,18 @@
 """ccq's patches of LiteLLM 1.74.0.post2 internals: what Claude Code receives.
 
-Part of ccq, deployed beside custom_callbacks.py, which calls ``apply_litellm_patches``
-once when the proxy loads it.  Each patch replaces or wraps a private LiteLLM function
+Part of the ccq_proxy package: hook.install calls ``apply_litellm_patches`` once when
+the proxy loads the callback.  Each patch replaces or wraps a private LiteLLM function
 whose behaviour was verified on LiteLLM 1.74.0.post2 only.  What Claude Code receives
-is written by ``ccq_anthropic_wire.py`` (deployed beside this file), on both relay
-paths:
+is written by ``anthropic_wire.py``, on both relay paths:
 
 k. An upstream error reached Claude Code as HTTP 500 (the adapter re-raises
    every error as a bare ValueError); the upstream's own error and status pass.
 l. Speed: 1.74 spends ~0.2-0.6 ms of CPU per streamed chunk on /v1/messages,
-   so it relays ~1,500 chunks/s, slower than Cerebras.  ``ccq_stream_fastpath.py``
+   so it relays ~1,500 chunks/s, slower than Cerebras.  ``stream_fastpath.py``
    reads OpenAI-compatible upstream streams at the byte level and feeds m's
    translator, handing any unmodelled stream back to LiteLLM's own path.
 m. Streams: LiteLLM's AnthropicStreamWrapper is replaced by
-   ccq_anthropic_wire.AnthropicStream: one tool_use block per parallel tool call
+   anthropic_wire.AnthropicStream: one tool_use block per parallel tool call
    (1.74 merged them into one), and an Anthropic error event instead of
    message_stop when the upstream stream broke off before its finish.
 n. Non-streamed answers keep their text beside their tool calls; arguments ""
@@ -28,7 +27,7 @@ p. Errors of /v1/messages reach Claude Code in Anthropic's envelope with the
 q. ``max_retries`` from the config reaches the openai SDK for Cerebras (1.74
    dropped it on that provider's branch, so the SDK retried each 429/5xx twice).
 r. Quota pacing: the httpx client under LiteLLM's openai SDK (both relay paths)
-   gets two event hooks from ``ccq_quota.py``: every upstream answer's
+   gets two event hooks from ``quota.py``: every upstream answer's
    ``x-ratelimit-*`` figures are kept per model, and a request that the last
    figures say will not fit waits for the window to turn (bounded, logged)
    instead of being sent to be refused.
@@ -36,21 +35,17 @@ s. Non-streamed usage as Anthropic counts it: ``input_tokens`` without the promp
    tokens Cerebras read from its prefix cache, which become
    ``cache_read_input_tokens`` (1.74 reported every prompt token as input and
    dropped ``prompt_tokens_details.cached_tokens``); the streams do the same in
-   ccq_anthropic_wire.
+   anthropic_wire.
 t. A client that leaves mid-answer (Esc in Claude Code) ends its Cerebras request within
    milliseconds, streamed or not, on both relay paths (uvicorn 0.29 told nobody the client
    had left, and 1.74's aiohttp transport never closed an abandoned response).
 
 The guard
 ---------
-One version guard (``Guard``), one source fingerprint (``source_hash``) and one
-patch marker (``mark``) serve these patches and the stream fast path alike.
-LiteLLM must be exactly 1.74.0.post2 (and openai 1.99.x for the fast path), and
-each LiteLLM/openai function a patch replaces, or the fast path reproduces, must
-hash to the value recorded from that version (``PATCHED_SOURCES`` here, the fast
-path's ``FINGERPRINTS``); otherwise the proxy refuses to start (RuntimeError) and
-names the setting that runs without the refused part: a silent mismatch would
-quietly bring back merged tool calls or truncated answers taken as final.
+guard.py's version guard, source fingerprint and patch marker serve these patches and
+the stream fast path alike: LiteLLM must be exactly 1.74.0.post2, and each function a
+patch replaces must hash to its ``PATCHED_SOURCES`` entry; otherwise the proxy refuses
+to start (RuntimeError) and names the setting that runs without the patches.
 
 Environment knobs
 -----------------
@@ -75,110 +70,24 @@ import contextvars
 import json
 import logging
 import os
-from types import ModuleType
-from typing import Any, Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import anthropic_wire as wire
+from . import normalizer, quota, stream_fastpath
+from .guard import PATCHED_OPENAI_SERIES, Guard, is_marked, mark
 
 LOG = logging.getLogger("ccq.litellm_patches")
 
 LITELLM_PATCHES_ENV = "CCQ_LITELLM_PATCHES"
 STREAM_FASTPATH_ENV = "CCQ_STREAM_FASTPATH"
-# ccq's companion files this one loads (through the loader custom_callbacks.py hands it).
-WIRE_FILE = "ccq_anthropic_wire.py"
-QUOTA_FILE = "ccq_quota.py"
-STREAM_FASTPATH_FILE = "ccq_stream_fastpath.py"
-NORMALIZER_FILE = "ccq_normalizer.py"
-
-Loader = Callable[[str], ModuleType]
-
-# --------------------------------------------------------------------------
-# The guard: one version check, one source fingerprint, one patch marker
-# --------------------------------------------------------------------------
-
-PATCHED_LITELLM_VERSION = "1.74.0.post2"
-# The openai release series the role installs beside it (the fast path reads its streams).
-PATCHED_OPENAI_SERIES = "1.99."
-PATCH_MARK = "_ccq_patched"
-
-
-def installed_version(package: str) -> str:
-    """The installed version of ``package`` (as pip sees it)."""
-    from importlib.metadata import version
-
-    return version(package)
-
-
-def source_hash(fn: Callable[..., Any]) -> str:
-    """sha256 (first 16 hex) of ``inspect.getsource(fn)``.
-
-    inspect.getsource follows ``__wrapped__``, so a function ccq has wrapped (``mark``
-    sets it) hashes as the LiteLLM original it wraps.
-    """
-    import hashlib
-    import inspect
-
-    return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:16]
-
-
-def source_hashes(functions: Mapping[str, Callable[..., Any]]) -> dict[str, str]:
-    """``source_hash`` of each function, by name (to compare with, or (re)record, a table)."""
-    return {name: source_hash(fn) for name, fn in functions.items()}
-
-
-def mark(patch: Callable[..., Any], original: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark ``patch`` as ccq's (a second load of the callback finds it in place) and
-    let source fingerprints see ``original`` through it."""
-    setattr(patch, PATCH_MARK, True)
-    patch.__wrapped__ = original  # type: ignore[attr-defined]
-    return patch
-
-
-def is_marked(fn: Any) -> bool:
-    """Whether ``fn`` is one of ccq's patches."""
-    return bool(getattr(fn, PATCH_MARK, False))
-
-
-# A NamedTuple, not a dataclass: ccq's files may be loaded with spec_from_file_location
-# without being registered in sys.modules, and dataclasses then fail on postponed annotations.
-class Guard(NamedTuple):
-    """A part of ccq written against LiteLLM 1.74.0.post2 internals.
-
-    what: names the part in a refusal.  off: the setting that runs without it.
-    openai_series: the openai release series it also needs ("": any).
-    """
-
-    what: str
-    off: str
-    openai_series: str = ""
-
-    def require_version(self, litellm: str | None = None) -> None:
-        """Refuse (RuntimeError) any LiteLLM but 1.74.0.post2, and any other openai series."""
-        found = litellm or installed_version("litellm")
-        if found != PATCHED_LITELLM_VERSION:
-            raise RuntimeError(
-                f"{self.what} is written for LiteLLM {PATCHED_LITELLM_VERSION} internals, but LiteLLM "
-                f"{found} is installed. Install litellm[proxy]=={PATCHED_LITELLM_VERSION}, or set {self.off}.")
-        openai = installed_version("openai") if self.openai_series else ""
-        if not openai.startswith(self.openai_series):
-            raise RuntimeError(f"{self.what} needs openai {self.openai_series}x, but openai {openai} "
-                               f"is installed; set {self.off}.")
-
-    def require_sources(self, recorded: Mapping[str, str], functions: Mapping[str, Callable[..., Any]]) -> None:
-        """Refuse (RuntimeError) when a function's source hash differs from the recorded one
-        (or one of the two tables names a function the other does not)."""
-        now = source_hashes(functions)
-        changed = sorted(name for name in set(recorded) | set(now) if now.get(name) != recorded.get(name))
-        if changed:
-            raise RuntimeError(f"{self.what}: the LiteLLM/openai source differs from LiteLLM "
-                               f"{PATCHED_LITELLM_VERSION}'s in {changed}; set {self.off}.")
-
-
-PATCHES_GUARD = Guard("ccq_litellm_patches.py",
+PATCHES_GUARD = Guard("ccq_proxy/litellm_patches.py",
                       f"{LITELLM_PATCHES_ENV}=0 to run without the response-side fixes")
-STREAM_FASTPATH_GUARD = Guard("ccq_stream_fastpath.py",
+STREAM_FASTPATH_GUARD = Guard("ccq_proxy/stream_fastpath.py",
                               f"{STREAM_FASTPATH_ENV}=0 to relay streams on LiteLLM's own path",
                               openai_series=PATCHED_OPENAI_SERIES)
 
-# sha256 (first 16 hex, source_hash) of each LiteLLM function a patch below replaces or
+# sha256 (first 16 hex, guard.source_hash) of each LiteLLM function a patch below replaces or
 # wraps, recorded from litellm 1.74.0.post2: a different source refuses to start.
 PATCHED_SOURCES: Mapping[str, str] = {
     "AnthropicAdapter.translate_completion_output_params_streaming": "1e981576b2163246",
@@ -202,7 +111,7 @@ PATCHED_SOURCES: Mapping[str, str] = {
 # --------------------------------------------------------------------------
 
 def _chunk_as_dict(chunk: Any) -> dict[str, Any]:
-    """A ModelResponseStream as the OpenAI chunk dict ccq_anthropic_wire reads."""
+    """A ModelResponseStream as the OpenAI chunk dict anthropic_wire reads."""
     choices = []
     for choice in getattr(chunk, "choices", None) or ():
         delta = getattr(choice, "delta", None)
@@ -233,7 +142,7 @@ def _usage_as_dict(usage: Any) -> dict[str, Any]:
     return out
 
 
-def _stream_error(wire: ModuleType, exc: BaseException) -> tuple[str, str]:
+def _stream_error(exc: BaseException) -> tuple[str, str]:
     """(Anthropic error type, message) for an exception that ended a stream: a 4xx keeps
     its type (Claude Code must not retry it); anything else is retryable, and says what
     the upstream said, if it said anything."""
@@ -246,8 +155,8 @@ def _stream_error(wire: ModuleType, exc: BaseException) -> tuple[str, str]:
     return wire.TRUNCATED_STREAM_ERROR, wire.TRUNCATED_STREAM_MESSAGE
 
 
-def _translate_stream_with_ccq(wire: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
-    """Item m: LiteLLM's own stream path translates with ccq_anthropic_wire.AnthropicStream.
+def _translate_stream_with_ccq(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Item m: LiteLLM's own stream path translates with anthropic_wire.AnthropicStream.
 
     1.74's AnthropicStreamWrapper starts a new block only when the block *type* changes,
     so parallel tool calls became one tool_use block with the first call's id and the
@@ -267,9 +176,9 @@ def _translate_stream_with_ccq(wire: ModuleType, original: Callable[..., Any]) -
                     out = stream.take()
                     if out:
                         yield b"".join(out)
-            except Exception as exc:  # an upstream error or a broken connection mid-answer
+            except Exception as exc:  # noqa: BLE001 - an upstream error or a broken connection mid-answer
                 LOG.warning("ccq: upstream stream failed with %s", type(exc).__name__)
-                yield b"".join(stream.fail(*_stream_error(wire, exc)))
+                yield b"".join(stream.fail(*_stream_error(exc)))
                 return
             # A wrapper without received_finish_reason: the chunks' own finish_reason decides.
             finished = (completion_stream.received_finish_reason is not None
@@ -281,7 +190,7 @@ def _translate_stream_with_ccq(wire: ModuleType, original: Callable[..., Any]) -
     return mark(translate_completion_output_params_streaming, original)
 
 
-def _content_with_text_and_tools(wire: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
+def _content_with_text_and_tools(original: Callable[..., Any]) -> Callable[..., Any]:
     """Item n: a non-streamed answer keeps its text beside its tool calls, and a call
     with arguments "" (a tool without parameters) has input {} (1.74 kept only the
     tool calls, and json.loads("") was an HTTP 500)."""
@@ -298,13 +207,13 @@ def _content_with_text_and_tools(wire: ModuleType, original: Callable[..., Any])
     return mark(_translate_openai_content_to_anthropic, original)
 
 
-def _usage_with_cache_reads(wire: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
+def _usage_with_cache_reads(original: Callable[..., Any]) -> Callable[..., Any]:
     """Item s (issue 21 A): a non-streamed answer's usage as Anthropic counts it.
 
     1.74 writes ``input_tokens = prompt_tokens`` and drops Cerebras'
     ``prompt_tokens_details.cached_tokens``; Anthropic's input_tokens exclude the tokens
     read from the prompt cache, which go in ``cache_read_input_tokens``.  The streamed
-    paths count the same way (ccq_anthropic_wire.anthropic_usage)."""
+    paths count the same way (anthropic_wire.anthropic_usage)."""
 
     def translate_openai_response_to_anthropic(self: Any, response: Any) -> Any:
         out = original(self, response)
@@ -318,19 +227,19 @@ def _usage_with_cache_reads(wire: ModuleType, original: Callable[..., Any]) -> C
     return mark(translate_openai_response_to_anthropic, original)
 
 
-def _image_data_urls(is_image_block: Callable[[Any], bool], original: Callable[..., Any]) -> Callable[..., Any]:
+def _image_data_urls(original: Callable[..., Any]) -> Callable[..., Any]:
     """Item o: an image reaches the model as ``data:<media_type>;base64,<data>``.
 
     1.74 writes ``data:image;base64,{'type': 'base64', ...}`` (the source dict as text).
-    The normalizer (item j of ccq_normalizer.py) leaves image blocks only for a model
+    The normalizer (item j of normalizer.py) leaves image blocks only for a model
     that takes images, and only at the top level of user turns, so the k-th image_url
     the adapter writes is the k-th image block of the request.
     """
 
     def translate_anthropic_messages_to_openai(self: Any, messages: list[Any]) -> list[Any]:
-        out = original(self, messages)
+        out: list[Any] = original(self, messages)
         sources = [b["source"] for m in messages if m.get("role") == "user" and isinstance(m.get("content"), list)
-                   for b in m["content"] if is_image_block(b)]
+                   for b in m["content"] if normalizer.is_image_block(b)]
         urls = iter(s["url"] if s["type"] == "url" else f"data:{s['media_type']};base64,{s['data']}"
                     for s in sources)
         for message in out:
@@ -394,8 +303,7 @@ def _honour_max_retries(original: Callable[..., Any]) -> Callable[..., Any]:
     return mark(completion, original)
 
 
-def _paced_http_client(quota: ModuleType, original: Callable[[], Any],
-                       counters: Mapping[str, int] | None = None) -> Callable[[], Any]:
+def _paced_http_client(original: Callable[[], Any], counters: Mapping[str, int] | None = None) -> Callable[[], Any]:
     """Item r: the httpx client LiteLLM gives the openai SDK, with ccq's quota hooks.
 
     Every Cerebras request of both relay paths goes through this client, and httpx
@@ -408,7 +316,7 @@ def _paced_http_client(quota: ModuleType, original: Callable[[], Any],
     book = quota.quota_book_from_env()
     # The wire writer's counts (tool arguments repaired) go to `ccq status` with the figures.
     book.counters = counters if counters is not None else {}
-    sent_to: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+    sent_to: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
     async def pace(request: Any) -> None:
         if not request.url.path.endswith("/chat/completions"):
@@ -452,11 +360,12 @@ def _response_headers(exc: BaseException | None) -> Mapping[str, Any]:
     for candidate in (getattr(exc, "litellm_response_headers", None),
                       getattr(getattr(exc, "response", None), "headers", None)):
         if candidate:
-            return candidate
+            headers: Mapping[str, Any] = candidate
+            return headers
     return {}
 
 
-def _anthropic_error_responses(wire: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
+def _anthropic_error_responses(original: Callable[..., Any]) -> Callable[..., Any]:
     """Item p: /v1/messages errors in Anthropic's envelope, with Retry-After.
 
     1.74's endpoint turns every exception into ProxyException, which the proxy writes
@@ -510,7 +419,7 @@ def _recorded_upstream_responses(original: Callable[..., Any]) -> Callable[..., 
     leaves the connection open, so Cerebras went on generating into it to the end.
     """
 
-    def __init__(self: Any, aiohttp_response: Any) -> None:
+    def __init__(self: Any, aiohttp_response: Any) -> None:  # noqa: N807 - replaces the class's __init__
         original(self, aiohttp_response)
         opened = UPSTREAM_RESPONSES.get()
         if opened is not None:
@@ -655,15 +564,14 @@ def _client_disconnect_behaviours() -> dict[str, Callable[..., Any]]:
             "starlette.StreamingResponse.__call__": StreamingResponse.__call__}
 
 
-def check_stream_fastpath(fastpath: ModuleType) -> None:
+def check_stream_fastpath() -> None:
     """The shared guard over the fast path: LiteLLM 1.74.0.post2, openai 1.99.x, and the
     source of every function it reproduces as its ``FINGERPRINTS`` recorded it."""
     STREAM_FASTPATH_GUARD.require_version()
-    STREAM_FASTPATH_GUARD.require_sources(fastpath.FINGERPRINTS, fastpath.reproduced_functions())
+    STREAM_FASTPATH_GUARD.require_sources(stream_fastpath.FINGERPRINTS, stream_fastpath.reproduced_functions())
 
 
-def install_stream_fastpath(wire: ModuleType, load: Loader,
-                            environ: Mapping[str, str] = os.environ) -> str | None:
+def install_stream_fastpath(environ: Mapping[str, str] = os.environ) -> str | None:
     """Item l, after m: returns the fast path's description, or None when off.
 
     Raises RuntimeError (the proxy does not start) on a LiteLLM/openai source
@@ -674,48 +582,43 @@ def install_stream_fastpath(wire: ModuleType, load: Loader,
     mode = stream_fastpath_mode(environ)
     if mode == "off":
         return None
-    fastpath = load(STREAM_FASTPATH_FILE)
-    check_stream_fastpath(fastpath)
+    check_stream_fastpath()
     owner, attr = _patch_targets()[STREAM_TRANSLATION]
     if not is_marked(getattr(owner, attr)):
         raise RuntimeError(f"{STREAM_FASTPATH_GUARD.what}: apply ccq's LiteLLM patches first "
                            "(the fast path hands unmodelled streams to their stream translation)")
-    description = fastpath.install(wire, mark, debug=mode == "debug")
+    description = stream_fastpath.FAST_PATH.install(debug=mode == "debug")
     LOG.info("ccq: %s", description)
-    return str(description)
+    return description
 
 
-def apply_litellm_patches(load: Loader, litellm_version: str | None = None) -> bool:
+def apply_litellm_patches(litellm_version: str | None = None) -> bool:
     """Patch LiteLLM 1.74.0.post2 for items k to r; idempotent (False: already in place).
 
-    load: imports one of ccq's files beside the callback (custom_callbacks.load_sibling).
     litellm_version: the installed one unless given (tests).
     Refuses (RuntimeError) on any other version or source (PATCHES_GUARD).
     """
     PATCHES_GUARD.require_version(litellm_version)
-    wire = load(WIRE_FILE)
     targets = _patch_targets()
     owner, attr = targets[STREAM_TRANSLATION]
     if is_marked(getattr(owner, attr)):
         return False  # a second load of the callback: everything is in place
     PATCHES_GUARD.require_sources(PATCHED_SOURCES, patched_functions())
     patches = {
-        STREAM_TRANSLATION: lambda f: _translate_stream_with_ccq(wire, f),
-        "Adapter._translate_openai_content_to_anthropic": lambda f: _content_with_text_and_tools(wire, f),
-        "Adapter.translate_anthropic_messages_to_openai":
-            lambda f: _image_data_urls(load(NORMALIZER_FILE).is_image_block, f),
-        "Adapter.translate_openai_response_to_anthropic": lambda f: _usage_with_cache_reads(wire, f),
+        STREAM_TRANSLATION: _translate_stream_with_ccq,
+        "Adapter._translate_openai_content_to_anthropic": _content_with_text_and_tools,
+        "Adapter.translate_anthropic_messages_to_openai": _image_data_urls,
+        "Adapter.translate_openai_response_to_anthropic": _usage_with_cache_reads,
         "Handler.async_anthropic_messages_handler": lambda f: staticmethod(_pass_through_upstream_errors(f)),
         "OpenAIChatCompletion.completion": _honour_max_retries,
-        "BaseOpenAILLM._get_async_http_client":
-            lambda f: staticmethod(_paced_http_client(load(QUOTA_FILE), f, wire.STATS)),
+        "BaseOpenAILLM._get_async_http_client": lambda f: staticmethod(_paced_http_client(f, wire.STATS)),
         "AiohttpResponseStream.__init__": _recorded_upstream_responses,
     }
     for name, patch in patches.items():
         owner, attr = targets[name]
         setattr(owner, attr, patch(getattr(owner, attr)))
     for route in _messages_routes():
-        route.dependant.call = _anthropic_error_responses(wire, route.dependant.call)
+        route.dependant.call = _anthropic_error_responses(route.dependant.call)
         route.app = _end_when_client_leaves(route.app)
-    install_stream_fastpath(wire, load)  # after m: the fast path hands unmodelled streams to it
+    install_stream_fastpath()  # after m: the fast path hands unmodelled streams to it
     return True
