@@ -4,9 +4,10 @@
 Run with the LiteLLM venv's interpreter, so each callback module imports the
 real LiteLLM as it does inside the proxy.  ccq's figures come from
 bench/bench_callback.py's ``measure()`` (the request it builds: the
-largest captured request topped up to 24 tools, about 78 KB).  The seed's hook
-edits the request in place, so both hooks are also timed on fresh deep copies
-of that request (made before the clock starts), which puts them on equal terms.
+largest captured request topped up to 24 tools, about 78 KB).  The blog
+recipe's hook edits the request in place, so both hooks are also timed on
+fresh deep copies of that request (made before the clock starts), which puts
+them on equal terms.
 
     <litellm-venv>/bin/python bench/callback_cost.py [--repeat 5] [--calls 300]
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SEED_CALLBACK = REPO / "tests/fixtures/seed_callback/custom_callbacks.py"
+RECIPE_CALLBACK = REPO / "tests/fixtures/recipe_callback/custom_callbacks.py"
 sys.path[:0] = [str(REPO / "bench"), str(REPO / "tests")]
 
 import bench_callback  # noqa: E402  (bench/)
@@ -62,16 +63,16 @@ def main() -> None:
     ccq = load_callbacks()  # the role's file, as bench_callback loads it
     import_ccq_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    seed = load_file(SEED_CALLBACK, "seed_custom_callbacks")
-    import_seed_s = time.perf_counter() - t0
+    recipe = load_file(RECIPE_CALLBACK, "recipe_custom_callbacks")
+    import_recipe_s = time.perf_counter() - t0
     out: dict[str, Any] = {"bench_callback": bench_callback.measure(args.repeat)}
     request = full_size_request()
     ccq_hook = ccq.CcqAnthropicNormalizer(policy=cerebras_policy(), max_tokens_ceiling=16384)
     out["ccq_fresh_copies"] = time_hook_on_copies(ccq_hook, request, args.calls, args.repeat,
                                                   "text_completion")
-    out["seed_fresh_copies"] = time_hook_on_copies(seed.SafeAnthropicNormalizer(), request,
-                                                   args.calls, args.repeat, "text_completion")
-    out["import_seconds"] = {"ccq": round(import_ccq_s, 2), "seed_after_ccq": round(import_seed_s, 2)}
+    out["recipe_fresh_copies"] = time_hook_on_copies(recipe.SafeAnthropicNormalizer(), request,
+                                                     args.calls, args.repeat, "text_completion")
+    out["import_seconds"] = {"ccq": round(import_ccq_s, 2), "recipe_after_ccq": round(import_recipe_s, 2)}
     out["litellm_loaded"] = "litellm" in sys.modules
     print(json.dumps(out))
 

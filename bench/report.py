@@ -20,18 +20,12 @@ if str(REPO) not in sys.path:
 
 from bench.stats import NAN, ratio  # noqa: E402
 
-ORDER = ("direct", "ccq", "seed", "ccr")
-PROXIES = ("ccq", "seed", "ccr")
-COLORS = {"direct": "#7f7f7f", "ccq": "#1f77b4", "seed": "#d62728", "ccr": "#2ca02c"}
-LABELS = {"direct": "direct", "ccq": "ccq", "seed": "blog recipe setup", "ccr": "claude-code-router"}
-# "seed" is bench/setups.py's name for the setup of the blog recipe ccq started from
-# (docs/provisioning.md); the tables call it "recipe".
-SHOWN = {"seed": "recipe"}
-
-
-def shown(name: str) -> str:
-    """A contender's name as the tables print it."""
-    return SHOWN.get(name, name)
+# The contenders of bench/setups.py; "recipe" is the setup of the blog recipe ccq started from
+# (docs/provisioning.md).
+ORDER = ("direct", "ccq", "recipe", "ccr")
+PROXIES = ("ccq", "recipe", "ccr")
+COLORS = {"direct": "#7f7f7f", "ccq": "#1f77b4", "recipe": "#d62728", "ccr": "#2ca02c"}
+LABELS = {"direct": "direct", "ccq": "ccq", "recipe": "blog recipe setup", "ccr": "claude-code-router"}
 
 
 def get(d: Any, *keys: Any, default: Any = NAN) -> Any:
@@ -81,7 +75,7 @@ def headline_rows(res: dict[str, Any]) -> list[tuple[str, dict[str, float], str,
 
     def at_most_peers(vals: dict[str, float]) -> str:
         ccq = vals.get("ccq", NAN)
-        peers = [vals.get(p, NAN) for p in ("seed", "ccr")]
+        peers = [vals.get(p, NAN) for p in ("recipe", "ccr")]
         if ccq != ccq or all(p != p for p in peers):
             return "n/a"
         return "met" if all(ccq <= p for p in peers if p == p) else "not met"
@@ -107,7 +101,7 @@ def headline_rows(res: dict[str, Any]) -> list[tuple[str, dict[str, float], str,
     add("full-size streaming: time to first byte p50 (ms)",
         lambda n: get(res, o, "full_stream_ttfb", n, "p50"), "ccq ≤ recipe (issue 8; recipe ≈ 12 ms)",
         lambda v: "n/a" if v.get("ccq", NAN) != v.get("ccq", NAN) else (
-            "met" if v["ccq"] <= v.get("seed", NAN) else "not met"))
+            "met" if v["ccq"] <= v.get("recipe", NAN) else "not met"))
     add("full-size streaming: total p50 (ms)", lambda n: get(res, o, "full_stream_total", n, "p50"))
     u, p = "relay_unpaced", "relay_paced"
     add("relay, upstream unpaced: tokens/s received", lambda n: get(res, u, n, "tokens_per_s"),
@@ -121,8 +115,8 @@ def headline_rows(res: dict[str, Any]) -> list[tuple[str, dict[str, float], str,
         "direct's share = upstream bursts")
     add("CPU seconds per 4,000-chunk stream", lambda n: get(res, u, n, "cpu_s"),
         "ccq ≤ recipe / 10 (issue 8)",
-        lambda v: "n/a" if v.get("ccq", NAN) != v.get("ccq", NAN) or v.get("seed", NAN) != v.get("seed", NAN)
-        else ("met" if v["ccq"] <= v["seed"] / 10 else "not met"), PROXIES)
+        lambda v: "n/a" if v.get("ccq", NAN) != v.get("ccq", NAN) or v.get("recipe", NAN) != v.get("recipe", NAN)
+        else ("met" if v["ccq"] <= v["recipe"] / 10 else "not met"), PROXIES)
     add("proxy log bytes per 4,000-chunk stream", lambda n: get(res, u, n, "log_bytes"),
         "small (issue 8)", None, PROXIES)
     top = str(max(get(res, "plan", "conc_levels", default=[16]) or [16]))
@@ -140,7 +134,7 @@ def headline_rows(res: dict[str, Any]) -> list[tuple[str, dict[str, float], str,
         lambda n: get(cb, "bench_callback", "pre_call_hook_us_median") if n == "ccq" else NAN,
         "< 300 µs (issue 7)", at_most(300), ("ccq",))
     add("callback per call, a fresh copy of the request each call (µs)",
-        lambda n: get(cb, f"{n}_fresh_copies", "us_median"), "", None, ("ccq", "seed"))
+        lambda n: get(cb, f"{n}_fresh_copies", "us_median"), "", None, ("ccq", "recipe"))
     return rows
 
 
@@ -158,7 +152,7 @@ def headline_table(res: dict[str, Any]) -> str:
         cells = [_cell(vals.get(n, None), label) if n in vals else "" for n in ORDER]
         ccq = vals.get("ccq")
         rat = []
-        for other in ("direct", "seed", "ccr"):
+        for other in ("direct", "recipe", "ccr"):
             a, b = (ccq, vals.get(other))
             if "added" in label:
                 rat.append("")
@@ -186,7 +180,7 @@ def overhead_table(res: dict[str, Any]) -> str:
                 continue
             errs = get(o, "small", n, "errors", default="") if key == "small" else get(
                 o, "full_errors", n, default="")
-            lines.append(f"| {label} | {shown(n)} | {s['n']} | {fmt(s['p50'], 2)} | {fmt(s['p95'], 2)} | "
+            lines.append(f"| {label} | {n} | {s['n']} | {fmt(s['p50'], 2)} | {fmt(s['p95'], 2)} | "
                          f"{fmt(s['p99'], 2)} | {fmt(s['mean'], 2)} | "
                          f"{fmt_ratio(ratio(s['p50'], get(o, key, 'direct', 'p50')))} | {errs} |")
     return "\n".join(lines)
@@ -202,7 +196,7 @@ def relay_table(res: dict[str, Any]) -> str:
             if r is None:
                 continue
             lines.append(
-                f"| {label} | {shown(n)} | {r['rounds']} | {fmt(r['tokens_received'], 0)}/{r['expected']} | "
+                f"| {label} | {n} | {r['rounds']} | {fmt(r['tokens_received'], 0)}/{r['expected']} | "
                 f"{fmt(r['tokens_per_s'], 0)} | {fmt(r['gap_p50_us'], 0)} | {fmt(r['gap_p99_us'], 0)} | "
                 f"{fmt(r['gap_max_us'], 0)} | {fmt(100 * r['coalesced'], 1)}% | {fmt(r['cpu_s'], 2)} | "
                 f"{fmt(r['log_bytes'], 0)} | {r['errors']} |")
@@ -218,7 +212,7 @@ def concurrency_table(res: dict[str, Any]) -> str:
             r = get(c, n, str(level), default=None)
             if r is None:
                 continue
-            lines.append(f"| {level} | {shown(n)} | {r['requests']} | {fmt(r['tokens_per_s'], 0)} | "
+            lines.append(f"| {level} | {n} | {r['requests']} | {fmt(r['tokens_per_s'], 0)} | "
                          f"{fmt(r['requests_per_s'], 2)} | {fmt(r['latency_ms']['p50'], 1)} | "
                          f"{fmt(r['latency_ms']['p95'], 1)} | {fmt(r['latency_ms']['p99'], 1)} | "
                          f"{fmt(r['ttfb_ms']['p95'], 1)} | {fmt(r['peak_rss_mb'], 0)} | {r['errors']} |")
@@ -233,10 +227,10 @@ def startup_table(res: dict[str, Any]) -> str:
         if s is None:
             continue
         if "error" in s:
-            lines.append(f"| {shown(n)} | did not start: {s['error'][:200]} | | | | |")
+            lines.append(f"| {n} | did not start: {s['error'][:200]} | | | | |")
             continue
         starts = ", ".join(fmt(x, 2) for x in s["start_seconds"])
-        lines.append(f"| {shown(n)} | {starts} | {fmt(s['start_median'], 2)} | "
+        lines.append(f"| {n} | {starts} | {fmt(s['start_median'], 2)} | "
                      f"{fmt(s['idle_rss_mb'], 0)} | {fmt(s['idle_cpu_per_s'], 3)} | "
                      f"{fmt(s.get('final_rss_mb'), 0)} |")
     return "\n".join(lines)
@@ -258,8 +252,8 @@ def callback_table(res: dict[str, Any]) -> str:
         f"{fmt(b.get('pre_call_hook_us_median'))} | {fmt(b.get('pre_call_hook_us_min'))} |",
         f"| ccq async_pre_call_hook, a fresh copy per call | {fmt(get(cb, 'ccq_fresh_copies', 'us_median'))} | "
         f"{fmt(get(cb, 'ccq_fresh_copies', 'us_min'))} |",
-        f"| recipe async_pre_call_hook, a fresh copy per call | {fmt(get(cb, 'seed_fresh_copies', 'us_median'))} | "
-        f"{fmt(get(cb, 'seed_fresh_copies', 'us_min'))} |",
+        f"| recipe async_pre_call_hook, a fresh copy per call | {fmt(get(cb, 'recipe_fresh_copies', 'us_median'))} | "
+        f"{fmt(get(cb, 'recipe_fresh_copies', 'us_min'))} |",
     ])
 
 
@@ -455,10 +449,10 @@ def failed_responses(res: dict[str, Any]) -> dict[str, int]:
                              ("relay unpaced", get(res, "relay_unpaced", n, "errors", default=0)),
                              ("relay paced", get(res, "relay_paced", n, "errors", default=0))):
             if count:
-                out[f"{label}/{shown(n)}"] = count
+                out[f"{label}/{n}"] = count
         for level, row in (get(res, "concurrency", n, default={}) or {}).items():
             if row.get("errors"):
-                out[f"concurrency {level}/{shown(n)}"] = row["errors"]
+                out[f"concurrency {level}/{n}"] = row["errors"]
     return out
 
 

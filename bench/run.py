@@ -190,7 +190,7 @@ def start_proxies(plan: Plan, venv: Path, cli: Path | None, ups: setups.Upstream
     """Start each proxy ``startup_reps`` times (interleaved); keep the last one running."""
     starters: dict[str, Callable[[Path], setups.Contender]] = {
         "ccq": lambda d: setups.start_ccq(venv, ups, d, registry),
-        "seed": lambda d: setups.start_seed(venv, ups, d, registry),
+        "recipe": lambda d: setups.start_recipe(venv, ups, d, registry),
     }
     if cli is not None:
         starters["ccr"] = lambda d: setups.start_ccr(cli, ups, d, registry)

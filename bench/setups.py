@@ -4,8 +4,9 @@
 * ``ccq``: the pinned LiteLLM with the role's config template, callback and
   environment file (rendered by tests/helpers/stack.py, as the integration
   tests do) and the flags of the role's systemd unit.
-* ``seed``: the same LiteLLM with the seed recipe's config (section 4-2), its
-  callback (tests/fixtures/seed_callback) and its command line (section 6),
+* ``recipe``: the same LiteLLM with the blog recipe's config (section 4-2;
+  docs/provisioning.md), its callback (tests/fixtures/recipe_callback) and its
+  command line (section 6),
   plus ``--host 127.0.0.1`` (only loopback is allowed here) and
   LITELLM_LOCAL_MODEL_COST_MAP (no internet here; it only changes where the
   price map is read from at start-up).
@@ -225,33 +226,33 @@ def start_ccq(venv: Path, ups: Upstreams, workdir: Path, registry: Registry,
                   registry, "/health/liveliness", timeout)
 
 
-SEED_CALLBACKS_SETTING = "custom_callbacks.proxy_handler_instance"
+RECIPE_CALLBACKS_SETTING = "custom_callbacks.proxy_handler_instance"
 
 
-def seed_config(ups: Upstreams) -> dict[str, Any]:
-    """The seed recipe's ~/.config/litellm/config.yaml (section 4-2), pointed at the fakes."""
+def recipe_config(ups: Upstreams) -> dict[str, Any]:
+    """The blog recipe's ~/.config/litellm/config.yaml (section 4-2), pointed at the fakes."""
     models = [_model_entry(alias_for("small"), ups.fakes["small"].api_base)]
     models += [_model_entry(alias_for(n), ups.fakes[n].api_base) for n in FAKES if n != "small"]
-    return {"model_list": models, "litellm_settings": {"callbacks": SEED_CALLBACKS_SETTING}}
+    return {"model_list": models, "litellm_settings": {"callbacks": RECIPE_CALLBACKS_SETTING}}
 
 
-def start_seed(venv: Path, ups: Upstreams, workdir: Path, registry: Registry,
-               timeout: float = 120) -> Contender:
-    """The seed's setup: its config, its callback, its command line (section 6)."""
+def start_recipe(venv: Path, ups: Upstreams, workdir: Path, registry: Registry,
+                 timeout: float = 120) -> Contender:
+    """The blog recipe's setup: its config, its callback, its command line (section 6)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    master = "sk-local"  # the seed's own (public) master key
-    shutil.copy2(stack.SEED_CALLBACK, workdir / "custom_callbacks.py")
+    master = "sk-local"  # the recipe's own (public) master key
+    shutil.copy2(stack.RECIPE_CALLBACK, workdir / "custom_callbacks.py")
     import yaml
 
     path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(seed_config(ups), sort_keys=False))
+    path.write_text(yaml.safe_dump(recipe_config(ups), sort_keys=False))
     env = stack.base_env()
     env.update({"LITELLM_MASTER_KEY": master, "CEREBRAS_API_KEY": ups.api_key,
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     port = stack.free_port()
     cmd = [str(venv / "bin/litellm"), "--config", str(path), "--port", str(port),
            "--host", "127.0.0.1"]
-    return _start(Contender("seed", port=port, headers=_bearer(master)), cmd, env, workdir,
+    return _start(Contender("recipe", port=port, headers=_bearer(master)), cmd, env, workdir,
                   registry, "/health/liveliness", timeout)
 
 

@@ -63,7 +63,7 @@ def claude_code_bin(pins: installs.Pins) -> Path:
 
 @pytest.fixture(scope="session")
 def callback_path() -> Path:
-    """The callback file the proxy loads (the role's, else the blog recipe's)."""
+    """The callback file the proxy loads (the role's)."""
     return pick_callback()
 
 

@@ -27,7 +27,8 @@ from .modules import CALLBACK_FILE, PROXY_PACKAGE
 
 FAKE_CEREBRAS = REPO_ROOT / "tests/fake_cerebras/fake_cerebras.py"
 ROLE_CALLBACK = CALLBACK_FILE
-SEED_CALLBACK = REPO_ROOT / "tests/fixtures/seed_callback/custom_callbacks.py"
+# The blog recipe's callback, verbatim (tests/fixtures/README.md).
+RECIPE_CALLBACK = REPO_ROOT / "tests/fixtures/recipe_callback/custom_callbacks.py"
 CONFIG_TEMPLATE = REPO_ROOT / "roles/litellm_proxy/templates/litellm_config.yaml.j2"
 ENV_TEMPLATE = REPO_ROOT / "roles/litellm_proxy/templates/litellm.env.j2"
 PROXY_DEFAULTS = REPO_ROOT / "roles/litellm_proxy/defaults/main.yml"
@@ -136,19 +137,9 @@ class FakeUpstream:
 
 
 def pick_callback() -> Path:
-    """The callback under test.
-
-    CCQ_TEST_CALLBACK=seed|role|<path> chooses; by default the role's file
-    (the deployed one) when it exists, else the seed's callback.
-    """
-    choice = os.environ.get("CCQ_TEST_CALLBACK", "")
-    if choice == "seed":
-        return SEED_CALLBACK
-    if choice == "role":
-        return ROLE_CALLBACK
-    if choice:
-        return Path(choice).resolve()
-    return ROLE_CALLBACK if ROLE_CALLBACK.exists() else SEED_CALLBACK
+    """The callback under test: the role's file, the one the play deploys (the blog recipe's
+    callback cannot stand in: the role's config names ccq's own auth function)."""
+    return ROLE_CALLBACK
 
 
 def _jinja_env() -> Any:
@@ -200,37 +191,18 @@ def role_variables(api_base: str, master_key: str, cerebras_key: str,
     return variables
 
 
-def minimal_config(alias: str, upstream_model: str, api_base: str) -> dict[str, Any]:
-    """The seed's config.yaml, for a checkout without the role's template."""
-    return {
-        "model_list": [{"model_name": alias, "litellm_params": {
-            "model": f"cerebras/{upstream_model}", "api_base": api_base,
-            "api_key": "os.environ/CEREBRAS_API_KEY"}}],
-        "litellm_settings": {"callbacks": "custom_callbacks.proxy_handler_instance"},
-        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
-    }
-
-
 def render_config(variables: dict[str, Any], extra_models: list[dict[str, Any]]) -> dict[str, Any]:
     """config.yaml as the role renders it, plus extra model entries."""
     import yaml
 
-    if CONFIG_TEMPLATE.exists():
-        text = _jinja_env().from_string(CONFIG_TEMPLATE.read_text(encoding="utf-8")).render(**variables)
-        config = yaml.safe_load(text)
-    else:
-        main = variables["litellm_proxy_models"][0]
-        config = minimal_config(main["alias"], main["model"], variables["litellm_proxy_api_base"])
+    text = _jinja_env().from_string(CONFIG_TEMPLATE.read_text(encoding="utf-8")).render(**variables)
+    config = yaml.safe_load(text)
     config.setdefault("model_list", []).extend(extra_models)
     return config
 
 
 def render_env(variables: dict[str, Any]) -> dict[str, str]:
     """The proxy's EnvironmentFile as the role renders it, parsed."""
-    if not ENV_TEMPLATE.exists():
-        return {"CEREBRAS_API_KEY": variables["litellm_proxy_cerebras_api_key"],
-                "LITELLM_MASTER_KEY": variables["litellm_proxy_master_key"],
-                "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     text = _jinja_env().from_string(ENV_TEMPLATE.read_text(encoding="utf-8")).render(**variables)
     env = {}
     for line in text.splitlines():

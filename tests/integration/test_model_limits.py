@@ -39,8 +39,6 @@ PROXIES = {"fast": {"CCQ_STREAM_FASTPATH": "debug", "CCQ_QUOTA_MAX_WAIT": "10"},
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, litellm_venv: Path,
           callback_path: Path) -> Iterator[tuple[FakeUpstream, dict[str, LiteLLMProxy]]]:
-    if not (callback_path.with_name("ccq_proxy") / "quota.py").is_file():
-        pytest.skip(f"{callback_path} has no ccq_proxy/quota.py beside it")
     root = tmp_path_factory.mktemp("limits")
     fake = FakeUpstream(root / "fake", ["--strict", "--models", f"{MAIN_MODEL},{BACKGROUND_MODEL}",
                                         "--tokens-per-minute", str(QUOTA),

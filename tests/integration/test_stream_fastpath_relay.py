@@ -104,8 +104,6 @@ def two_tool_upstream() -> Iterator[str]:
 def proxies(tmp_path_factory: pytest.TempPathFactory, litellm_venv: Path, callback_path: Path,
             two_tool_upstream: str) -> Iterator[dict[str, LiteLLMProxy]]:
     """{"on": fast path, "off": LiteLLM's own path}, same config and upstreams."""
-    if not (callback_path.with_name("ccq_proxy") / "stream_fastpath.py").is_file():
-        pytest.skip(f"{callback_path} has no stream fast path beside it")
     root = tmp_path_factory.mktemp("fastpath")
     fake = FakeUpstream(root / "fake", ["--strict", "--stream-tokens", str(TEXT_TOKENS),
                                         "--tool-arg-chunks", "7"])

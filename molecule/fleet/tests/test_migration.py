@@ -3,7 +3,7 @@
 - Debian 12 (pipx 1.1.0, venvs in ~/.local/pipx): a laptop ccq provisioned before pipx, with its
   venv built by `python3 -m venv` in ~/.local/share/pipx/venvs/litellm and ~/.local/bin/litellm
   linked into it, no pipx install of litellm, and the callback's modules as loose files;
-- Debian 13 (pipx 1.7.1): a seed-style `pipx install litellm[proxy]==<pin>` plus
+- Debian 13 (pipx 1.7.1): a blog-recipe-style `pipx install litellm[proxy]==<pin>` plus
   `pipx inject litellm openai==<locked>` that pipx recorded with other arguments than ccq's.
 
 One run makes both pipx's install of the lock, and a second changes nothing."""
@@ -27,7 +27,7 @@ def run_as(name: str, command: str):
     return testinfra.get_host(f"podman://{name}").run(f"sudo -iu {user} -- sh -c {shlex.quote(command)}")
 
 
-def test_a_pre_pipx_venv_and_a_seed_style_install_become_pipxs_install_of_the_lock(converged):
+def test_a_pre_pipx_venv_and_a_recipe_style_install_become_pipxs_install_of_the_lock(converged):
     old = ".local/share/pipx/venvs/litellm"
     # ...and its callback's modules beside it as files, from before the ccq_proxy package.
     modules = [f"~/.config/ccq/{name}" for name in ("ccq_normalizer.py", "ccq_quota.py")]
