@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,24 @@ def test_a_429_without_retry_after_gets_one_from_cerebras_reset_headers(relay, p
     assert resp.status == 429
     assert resp.headers.get("retry-after") == "2"
     assert resp.json()["error"]["type"] == "rate_limit_error"
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("stream", [False, True], ids=["non_streaming", "streaming"])
+def test_a_429_that_says_the_minute_is_spent_holds_the_next_request_until_its_reset(relay, stream: bool,
+                                                                                   path: str) -> None:
+    """The quota book learns from a 429's own rate-limit headers too, on both paths: the next
+    request waits for the reset instead of drawing Cerebras' next 429."""
+    fake, proxies = relay
+    queue(fake, {"kind": "error", "status": 429, "headers": {"x-ratelimit-reset-tokens-minute": "2.5"}})
+    assert ask(proxies[path], stream=stream).status == 429
+    mark = fake.mark()
+    started = time.monotonic()
+    resp = ask(proxies[path], stream=False)
+    held = time.monotonic() - started
+    assert resp.status == 200, resp.body[:300]
+    assert [r["status"] for r in fake.records_since(mark)] == [200]
+    assert held >= 2.0, f"the request after the 429 went out after {held:.2f} s, before the reset"
 
 
 @pytest.mark.parametrize("path", PATHS)
