@@ -21,18 +21,21 @@ export CCQ_TARGET_IMAGE CCQ_TARGET_IMAGE_DEBIAN13
 # Ctrl-C stops every scenario, not only the one in the foreground.
 trap 'kill 0' INT TERM
 
-declare -A pid started
+# Each scenario writes its own wall time when it ends (the waits below return in start order).
+declare -A pid
 for scenario in "$@"; do
-  started[$scenario]=$(date +%s)
-  ( molecule test -s "$scenario" 2>&1 | tee "$LOGS/molecule-$scenario.log" | sed -u "s/^/[$scenario] /"
-    exit "${PIPESTATUS[0]}" ) &
+  ( started=$(date +%s)
+    molecule test -s "$scenario" 2>&1 | tee "$LOGS/molecule-$scenario.log" | sed -u "s/^/[$scenario] /"
+    rc=${PIPESTATUS[0]}
+    echo "$(( $(date +%s) - started ))" > "$LOGS/molecule-$scenario.seconds"
+    exit "$rc" ) &
   pid[$scenario]=$!
 done
 
 status=0 results=()
 for scenario in "$@"; do
   if wait "${pid[$scenario]}"; then outcome=passed; else outcome=FAILED; status=1; fi
-  results+=("$(printf 'molecule %-10s %5d s  %s' "$scenario" "$(( $(date +%s) - started[$scenario] ))" "$outcome")")
+  results+=("$(printf 'molecule %-10s %5d s  %s' "$scenario" "$(cat "$LOGS/molecule-$scenario.seconds")" "$outcome")")
 done
 printf '%s\n' "${results[@]}" | tee "$LOGS/molecule-times.txt"
 exit "$status"
