@@ -28,8 +28,10 @@ TASK_HEADER = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?P<name>.*?)\]")
 TASK_TIME = re.compile(r"^(?P<name>.*?)\s-{2,}\s*(?P<seconds>\d+(?:\.\d+)?)s$")
 PLAY_RECAP_HOST = re.compile(r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+"
                              r"unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)")
-MOLECULE_STEP = re.compile(r"^(INFO|ERROR|WARNING|CRITICAL)\s+(?P<scenario>\S+)\s+➜\s+(?P<action>[\w-]+):\s+"
-                           r"(?P<what>.*)$")
+# A step's line, as Molecule writes it on a terminal ("default ➜ converge: Executing") and into a
+# pipe, as `make molecule` keeps it ("[default > converge] Executing").
+MOLECULE_STEP = re.compile(r"^(INFO|ERROR|WARNING|CRITICAL)\s+(?:(?P<scenario>\S+)\s+➜\s+(?P<action>[\w-]+):"
+                           r"|\[(?P<piped_scenario>\S+) > (?P<piped_action>[\w-]+)\])\s+(?P<what>.*)$")
 PROFILE_DATE = re.compile(r"^\w+day \d+ \w+ \d{4}\s+\d\d:\d\d:\d\d")
 
 
@@ -106,16 +108,17 @@ def _steps(text: str, scenario: str) -> list[tuple[str, str, str]]:
     buf: list[str] = []
     for raw in text.splitlines():
         m = MOLECULE_STEP.match(ANSI.sub("", raw))
-        if m and m["scenario"] != scenario:
+        if m and (m["scenario"] or m["piped_scenario"]) != scenario:
             m = None
         if not m:
             if current:
                 buf.append(raw)
             continue
-        if m["what"].startswith("Executing"):
-            current, buf = m["action"], []
-        elif m["what"].startswith("Executed") and current == m["action"]:
-            steps.append((current, m["what"].removeprefix("Executed: "), "\n".join(buf)))
+        action, what = m["action"] or m["piped_action"], m["what"]
+        if what.startswith("Executing"):
+            current, buf = action, []
+        elif what.startswith("Executed") and current == action:
+            steps.append((current, what.removeprefix("Executed: "), "\n".join(buf)))
             current = None
     return steps
 
