@@ -29,7 +29,7 @@ import pytest
 from helpers.doctor_settings import ccq_layout, doctor_settings
 from helpers.http import wait_http_ok
 from helpers.modules import build_doctor, load_doctor
-from helpers.stack import free_port, served_model, stop_process
+from helpers.stack import CONFIG_TEMPLATE, free_port, served_model, stop_process
 
 # Processes: the fake Cerebras, a stand-in LiteLLM started by the rendered launcher, the built
 # doctor file (tests/unit stays in-process).
@@ -40,7 +40,6 @@ SHELL_TEMPLATE = REPO / "roles/ccq_shell/templates/ccq.sh.j2"
 LAUNCHER_TEMPLATE = REPO / "roles/litellm_service/templates/ccq-proxy.sh.j2"
 # The launcher's systemd unit: none by this name, so its --start never touches a real ccq.
 TEST_SERVICE_NAME = "ccq-doctor-end-to-end-test"
-CONFIG_TEMPLATE = REPO / "roles/litellm_proxy/templates/litellm_config.yaml.j2"
 ALIAS = "qwen-3-coder-480b"
 SERVED = "qwen-3-coder-480b,gpt-oss-120b,zai-glm-4.7"
 # ccq's table of retired models, as site.yml hands it to doctor (a replacement retired in turn).
