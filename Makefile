@@ -119,7 +119,7 @@ smoke: venv
 # The committed locks: `make lock` regenerates each; review and commit what changes.
 lock: lock-litellm lock-claude-code
 
-# LiteLLM's lock (roles/litellm_proxy/files/, named by litellm_proxy_lock_file): the whole tree
+# LiteLLM's lock (roles/litellm_proxy/lock/, named by litellm_proxy_lock_file): the whole tree
 # of litellm[proxy] at ccq_litellm_version and openai within ccq_openai_version_spec, with every
 # file's sha256, resolved once for every Python a target runs (--universal from Ubuntu 22.04's
 # 3.10 up: Debian 12's 3.11, macOS' python@3.12, Debian 13's 3.13). Versions already in the lock
@@ -133,8 +133,8 @@ LITELLM_LOCK_PLATFORMS := x86_64-manylinux_2_35 aarch64-manylinux_2_35 aarch64-a
 LITELLM_LOCK_INDEX := --no-config --default-index https://pypi.org/simple
 lock-litellm: venv
 	@set -euo pipefail; \
-	lock=$$($(BIN)/python -c 'import sys; sys.path.insert(0, "tests"); from helpers.installs import litellm_lock; print(litellm_lock().path)'); \
-	$(BIN)/python -c 'import sys; sys.path.insert(0, "tests"); from helpers.installs import litellm_lock_inputs; print(*litellm_lock_inputs(), sep="\n")' \
+	lock=$$($(BIN)/python scripts/locks.py litellm-lock-path); \
+	$(BIN)/python scripts/locks.py litellm-lock-inputs \
 	  | $(BIN)/uv pip compile - $(LITELLM_LOCK_INDEX) --universal \
 	      --python-version $(firstword $(LITELLM_LOCK_PYTHONS)) --generate-hashes \
 	      --custom-compile-command "make lock-litellm" --quiet --output-file "$$lock"; \
@@ -142,7 +142,7 @@ lock-litellm: venv
 	  $(BIN)/uv pip compile "$$lock" $(LITELLM_LOCK_INDEX) --no-deps \
 	    --python-version "$$python" --python-platform "$$platform" --only-binary :all: --no-binary litellm \
 	    --quiet --output-file /dev/null \
-	    || { echo "$$lock: a version above has no wheel for Python $$python on $$platform: constrain it in litellm_lock_inputs (tests/helpers/installs.py) and say why." >&2; exit 1; }; \
+	    || { echo "$$lock: a version above has no wheel for Python $$python on $$platform: constrain it in litellm_lock_inputs (scripts/locks.py) and say why." >&2; exit 1; }; \
 	done; done
 
 # Claude Code's lock (roles/claude_code/files/claude-code-lock): ccq_claude_code_version, or
@@ -151,7 +151,7 @@ lock-litellm: venv
 # URLs are given so that the developer's npmrc does not shape the lock.
 CLAUDE_CODE_LOCK_DIR := roles/claude_code/files/claude-code-lock
 lock-claude-code: venv
-	spec=$$($(BIN)/python -c 'import sys; sys.path.insert(0, "tests"); from helpers.installs import claude_code_spec; print(claude_code_spec(sys.argv[1]))' "$(CLAUDE_CODE_VERSION)") && \
+	spec=$$($(BIN)/python scripts/locks.py claude-code-spec $(CLAUDE_CODE_VERSION)) && \
 	cd $(CLAUDE_CODE_LOCK_DIR) && rm -f package-lock.json && \
 	npm install --package-lock-only --save-exact --ignore-scripts --no-audit --no-fund \
 	  --registry=https://registry.npmjs.org/ --omit-lockfile-registry-resolved=false "$$spec"

@@ -19,7 +19,8 @@ import pytest
 
 from helpers.converged_host import as_user, converged_host, post, proxy_answers, upstream_requests
 from helpers.http import assemble_stream, request
-from helpers.installs import Pins, versions_off_pin
+from helpers.installs import versions_off_pin
+from scripts.locks import Pins
 
 TARGET = converged_host()
 UNIT = f"{TARGET.service_name}.service"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.installs import CLAUDE_CODE_LOCK_DIR, CLAUDE_CODE_LOCK_FILES, claude_code_install
+from scripts.locks import CLAUDE_CODE_LOCK_DIR, CLAUDE_CODE_LOCK_FILES, claude_code_install
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers.installs import LITELLM_PROXY_ROLE, litellm_lock, read_requirements_lock
+from scripts.locks import LITELLM_PROXY_ROLE, litellm_lock, read_requirements_lock
 
 pytestmark = pytest.mark.integration
 

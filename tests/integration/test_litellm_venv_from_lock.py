@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers.installs import LITELLM_PROXY_ROLE, litellm_lock, read_requirements_lock, venv_differences_from_lock
+from scripts.locks import LITELLM_PROXY_ROLE, litellm_lock, read_requirements_lock, venv_differences_from_lock
 
 pytestmark = pytest.mark.integration
 

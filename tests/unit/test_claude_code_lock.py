@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from helpers.installs import CLAUDE_CODE_LOCK_DIR, claude_code_install, claude_code_lock, read_pins
+from scripts.locks import CLAUDE_CODE_LOCK_DIR, claude_code_install, claude_code_lock, read_pins
 
 LOCK = claude_code_lock()
 PACKAGE = claude_code_install().package

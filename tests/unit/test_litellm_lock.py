@@ -9,8 +9,8 @@ import re
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from helpers import installs
-from helpers.installs import (
+from scripts import locks
+from scripts.locks import (
     LiteLLMLock,
     LockedDistribution,
     litellm_lock,
@@ -161,6 +161,6 @@ def test_pip_inspect_output_is_compared_with_the_lock(tmp_path):
 
 def test_the_unit_tests_repair_json_with_the_version_the_proxy_has() -> None:
     """The wire writer's json-repair: requirements-dev.txt (plain-Python unit tests) pins what the lock holds."""
-    dev = re.search(r"^json-repair==(\S+)$", (installs.REPO_ROOT / "requirements-dev.txt").read_text(), re.M)
-    locked = {e.name: e.version for e in installs.read_requirements_lock(installs.litellm_lock().path.read_text())}
+    dev = re.search(r"^json-repair==(\S+)$", (locks.REPO_ROOT / "requirements-dev.txt").read_text(), re.M)
+    locked = {e.name: e.version for e in locks.read_requirements_lock(locks.litellm_lock().path.read_text())}
     assert dev and locked.get("json-repair") == dev.group(1)

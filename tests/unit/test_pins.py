@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from helpers.installs import litellm_lock, read_pins, read_requirements_lock
 from helpers.modules import load_proxy_module
+from scripts.locks import litellm_lock, read_pins, read_requirements_lock
 
 PINS = read_pins()
 guard = load_proxy_module("guard")
@@ -46,7 +46,7 @@ def test_pipx_injects_exactly_what_the_lock_holds_beyond_litellm_and_openai():
     import yaml
     from packaging.requirements import Requirement
 
-    from helpers.installs import LITELLM_PROXY_ROLE, litellm_lock_inputs
+    from scripts.locks import LITELLM_PROXY_ROLE, litellm_lock_inputs
 
     role_vars = yaml.safe_load((LITELLM_PROXY_ROLE / "vars/main.yml").read_text(encoding="utf-8"))
     inputs = {Requirement(line).name for line in litellm_lock_inputs(PINS)}

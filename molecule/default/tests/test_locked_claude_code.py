@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from helpers.converged_host import as_user, converged_host
-from helpers.installs import claude_code_install, claude_code_lock
+from scripts.locks import claude_code_install, claude_code_lock
 
 TARGET = converged_host()
 CLAUDE_CODE_DIR = TARGET.path("claude_code_dir")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from helpers.converged_host import as_user, converged_host
-from helpers.installs import litellm_lock, read_pins, venv_differences_from_lock
+from scripts.locks import litellm_lock, read_pins, venv_differences_from_lock
 
 TARGET = converged_host()
 VENV = TARGET.path("litellm_venv")

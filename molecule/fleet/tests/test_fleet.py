@@ -13,8 +13,8 @@ import shlex
 import pytest
 
 from fleet_support import BROKEN, HEALTHY, PIPX, host_vars, recap, summary, tail_from, target, team_play, vault_key
-from helpers.installs import read_pins
 from helpers.playbook import changed_tasks
+from scripts.locks import read_pins
 
 TOOL_PROMPT = "Use a subagent to say pong"
 

@@ -16,8 +16,8 @@ import shlex
 import testinfra
 
 from fleet_support import HEALTHY, host_vars, recap, summary, tail_from, team_play
-from helpers.installs import read_pins
 from helpers.playbook import changed_tasks
+from scripts.locks import read_pins
 
 PINS = read_pins()
 

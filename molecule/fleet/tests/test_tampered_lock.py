@@ -15,7 +15,7 @@ def test_a_file_whose_hash_is_not_the_locks_stops_the_install_with_one_line(conv
     records as ccq's: pip refuses the file, the run names it in one line, pipx installs nothing.
     The laptop is left without LiteLLM: this file runs last (pytest takes the files in name
     order), so no install is spent on putting it back before the scenario is destroyed."""
-    lock = PROJECT / "roles/litellm_proxy/files/litellm-requirements.lock"
+    lock = PROJECT / "roles/litellm_proxy/lock/litellm-requirements.lock"
     tampered = tmp_path / "tampered.lock"
     tampered.write_text(re.sub(r"(?m)^(tqdm==\S+ .*(?:\n\s+--hash=.*)+)",
                                lambda m: re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, m.group(1)),
