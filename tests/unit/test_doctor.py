@@ -225,7 +225,7 @@ LAUNCHER_ARGV = ["/v/bin/litellm", "--config", LAYOUT_PATHS["proxy_config"], "--
 def render_launcher(**overrides: Any) -> str:
     variables = dict(litellm_service_port=4000, litellm_service_litellm_argv=LAUNCHER_ARGV,
                      litellm_service_paths=LAYOUT_PATHS, litellm_service_launcher=LAYOUT_PATHS["proxy_launcher"],
-                     litellm_service_name=SERVICE,
+                     litellm_service_name=SERVICE, litellm_service_manager="systemd",
                      litellm_service_health_url="http://127.0.0.1:4000/health/liveliness")
     variables.update(overrides)
     return _render(LAUNCHER_TEMPLATE, **variables)
@@ -274,7 +274,7 @@ def test_what_doctor_json_says_of_config_yaml_agrees_with_yaml_on_the_role_templ
               served_model("my-alias-background", "zai-glm-4.7", role="background")]
     text = _render(CONFIG_TEMPLATE, litellm_proxy_models=models, litellm_proxy_api_base="https://api.cerebras.ai/v1",
                    litellm_proxy_debug=False)
-    by_yaml = doctor.facts.proxy_config_from_data(yaml.safe_load(text))
+    by_yaml = doctor.proxy_facts.proxy_config_from_data(yaml.safe_load(text))
     s = settings(tmp_path, model_alias="my-alias", upstream_model="gpt-oss-120b", api_base="https://api.cerebras.ai/v1",
                  background_model_alias="my-alias-background", background_model="zai-glm-4.7")
     provisioned = doctor.facts.ProxyConfig.provisioned(s)
@@ -362,7 +362,7 @@ def test_a_fact_that_raises_fails_the_checks_that_use_it_and_no_other(tmp_path, 
 
     def unreadable(*_args: Any) -> None:
         raise PermissionError("site-packages is not readable")
-    monkeypatch.setattr(doctor.facts, "venv_versions", unreadable)
+    monkeypatch.setattr(doctor.software_facts, "venv_versions", unreadable)
     results = {check.id: finding for check, finding in doctor.checks.run_checks(f)}
     assert results["versions"].status == doctor.findings.FAIL
     assert "the check itself failed: PermissionError: site-packages is not readable" in results["versions"].message

@@ -22,5 +22,7 @@ the README's troubleshooting table is rendered from that list (``ccq_doctor.py c
 
 The modules, each on the ones before it: settings (doctor.json), parsing (pure helpers), quota
 (`ccq status`' quota lines), machine (HTTP, commands, /proc), findings (a check's verdict),
-service_managers (systemd, launchd, none), facts (gathered once, lazily), checks, cli.
+service_managers (systemd, launchd, none), gathering (a fact: gathered once, lazily), the facts of
+each side of the machine (service_facts, ccq_facts, proxy_facts, software_facts), facts (all of
+them, as the checks ask for them), checks, cli.
 """
