@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -149,7 +150,14 @@ def _jinja_env() -> Any:
     env.filters["to_json"] = lambda v, **kw: json.dumps(v)
     env.filters["bool"] = lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on")
     env.filters["dictsort"] = lambda d: sorted(d.items())
+    env.filters["quote"] = lambda value: shlex.quote(str(value))
     return env
+
+
+def render_template(template: Path, **variables: Any) -> str:
+    """A role's template, rendered with Ansible's filters that ccq's templates use."""
+    text = template.read_text(encoding="utf-8")
+    return _jinja_env().from_string(text).render({"ansible_managed": "test", **variables})
 
 
 def _role_defaults(path: Path = PROXY_DEFAULTS) -> dict[str, Any]:

@@ -173,6 +173,7 @@ class Home:
         write_private(paths["shell_functions"], render(
             SHELL_TEMPLATE, ccq_shell_paths=shell_paths, ccq_shell_proxy_port=self.port, ccq_shell_model_alias=ALIAS,
             ccq_shell_background_model_alias=self.background_alias, ccq_shell_start_timeout=5,
+            ccq_shell_start_proxy_with_shell=False,
             ccq_shell_claude_code_environment=CLAUDE_CODE_LIMITS, ccq_shell_claude_code_arguments=[]), 0o644)
         # doctor.json (written last), whose launcher_argv the launcher runs.
         settings = doctor_settings(
@@ -185,6 +186,7 @@ class Home:
             LAUNCHER_TEMPLATE, litellm_service_paths=shell_paths, litellm_service_port=self.port,
             litellm_service_litellm_argv=settings["launcher_argv"],
             litellm_service_launcher=str(paths["proxy_launcher"]), litellm_service_name=TEST_SERVICE_NAME,
+            litellm_service_manager="none",
             litellm_service_health_url=f"http://127.0.0.1:{self.port}/health/liveliness"), 0o700)
         write_private(self.home / ".bashrc", "# the user's own line\n# BEGIN ccq: cc and ccq\n"
                       f'[ -r "{paths["shell_functions"]}" ] && . "{paths["shell_functions"]}"\n# END ccq: cc and ccq\n',
