@@ -236,6 +236,28 @@ def startup_table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def login_table(res: dict[str, Any]) -> str:
+    """bench/login.py: ccq's first call after a login, on a host without a service manager."""
+    figures = res.get("login")
+    if not figures:
+        return "(not measured in this run)"
+    rows = [("warm: the proxy already runs", "warm"),
+            *((f"first, typed {delay:g} s after the shell opened", f"after_{delay:g}s")
+              for delay in figures.get("typing_delays", [])),
+            ("first, typed at once (`bash -i -c 'ccq -p ...'`)", "at_once"),
+            ("first, without the shell's start (ccq starts it; before issue 25)", "without_shell_start"),
+            ("shell opened until the proxy answers", "shell_to_healthy")]
+    warm = get(res, "login", "warm", "median", default=None)
+    lines = ["| `ccq -p` after a login, no systemd | runs (s) | median s | over warm s |", "|---|---|---:|---:|"]
+    for label, key in rows:
+        figure = figures.get(key) or {}
+        over = "" if key in ("warm", "shell_to_healthy") or warm is None or figure.get("median") is None \
+            else fmt(figure["median"] - warm, 2)
+        lines.append(f"| {label} | {', '.join(fmt(s, 2) for s in figure.get('seconds', []))} | "
+                     f"{fmt(figure.get('median'), 2)} | {over} |")
+    return "\n".join(lines)
+
+
 def callback_table(res: dict[str, Any]) -> str:
     cb = res.get("callback") or {}
     if "error" in cb or not cb:
@@ -506,6 +528,7 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
               "from /proc/PID/stat across the stream (0.3 s after it included), minus its idle rate.",
               "", "## Concurrency (full-size Claude Code requests, streamed)", "", concurrency_table(res), "",
               "## Start-up and memory", "", startup_table(res), "",
+              "## The first ccq after a login (no systemd)", "", login_table(res), "",
               "## Callback cost per call", "", callback_table(res), "",
               "## Provisioning", "", provisioning_table(res), ""]
     if images:

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import client, procs, provisioning, report, setups  # noqa: E402
+from bench import client, login, procs, provisioning, report, setups  # noqa: E402
 from bench.stats import median, rotated, summary  # noqa: E402
 from tests.helpers import installs  # noqa: E402
 
@@ -67,11 +67,12 @@ class Plan:
     conc_levels: tuple[int, ...] = (1, 4, 16)
     conc_budget: float = 20  # per contender and level: no new stream after it
     callback_repeat: int = 5
+    login_reps: int = 3
 
 
 QUICK = Plan(total_budget=420, startup_reps=1, small_requests=40, small_budget=15, full_requests=6,
              full_budget=15, relay_rounds=1, relay_budget=60, paced_rounds=1, paced_budget=40,
-             stream_timeout=60, conc_levels=(1, 4), conc_budget=10, callback_repeat=2)
+             stream_timeout=60, conc_levels=(1, 4), conc_budget=10, callback_repeat=2, login_reps=1)
 
 
 def log(msg: str) -> None:
@@ -544,7 +545,7 @@ def main() -> int:
                            "quick": args.quick, "errors": {}}
 
     def section(name: str, fn: Callable[[], Any]) -> Any:
-        if name not in ("callback", "provisioning_molecule") and run_over():
+        if name not in ("callback", "login", "provisioning_molecule") and run_over():
             res["errors"][name] = "skipped: the run's time budget was spent"
             res[name] = None
             log(f"--- {name}: skipped, the run's time budget is spent")
@@ -589,6 +590,8 @@ def main() -> int:
         log("stopping the proxies and fakes")
         registry.stop_all()
         section("callback", lambda: callback_cost(plan, venv))
+        section("login", lambda: login.first_call_after_login(venv, installs.ensure_claude_code(pins),
+                                                               plan.login_reps))
         # Last: only parsing, and a Molecule run in another shell may just have finished.
         section("provisioning_molecule", provisioning.molecule_timings)
     except (KeyboardInterrupt, procs.Interrupted) as exc:

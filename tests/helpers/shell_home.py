@@ -135,12 +135,25 @@ class ShellHome:
         return [int(pid) for pid in found.stdout.split()]
 
     def stop_proxies(self) -> None:
-        """Every LiteLLM of this home, stopped; returns once they are gone."""
+        """Every LiteLLM of this home, stopped; returns once each has closed its files (the
+        launcher's lock with them). Not when pgrep stops finding it: an exiting process loses its
+        command line before it closes its files."""
         pids = self.proxy_processes()
         for pid in pids:
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
-        while self.proxy_processes() and time.monotonic() < deadline:
+        while any(map(_running, pids)):
+            if time.monotonic() > deadline:
+                for pid in filter(_running, pids):
+                    os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 20
             time.sleep(0.05)
-        for pid in self.proxy_processes():
-            os.kill(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process is alive and not yet a zombie (a zombie has closed its files)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
