@@ -5,8 +5,8 @@
 ccq_proxy/litellm_patches.py refuses to start unless LiteLLM is PATCHED_LITELLM_VERSION (ccq_proxy/
 guard.py) and every function it patches has the source hash it recorded (PATCHED_SOURCES); the
 stream fast path (ccq_proxy/stream_fastpath.py) does the same with FINGERPRINTS and
-PATCHED_OPENAI_SERIES. After a pin moves (roles/ccq/defaults/
-main.yml, then `make lock-litellm`), this script:
+PATCHED_OPENAI_SERIES, and the start-up cut (ccq_proxy/startup.py) with FILE_FINGERPRINTS.
+After a pin moves (roles/ccq/defaults/main.yml, then `make lock-litellm`), this script:
 
 1. builds (or reuses) the tests' venv from the new lock (tests/helpers/installs.py),
 2. hashes every patched and fingerprinted function there, as the guard does,
@@ -34,15 +34,17 @@ from helpers.installs import ensure_litellm_venv, read_pins  # noqa: E402
 FILES = REPO / "roles/litellm_proxy/files"
 PACKAGE = FILES / "ccq_proxy"
 GUARD, PATCHES, FASTPATH = PACKAGE / "guard.py", PACKAGE / "litellm_patches.py", PACKAGE / "stream_fastpath.py"
+STARTUP = PACKAGE / "startup.py"
 
 # Run by the venv's Python, with the role's files on sys.path (as custom_callbacks.py puts
 # them): the recorded and the current hashes of both tables, as JSON.
 HASHES = """
 import json, sys
-from ccq_proxy import guard, litellm_patches as patches, stream_fastpath as fastpath
+from ccq_proxy import guard, litellm_patches as patches, startup, stream_fastpath as fastpath
 print(json.dumps({
     sys.argv[1]: [dict(patches.PATCHED_SOURCES), guard.source_hashes(patches.patched_functions())],
     sys.argv[2]: [dict(fastpath.FINGERPRINTS), guard.source_hashes(fastpath.reproduced_functions())],
+    sys.argv[3]: [dict(startup.FILE_FINGERPRINTS), startup.file_hashes()],
 }))
 """
 
@@ -74,7 +76,7 @@ def main() -> int:
     venv = ensure_litellm_venv(pins)
     print(f"LiteLLM {pins.litellm_version} with openai {pins.openai_spec}, from the lock: {venv}")
     # No bytecode: the role copies ccq_proxy/ whole, a __pycache__ in it would be deployed too.
-    result = subprocess.run([str(venv / "bin/python"), "-c", HASHES, str(PATCHES), str(FASTPATH)],
+    result = subprocess.run([str(venv / "bin/python"), "-c", HASHES, str(PATCHES), str(FASTPATH), str(STARTUP)],
                             capture_output=True, text=True, check=False,
                             env={**os.environ, "PYTHONPATH": str(FILES), "PYTHONDONTWRITEBYTECODE": "1"})
     if result.returncode != 0:
@@ -85,14 +87,14 @@ def main() -> int:
         return 1
     tables = json.loads(result.stdout)
     differs = False
-    for path in (PATCHES, FASTPATH):
+    for path in (PATCHES, FASTPATH, STARTUP):
         recorded, now = tables[str(path)]
         changed = sorted(name for name in recorded.keys() & now.keys() if recorded[name] != now[name])
         unrecorded, gone = sorted(now.keys() - recorded.keys()), sorted(recorded.keys() - now.keys())
         text = path.read_text(encoding="utf-8")
         new_text = rewritten(text, recorded, now)
         differs |= new_text != text or bool(unrecorded or gone)
-        print(f"\n{path.relative_to(REPO)}: {len(now) - len(changed) - len(unrecorded)} of {len(now)} functions "
+        print(f"\n{path.relative_to(REPO)}: {len(now) - len(changed) - len(unrecorded)} of {len(now)} recorded sources "
               f"unchanged since they were recorded")
         for name in changed:
             print(f"  CHANGED  {name}: {recorded[name]} -> {now[name]}; its patch may no longer apply: "

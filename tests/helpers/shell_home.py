@@ -82,7 +82,7 @@ class ShellHome:
                              callback=pick_callback(), master_key=self.master_key)
         config = proxy.write_config()
         variables = role_variables(self.upstream.api_base, self.master_key, self.upstream.api_key,
-                                   state_dir=paths["state_dir"])
+                                   state_dir=paths["state_dir"], config_dir=paths["config_dir"])
         _write(paths["proxy_env_file"], render_template(ENV_TEMPLATE, **variables))
         shell_paths = {name: str(path) for name, path in paths.items()}
         _write(paths["proxy_launcher"], render_template(

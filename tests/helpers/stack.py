@@ -151,6 +151,7 @@ def _jinja_env() -> Any:
     env.filters["bool"] = lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on")
     env.filters["dictsort"] = lambda d: sorted(d.items())
     env.filters["quote"] = lambda value: shlex.quote(str(value))
+    env.filters["dirname"] = os.path.dirname
     return env
 
 
@@ -179,14 +180,17 @@ def served_model(alias: str = MODEL_ALIAS, upstream_model: str = MODEL_ALIAS, **
 
 
 def role_variables(api_base: str, master_key: str, cerebras_key: str,
-                   models: list[dict[str, Any]] | None = None, state_dir: Path | None = None) -> dict[str, Any]:
-    """Template variables: the role's defaults with the test's values on top."""
+                   models: list[dict[str, Any]] | None = None, state_dir: Path | None = None,
+                   config_dir: Path | None = None) -> dict[str, Any]:
+    """Template variables: the role's defaults with the test's values on top (``config_dir``,
+    where config.yaml and the callback are: ``state_dir`` unless given)."""
     variables = _role_defaults()
     ccq = _role_defaults(CCQ_DEFAULTS)
     variables.update({
         "ansible_managed": "Rendered by tests/helpers/stack.py for the integration tests",
         "litellm_proxy_models": models or [served_model()],
-        "litellm_proxy_paths": {"quota_state": str((state_dir or Path(".")) / "quota.json")},
+        "litellm_proxy_paths": {"quota_state": str((state_dir or Path(".")) / "quota.json"),
+                                "proxy_callbacks": str((config_dir or state_dir or Path(".")) / "custom_callbacks.py")},
         "litellm_proxy_api_base": api_base,
         "litellm_proxy_master_key": master_key,
         "litellm_proxy_cerebras_api_key": cerebras_key,

@@ -6,6 +6,10 @@ Loaded by custom_callbacks.py, the file the proxy's config.yaml names
 role deploys this directory beside it.  Written for and tested against LiteLLM
 1.74.0.post2 (with openai 1.99.x).
 
+Before LiteLLM is imported, ``startup`` (run by before_litellm/sitecustomize.py, which
+the proxy's environment puts on PYTHONPATH) keeps LiteLLM from building the routes ccq
+does not serve.
+
 The data path of a /v1/messages request, module by module:
 
 ``hook``             What the proxy calls: the pre-call hook, the key check and the
@@ -24,5 +28,5 @@ The data path of a /v1/messages request, module by module:
 
 Environment knobs: ``CCQ_MAX_TOKENS_CEILING`` (see normalizer.py);
 ``CCQ_LITELLM_PATCHES``, ``CCQ_STREAM_FASTPATH``, ``CCQ_QUOTA_MAX_WAIT`` and
-``CCQ_QUOTA_STATE`` (see litellm_patches.py).
+``CCQ_QUOTA_STATE`` (see litellm_patches.py); ``CCQ_ONLY_SERVED_ROUTES`` (startup.py).
 """

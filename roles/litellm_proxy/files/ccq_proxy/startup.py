@@ -1,0 +1,96 @@
+"""What ccq cuts from LiteLLM's start, before LiteLLM is imported (issue 25).
+
+Run by before_litellm/sitecustomize.py, which Python runs at the proxy's start: the proxy's
+environment file puts that directory on PYTHONPATH. Importing litellm.proxy.proxy_server
+builds its 333 HTTP routes with FastAPI, each twice (its router's decorator, then
+include_router), about a third of the proxy's start (0.8 to 1.2 s of 3 s on a 2-core machine).
+ccq serves a handful of them: Claude Code's /v1/messages and count_tokens, the model list and
+the health checks `ccq doctor` reads, and OpenAI-compatible chat. The others (keys, teams,
+spend, files, the admin UI's API, realtime websockets) are not built.
+
+Guarded like the patches, but a mismatch stops nothing, as a cut only saves time: the cut
+is made only for LiteLLM PATCHED_LITELLM_VERSION whose proxy_server.py (the file that
+registers the routes) hashes to its FILE_FINGERPRINTS entry. Otherwise every route is kept and
+the log says why. CCQ_ONLY_SERVED_ROUTES=0 keeps every route too.
+
+Nothing here may import LiteLLM: it runs before LiteLLM's import, to change what that builds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .guard import PATCHED_LITELLM_VERSION, mark
+
+# The paths ccq serves, whole (router prefix and path): Claude Code's two (ccq_proxy/hook.py
+# adds count_tokens), what ccq doctor reads, and OpenAI-compatible chat for other clients.
+SERVED_PATHS = re.compile(r"^(/v1)?/(messages(/count_tokens)?|models|model/info|chat/completions"
+                          r"|health(/(liveliness|liveness|readiness))?)$")
+# sha256 (first 16 hex) of each LiteLLM file the cut depends on, recorded from 1.74.0.post2
+# (make record-patch-sources): proxy_server.py imports every router and registers its own routes.
+FILE_FINGERPRINTS: dict[str, str] = {
+    "litellm/proxy/proxy_server.py": "1acb8f56a7c2bf88",
+}
+ENABLED_ENV = "CCQ_ONLY_SERVED_ROUTES"
+
+
+def file_hashes() -> dict[str, str]:
+    """The installed files' hashes, by the names FILE_FINGERPRINTS uses; read as files, since
+    importing them is what is cut."""
+    litellm = metadata.distribution("litellm")
+    return {name: hashlib.sha256(Path(str(litellm.locate_file(name))).read_bytes()).hexdigest()[:16]
+            for name in FILE_FINGERPRINTS}
+
+
+def why_not_cut(environ: Mapping[str, str] = os.environ) -> str:
+    """'' when the routes may be cut; otherwise why every route is kept."""
+    if environ.get(ENABLED_ENV, "1").strip() == "0":
+        return ""  # asked for: nothing to report
+    try:
+        version = metadata.version("litellm")
+        if version != PATCHED_LITELLM_VERSION:
+            return f"LiteLLM {version} is installed, the cut is written for {PATCHED_LITELLM_VERSION}"
+        changed = sorted(name for name, digest in file_hashes().items() if FILE_FINGERPRINTS[name] != digest)
+        if changed:
+            return f"{', '.join(changed)} differs from LiteLLM {PATCHED_LITELLM_VERSION}'s"
+    except (metadata.PackageNotFoundError, OSError) as exc:
+        return f"LiteLLM's files cannot be read ({exc})"
+    return ""
+
+
+def keep_only_served_routes(router_class: Any) -> None:
+    """Make ``router_class`` (FastAPI's APIRouter) register only SERVED_PATHS, and no websocket."""
+    add_route: Callable[..., Any] = router_class.add_api_route
+    add_websocket: Callable[..., Any] = router_class.add_api_websocket_route
+
+    def add_api_route(self: Any, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
+        if SERVED_PATHS.match(self.prefix + path):
+            add_route(self, path, endpoint, **options)
+
+    def add_api_websocket_route(self: Any, path: str, endpoint: Callable[..., Any], *args: Any, **options: Any) -> None:
+        return None
+
+    router_class.add_api_route = mark(add_api_route, add_route)
+    router_class.add_api_websocket_route = mark(add_api_websocket_route, add_websocket)
+
+
+def install(environ: Mapping[str, str] = os.environ) -> bool:
+    """Cut the routes ccq does not serve, when the guard allows; whether it did."""
+    if environ.get(ENABLED_ENV, "1").strip() == "0":
+        return False
+    reason = why_not_cut(environ)
+    if reason:
+        print(f"ccq: every LiteLLM route is kept: {reason} (set {ENABLED_ENV}=0 to silence this)",
+              file=sys.stderr, flush=True)
+        return False
+    from fastapi import routing  # not LiteLLM: FastAPI alone imports in a tenth of a second
+
+    keep_only_served_routes(routing.APIRouter)
+    return True
