@@ -34,6 +34,7 @@ def profile_variables() -> dict[str, object]:
     variables = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text(encoding="utf-8"))
     variables.update(ccq_shell_model_alias=ccq["ccq_model_alias"], ccq_shell_proxy_port=ccq["ccq_proxy_port"],
                      ccq_max_tokens_ceiling=ccq["ccq_max_tokens_ceiling"], ccq_quota_max_wait=ccq["ccq_quota_max_wait"],
+                     ccq_proxy_debug=ccq["ccq_proxy_debug"],
                      ccq_layout=yaml.safe_load(CCQ_VARS.read_text(encoding="utf-8"))["ccq_layout"])
     return variables
 
