@@ -85,3 +85,19 @@ def test_turned_off_it_cuts_nothing_and_says_nothing(monkeypatch, capsys) -> Non
     monkeypatch.setattr(startup.metadata, "version", lambda name: "1.75.0")
     assert startup.install({"CCQ_ONLY_SERVED_ROUTES": "0"}) is False
     assert capsys.readouterr().err == ""
+
+
+def test_the_middleware_of_a_route_not_built_is_left_out_and_others_stay() -> None:
+    class App:
+        def __init__(self) -> None:
+            self.middleware: list[str] = []
+
+        def add_middleware(self, middleware_class, *args, **options):
+            self.middleware.append(middleware_class.__name__)
+
+    app_class = type("CutApp", (App,), {})
+    startup.leave_out_middleware(app_class, startup.UNUSED_MIDDLEWARE)
+    app = app_class()
+    for name in ("CORSMiddleware", startup.UNUSED_MIDDLEWARE, "SomeOtherMiddleware"):
+        app.add_middleware(type(name, (), {}), allow_origins=["*"])
+    assert app.middleware == ["CORSMiddleware", "SomeOtherMiddleware"]

@@ -6,7 +6,8 @@ builds its 333 HTTP routes with FastAPI, each twice (its router's decorator, the
 include_router), about a third of the proxy's start (0.8 to 1.2 s of 3 s on a 2-core machine).
 ccq serves a handful of them: Claude Code's /v1/messages and count_tokens, the model list and
 the health checks `ccq doctor` reads, and OpenAI-compatible chat. The others (keys, teams,
-spend, files, the admin UI's API, realtime websockets) are not built.
+spend, files, the admin UI's API, realtime websockets, Prometheus' /metrics with the middleware
+that guards it) are not built.
 
 Guarded like the patches, but a mismatch stops nothing, as a cut only saves time: the cut
 is made only for LiteLLM PATCHED_LITELLM_VERSION whose proxy_server.py (the file that
@@ -39,6 +40,8 @@ FILE_FINGERPRINTS: dict[str, str] = {
     "litellm/proxy/proxy_server.py": "1acb8f56a7c2bf88",
 }
 ENABLED_ENV = "CCQ_ONLY_SERVED_ROUTES"
+# The middleware proxy_server.py adds for a route the cut leaves out (/metrics).
+UNUSED_MIDDLEWARE = "PrometheusAuthMiddleware"
 
 
 def file_hashes() -> dict[str, str]:
@@ -81,6 +84,17 @@ def keep_only_served_routes(router_class: Any) -> None:
     router_class.add_api_websocket_route = mark(add_api_websocket_route, add_websocket)
 
 
+def leave_out_middleware(app_class: Any, name: str) -> None:
+    """Make ``app_class`` (Starlette's application) skip adding the middleware class ``name``."""
+    add_middleware: Callable[..., Any] = app_class.add_middleware
+
+    def add_middleware_but(self: Any, middleware_class: Any, *args: Any, **options: Any) -> None:
+        if getattr(middleware_class, "__name__", "") != name:
+            add_middleware(self, middleware_class, *args, **options)
+
+    app_class.add_middleware = mark(add_middleware_but, add_middleware)
+
+
 def install(environ: Mapping[str, str] = os.environ) -> bool:
     """Cut the routes ccq does not serve, when the guard allows; whether it did."""
     if environ.get(ENABLED_ENV, "1").strip() == "0":
@@ -91,6 +105,10 @@ def install(environ: Mapping[str, str] = os.environ) -> bool:
               file=sys.stderr, flush=True)
         return False
     from fastapi import routing  # not LiteLLM: FastAPI alone imports in a tenth of a second
+    from starlette import applications
 
     keep_only_served_routes(routing.APIRouter)
+    # It guards the Prometheus /metrics route, which is not built; as a BaseHTTPMiddleware it
+    # runs every request in a task of its own, about 1 ms of each request's CPU here.
+    leave_out_middleware(applications.Starlette, UNUSED_MIDDLEWARE)
     return True
