@@ -10,6 +10,7 @@ pinned Claude Code on the PATH. Only Cerebras is a stand-in. What the shell test
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import signal
@@ -134,26 +135,33 @@ class ShellHome:
         found = subprocess.run(["pgrep", "-f", "--", f"--config {config}"], capture_output=True, text=True, check=False)
         return [int(pid) for pid in found.stdout.split()]
 
+    @property
+    def start_lock(self) -> Path:
+        """The launcher's start lock (its start_detached), which a running proxy holds."""
+        return Path(str(self.paths["proxy_pidfile"]) + ".lock")
+
     def stop_proxies(self) -> None:
-        """Every LiteLLM of this home, stopped; returns once each has closed its files (the
-        launcher's lock with them). Not when pgrep stops finding it: an exiting process loses its
-        command line before it closes its files."""
-        pids = self.proxy_processes()
-        for pid in pids:
+        """Every LiteLLM of this home, stopped; returns once the launcher's start lock is free.
+        Not when pgrep stops finding the process, nor when its main thread is a zombie: an
+        exiting process loses its command line first, and its other threads hold its files
+        (the lock among them) until the last one has exited."""
+        for pid in self.proxy_processes():
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
-        while any(map(_running, pids)):
+        while not self._start_lock_free():
             if time.monotonic() > deadline:
-                for pid in filter(_running, pids):
+                for pid in self.proxy_processes():
                     os.kill(pid, signal.SIGKILL)
                 deadline = time.monotonic() + 20
             time.sleep(0.05)
 
-
-def _running(pid: int) -> bool:
-    """Whether a process is alive and not yet a zombie (a zombie has closed its files)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    def _start_lock_free(self) -> bool:
+        if not self.start_lock.exists():
+            return True
+        with open(self.start_lock, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        return True
