@@ -53,8 +53,6 @@ def _wait_healthy(home: ShellHome) -> None:
         wait_http_ok(home.health_url, 120)
     except TimeoutError as exc:
         log = home.paths["proxy_log"]
-        import subprocess as sp
-        Path("/tmp/login-failure.txt").write_text((log.read_text() if log.exists() else "none") + "\n=== ps\n" + sp.run(["ps", "-eo", "pid,ppid,stat,etime,args"], capture_output=True, text=True).stdout)
         raise RuntimeError(f"{exc}; {log}: {log.read_text()[-1500:] if log.exists() else 'none'}") from None
 
 
