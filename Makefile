@@ -20,15 +20,15 @@ TARGET_SUITES := bookworm trixie
 
 .PHONY: help venv provision test lint unit playbook integration molecule host-deps test-image bench smoke clean lock lock-litellm lock-claude-code record-patch-sources
 
-# The durations are one fresh-clone `make test` on a busy 2-core machine (2026-12-07, 41 min in
+# The durations are one fresh-clone `make test` on a 2-core machine (2026-12-08, 41 min in
 # all; docs/testing.md has the slowest tests of each stage).
 help:
 	@echo "make provision    provision this machine (cc and ccq)"
 	@echo "make test         every stage below, in order (41 min on 2 cores)"
-	@echo "  make lint         yamllint, ansible-lint, actionlint, ruff, mypy (1 min, with the venv)"
+	@echo "  make lint         yamllint, ansible-lint, actionlint, ruff, mypy (1.2 min, with the venv)"
 	@echo "  make unit         in-process Python: the proxy and doctor packages, the fake upstream (17 s)"
-	@echo "  make playbook     ansible-playbook against local stand-ins, a faked macOS (3.5 min)"
-	@echo "  make integration  the pinned LiteLLM and Claude Code against the fake Cerebras (5.3 min)"
+	@echo "  make playbook     ansible-playbook against local stand-ins, a faked macOS (3.7 min)"
+	@echo "  make integration  the pinned LiteLLM and Claude Code against the fake Cerebras (5.8 min)"
 	@echo "  make molecule     systemd targets, three scenarios side by side (31 min)"
 	@echo "make bench        benchmarks (numbers, not pass/fail; about 13 min)"
 	@echo "make smoke        the blog recipe's checks against the real Cerebras (CEREBRAS_API_KEY)"
