@@ -15,7 +15,6 @@ import json
 import os
 import re
 import secrets
-import shlex
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from helpers.doctor_settings import ccq_layout, doctor_settings
 from helpers.http import wait_http_ok
 from helpers.modules import build_doctor, load_doctor
 from helpers.stack import CONFIG_TEMPLATE, free_port, served_model, stop_process
+from helpers.stack import render_template as render
 
 # Processes: the fake Cerebras, a stand-in LiteLLM started by the rendered launcher, the built
 # doctor file (tests/unit stays in-process).
@@ -107,15 +107,6 @@ async def ccq_master_key_auth(request, api_key):
 # What ccq tells Claude Code in this test home (ccq.sh) and what doctor.json expects.
 CLAUDE_CODE_LIMITS = {"CLAUDE_CODE_MAX_CONTEXT_TOKENS": "65536", "DISABLE_AUTOUPDATER": "1",
                       "CLAUDE_CODE_RESUME_HINT_COMMAND": "ccq"}
-
-def render(template: Path, **variables: Any) -> str:
-    jinja2 = pytest.importorskip("jinja2")
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    env.filters["to_json"] = lambda v, **kw: json.dumps(v)
-    env.filters["quote"] = lambda v: shlex.quote(str(v))
-    env.filters["bool"] = lambda v: bool(v)
-    return env.from_string(template.read_text()).render(ansible_managed="test", **variables)
-
 
 def write_private(path: Path, text: str, mode: int = 0o600) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
