@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shlex
 import socket
 import ssl
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 
 from helpers.doctor_settings import ccq_layout, doctor_settings
 from helpers.modules import DOCTOR_PACKAGE, load_doctor
+from helpers.stack import render_template as _render
 from helpers.stack import served_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -205,15 +205,6 @@ def test_systemctl_exec_start_gives_the_argv():
     assert values["MainPID"] == "12"
     assert doctor.parsing.option_value(argv, "--port") == "14000"
     assert doctor.parsing.option_value(argv, "--host") == "127.0.0.1"
-
-
-def _render(template: Path, **variables: Any) -> str:
-    jinja2 = pytest.importorskip("jinja2")
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    env.filters["to_json"] = lambda v, **kw: json.dumps(v)
-    env.filters["bool"] = lambda v: bool(v)
-    env.filters["quote"] = lambda v: shlex.quote(str(v))
-    return env.from_string(template.read_text()).render(ansible_managed="test", **variables)
 
 
 LAYOUT_PATHS = {name: f"/h/{rel}" for name, rel in ccq_layout().items()}
