@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -22,16 +21,16 @@ TESTS_DIR = Path(__file__).resolve().parents[1]
 REPO = TESTS_DIR.parent
 PROXY_FILES = REPO / "roles/litellm_proxy/files"
 CALLBACK_FILE = PROXY_FILES / "custom_callbacks.py"
-# The package custom_callbacks.py imports, deployed beside it as one directory.
+# The package custom_callbacks.py imports, deployed beside it as one zip file (zip_package).
 PROXY_PACKAGE = PROXY_FILES / "ccq_proxy"
 # For a script the tests run on the role's files in another Python (the pinned LiteLLM
-# venv): the role copies ccq_proxy/ whole, so a __pycache__ written into it would be
-# deployed and make the copy task report a change.
+# venv): no __pycache__ of another Python's written into the source tree.
 NO_BYTECODE_ENV = {"PYTHONDONTWRITEBYTECODE": "1"}
-# The doctor package and the script that builds it into the one file roles/ccq_doctor deploys.
+# The doctor package, which roles/ccq_doctor deploys as one runnable zip file.
 DOCTOR_FILES = REPO / "roles/ccq_doctor/files"
 DOCTOR_PACKAGE = DOCTOR_FILES / "ccq_doctor"
-DOCTOR_BUILD = DOCTOR_FILES / "build_doctor_zipapp.py"
+# The action the roles install a package with, as one zip file.
+ZIPPED_PACKAGE_ACTION = REPO / "plugins/action/ccq_zipped_package.py"
 
 
 def load_file(path: Path, name: str, register: bool = False) -> ModuleType:
@@ -72,9 +71,15 @@ def load_doctor() -> ModuleType:
     return package
 
 
-def build_doctor(output: Path) -> Path:
-    """The doctor as the role deploys it: one zipapp at ``output``, built by the role's script."""
-    done = subprocess.run([sys.executable, str(DOCTOR_BUILD), str(DOCTOR_PACKAGE), str(output)],
-                          capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
+def zip_package(package: Path, output: Path, main: str | None = None) -> Path:
+    """``package`` as the roles deploy it: one zip file at ``output``, the bytes
+    plugins/action/ccq_zipped_package.py builds (needs Ansible: the tests' venv, not LiteLLM's)."""
+    action = load_file(ZIPPED_PACKAGE_ACTION, "ccq_zipped_package")
+    output.write_bytes(action.zipped_package(package, main))
+    output.chmod(0o755 if main else 0o600)
     return output
+
+
+def build_doctor(output: Path) -> Path:
+    """The doctor as the role deploys it: one runnable zipapp at ``output``."""
+    return zip_package(DOCTOR_PACKAGE, output, main=DOCTOR_PACKAGE.name)

@@ -78,7 +78,7 @@ class ShellHome:
         for name in ("secrets_dir", "config_dir", "state_dir"):
             paths[name].mkdir(parents=True, exist_ok=True, mode=0o700)
         _write(paths["master_key_file"], self.master_key)
-        # config.yaml, custom_callbacks.py and ccq_proxy/ as roles/litellm_proxy deploys them.
+        # config.yaml, custom_callbacks.py and ccq_proxy.zip as roles/litellm_proxy deploys them.
         proxy = LiteLLMProxy(venv=self.litellm_venv, workdir=paths["config_dir"], upstream=self.upstream,
                              callback=pick_callback(), master_key=self.master_key)
         config = proxy.write_config()

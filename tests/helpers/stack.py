@@ -24,7 +24,7 @@ from typing import Any
 
 from .http import wait_http_ok
 from .installs import REPO_ROOT
-from .modules import CALLBACK_FILE, PROXY_PACKAGE
+from .modules import CALLBACK_FILE, PROXY_PACKAGE, zip_package
 
 FAKE_CEREBRAS = REPO_ROOT / "tests/fake_cerebras/fake_cerebras.py"
 ROLE_CALLBACK = CALLBACK_FILE
@@ -191,6 +191,8 @@ def role_variables(api_base: str, master_key: str, cerebras_key: str,
         "litellm_proxy_models": models or [served_model()],
         "litellm_proxy_paths": {"quota_state": str((state_dir or Path(".")) / "quota.json"),
                                 "proxy_callbacks": str((config_dir or state_dir or Path(".")) / "custom_callbacks.py")},
+        # roles/litellm_proxy/vars/main.yml's: beside the callback.
+        "litellm_proxy_package_zip": str((config_dir or state_dir or Path(".")) / "ccq_proxy.zip"),
         "litellm_proxy_api_base": api_base,
         "litellm_proxy_master_key": master_key,
         "litellm_proxy_cerebras_api_key": cerebras_key,
@@ -261,12 +263,11 @@ class LiteLLMProxy:
             # The deployed file itself, copied beside config.yaml as the role
             # deploys it: LiteLLM imports callbacks relative to the config.
             shutil.copy2(self.callback, self.workdir / "custom_callbacks.py")
-            # The package it imports, ccq_proxy/, as the role copies it (the blog recipe's
-            # callback has none). Without the tree's __pycache__: the proxy writes its own.
+            # The package it imports, as the role deploys it: one zip file, ccq_proxy.zip (the
+            # blog recipe's callback has none).
             package = self.callback.with_name(PROXY_PACKAGE.name)
             if package.is_dir():
-                shutil.copytree(package, self.workdir / package.name, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("__pycache__"))
+                zip_package(package, self.workdir / f"{package.name}.zip")
         else:
             config.get("litellm_settings", {}).pop("callbacks", None)
         path = self.workdir / "config.yaml"

@@ -40,6 +40,10 @@ readonly PACKAGES=(
   curl ca-certificates iproute2 procps locales
   # Not ccq's: the terminal-UI test types into Claude Code through tmux, as a person would.
   tmux
+  # Not ccq's: Molecule converges over SSH, as a team reaches its laptops (issue 25). SSH
+  # pipelines a task into one round trip; the podman connection cannot pipeline and costs
+  # about 1 s of podman exec calls per task. molecule/shared/prepare.yml starts sshd.
+  openssh-server
 )
 
 # Units that have no business in a container: gettys would spin on a missing
@@ -224,6 +228,11 @@ rm -f "$ROOTFS/var/lib/dbus/machine-id"
 for unit in "${MASKED_UNITS[@]}"; do
   ln -sfn /dev/null "$ROOTFS/etc/systemd/system/$unit"
 done
+
+# sshd starts only where prepare.yml gives it a port: the targets share the host's network,
+# and port 22 may be the host's own sshd.
+rm -f "$ROOTFS/etc/systemd/system/multi-user.target.wants/ssh.service" \
+  "$ROOTFS/etc/systemd/system/sshd.service" "$ROOTFS/etc/systemd/system/sockets.target.wants/ssh.socket"
 
 # debootstrap copies the build host's name and resolver; podman provides both.
 rm -f "$ROOTFS/etc/hostname" "$ROOTFS/etc/resolv.conf"

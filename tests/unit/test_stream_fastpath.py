@@ -180,6 +180,7 @@ def test_fastpath_off_installs_nothing() -> None:
 def test_the_role_deploys_the_callback_and_its_whole_package() -> None:
     tasks = yaml.safe_load((PROXY_FILES.parent / "tasks/configure.yml").read_text(encoding="utf-8"))
     copied = {task["ansible.builtin.copy"]["src"] for task in tasks if "ansible.builtin.copy" in task}
-    assert copied == {"custom_callbacks.py", "ccq_proxy"}
+    zipped = {task["ccq_zipped_package"]["src"] for task in tasks if "ccq_zipped_package" in task}
+    assert (copied, zipped) == ({"custom_callbacks.py"}, {"ccq_proxy"})
     # Nothing else of the proxy's Python lies beside them, undeployed.
     assert [p.name for p in PROXY_FILES.glob("*.py")] == ["custom_callbacks.py"]

@@ -19,10 +19,9 @@ def home_tree_digest(host, home: str) -> str:
 
 def test_missing_key_without_a_terminal_stops_before_any_change(host):
     before = home_tree_digest(host, "/home/bob")
-    # Connect as root, an admin provisioning bob: without pipelining (the podman connection has
-    # none) one unprivileged account cannot become another without ACL support on the target.
-    result = run_playbook("-e", "ccq_user=bob", "-e", "ccq_cerebras_api_key=",
-                                     "-e", "ansible_user=root")
+    # alice provisions bob through sudo: SSH's pipelining (.config/molecule/config.yml) lets one
+    # unprivileged account become another without ACL support on the target.
+    result = run_playbook("-e", "ccq_user=bob", "-e", "ccq_cerebras_api_key=")
     assert result.returncode != 0
     output = play_output(result)
     assert "No Cerebras API key: run with CEREBRAS_API_KEY=" in output, output[-3000:]

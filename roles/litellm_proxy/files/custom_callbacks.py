@@ -2,9 +2,9 @@
 
 ``litellm_settings.callbacks: custom_callbacks.proxy_handler_instance`` and
 ``general_settings.custom_auth: custom_callbacks.ccq_master_key_auth``.  The code is
-the ccq_proxy package deployed beside this file (ccq_proxy/__init__.py says which
-module does what); this file only imports it, makes the hook and installs ccq's
-LiteLLM patches.
+the ccq_proxy package deployed beside this file as one zip file, ccq_proxy.zip
+(ccq_proxy/__init__.py says which module does what); this file only imports it, makes
+the hook and installs ccq's LiteLLM patches.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ from pathlib import Path
 # LiteLLM 1.74 loads this file by path (get_instance_fn: spec_from_file_location beside
 # config.yaml) and puts only its own working directory on sys.path (proxy_cli), so the
 # package beside this file imports wherever the proxy was started only with this line.
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+# Deployed, Python imports it from the zip file (zipimport); in the source tree
+# (roles/litellm_proxy/files), from the package directory beside this file.
+_HERE = Path(__file__).resolve().parent
+_PACKAGE_ROOT = str(_HERE / "ccq_proxy.zip") if (_HERE / "ccq_proxy.zip").is_file() else str(_HERE)
+if _PACKAGE_ROOT not in sys.path:
+    sys.path.insert(0, _PACKAGE_ROOT)
 
 from ccq_proxy.hook import CcqAnthropicNormalizer, ccq_master_key_auth, install, proxy_policy  # noqa: E402
 

@@ -52,10 +52,16 @@ def file_hashes() -> dict[str, str]:
             for name in FILE_FINGERPRINTS}
 
 
+def asked_off(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the user turned the cut off (CCQ_ONLY_SERVED_ROUTES=0)."""
+    return environ.get(ENABLED_ENV, "1").strip() == "0"
+
+
 def why_not_cut(environ: Mapping[str, str] = os.environ) -> str:
-    """'' when the routes may be cut; otherwise why every route is kept."""
-    if environ.get(ENABLED_ENV, "1").strip() == "0":
-        return ""  # asked for: nothing to report
+    """'' when the routes may be cut, or when the user turned the cut off (nothing to report);
+    otherwise why every route is kept."""
+    if asked_off(environ):
+        return ""
     try:
         version = metadata.version("litellm")
         if version != PATCHED_LITELLM_VERSION:
@@ -97,7 +103,7 @@ def leave_out_middleware(app_class: Any, name: str) -> None:
 
 def install(environ: Mapping[str, str] = os.environ) -> bool:
     """Cut the routes ccq does not serve, when the guard allows; whether it did."""
-    if environ.get(ENABLED_ENV, "1").strip() == "0":
+    if asked_off(environ):
         return False
     reason = why_not_cut(environ)
     if reason:

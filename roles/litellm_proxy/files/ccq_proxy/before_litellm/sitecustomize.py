@@ -3,8 +3,9 @@
 The proxy's environment file (roles/litellm_proxy/templates/litellm.env.j2) puts this
 directory on PYTHONPATH, and Python imports ``sitecustomize`` from the path at start-up
 (the site module). Only the proxy's process has that environment. What it does is
-ccq_proxy/startup.py's: the directory holding ccq_proxy goes on sys.path for it, as
-custom_callbacks.py does later for LiteLLM.
+ccq_proxy/startup.py's: what holds ccq_proxy goes on sys.path for it, as custom_callbacks.py
+does later for LiteLLM. Deployed, that is the zip file ccq_proxy.zip (this file is
+ccq_proxy.zip/ccq_proxy/before_litellm/sitecustomize.py); in the source tree, roles/litellm_proxy/files.
 """
 
 import sys
