@@ -2,10 +2,14 @@
 
 The benchmark never runs the play on this machine: a re-run of ``make provision`` would
 leave out the user's one-off ``-e`` settings and could change what they provisioned (issue 25).
-Both figures are read from a Molecule log (the benchmark never starts containers):
-``make molecule`` keeps each scenario's in bench/results/tmp/molecule-<scenario>.log, or point
-``CCQ_BENCH_MOLECULE_LOG`` at a file or a glob of files; the newest log that holds each step
-is used.
+Both figures come from Molecule's default scenario on a disposable target:
+- ``measure_with_molecule`` runs it alone (create, prepare, converge, idempotence, destroy;
+  about 3 minutes): the figure a quiet machine gives. `make bench` does when podman and the
+  target image are here (`make test-image`), unless CCQ_BENCH_PROVISIONING=log.
+- ``molecule_timings`` reads a Molecule log: ``make molecule`` keeps each scenario's in
+  bench/results/tmp/molecule-<scenario>.log (run side by side with the other scenarios, so
+  slower), or point ``CCQ_BENCH_MOLECULE_LOG`` at a file or a glob of files; the newest log
+  that holds each step is used.
 
 Both parse ansible.posix.profile_tasks (enabled in ansible.cfg): the total at
 the head of TASKS RECAP and the slowest tasks below it.
@@ -16,6 +20,9 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,3 +172,39 @@ def molecule_timings(pattern: str | None = None, scenario: str = "default") -> d
     for key in ("first_converge", "noop_rerun"):
         result.setdefault(key, {"not_measured": f"no log under {pattern} holds that step"})
     return result
+
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_IMAGE_BUILD = REPO / "tests/target_image/build.sh"
+# The steps of a quiet run: a fresh target, the first converge, the no-op re-run.
+QUIET_STEPS = ("destroy", "create", "prepare", "converge", "idempotence")
+
+
+def measure_with_molecule(scenario: str = "default", log_path: Path | None = None) -> dict[str, Any]:
+    """The scenario's first converge and no-op re-run, on a target of its own with nothing else
+    running in Molecule; its target is destroyed afterwards whatever happened."""
+    if os.environ.get("CCQ_BENCH_PROVISIONING", "run") == "log":
+        return molecule_timings(scenario=scenario)
+    molecule = Path(sys.executable).with_name("molecule")
+    image = subprocess.run(["bash", str(TARGET_IMAGE_BUILD), "--print-ref"], capture_output=True,
+                           text=True, check=False).stdout.strip()
+    if not (shutil.which("podman") and molecule.exists() and image
+            and subprocess.run(["podman", "image", "exists", image], check=False).returncode == 0):
+        result = molecule_timings(scenario=scenario)
+        result["quiet_run"] = "not run: needs podman and the target image (`make test-image`)"
+        return result
+    log_path = log_path or REPO / f"bench/results/tmp/molecule-bench-{scenario}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PATH": f"{molecule.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "CCQ_TARGET_IMAGE": image}
+    with log_path.open("w", encoding="utf-8") as log:
+        try:
+            for step in QUIET_STEPS:
+                done = subprocess.run([str(molecule), step, "-s", scenario], cwd=REPO, env=env,
+                                      stdout=log, stderr=subprocess.STDOUT, check=False)
+                if done.returncode != 0:
+                    break
+        finally:
+            subprocess.run([str(molecule), "destroy", "-s", scenario], cwd=REPO, env=env,
+                           stdout=log, stderr=subprocess.STDOUT, check=False)
+    return molecule_timings(str(log_path), scenario)

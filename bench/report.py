@@ -285,7 +285,7 @@ def _tasks(entry: dict[str, Any], n: int = 5) -> str:
 
 
 def provisioning_table(res: dict[str, Any]) -> str:
-    # From Molecule's log only: the benchmark never re-runs the play on this machine (issue 25).
+    # From Molecule on a test target: the benchmark never re-runs the play on this machine (issue 25).
     mol = res.get("provisioning_molecule") or {}
     lines = ["| run | wall s | changed | status | slowest tasks (profile_tasks) | target |",
              "|---|---:|---:|---|---|---|"]
@@ -294,6 +294,8 @@ def provisioning_table(res: dict[str, Any]) -> str:
     if noop.get("changed"):
         notes.append(f"Molecule idempotence changed: {', '.join(noop.get('changed_tasks') or [])} "
                      f"(log {noop.get('log')}).")
+    if mol.get("quiet_run"):
+        notes.append(f"Molecule alone on a target of its own: {mol['quiet_run']}; read from make molecule's log instead.")
     if "not_measured" in mol:
         lines.append(f"| Molecule (test target) | – | – | not measured: {mol['not_measured']} | | |")
     else:

@@ -592,8 +592,8 @@ def main() -> int:
         section("callback", lambda: callback_cost(plan, venv))
         section("login", lambda: login.first_call_after_login(venv, installs.ensure_claude_code(pins),
                                                                plan.login_reps))
-        # Last: only parsing, and a Molecule run in another shell may just have finished.
-        section("provisioning_molecule", provisioning.molecule_timings)
+        # Last, with the proxies stopped: Molecule's default scenario alone on a target of its own.
+        section("provisioning_molecule", provisioning.measure_with_molecule)
     except (KeyboardInterrupt, procs.Interrupted) as exc:
         log(f"interrupted ({exc or 'Ctrl-C'}): stopping every process the benchmark started")
         registry.stop_all()
