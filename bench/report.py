@@ -295,7 +295,8 @@ def provisioning_table(res: dict[str, Any]) -> str:
         notes.append(f"Molecule idempotence changed: {', '.join(noop.get('changed_tasks') or [])} "
                      f"(log {noop.get('log')}).")
     if mol.get("quiet_run"):
-        notes.append(f"Molecule alone on a target of its own: {mol['quiet_run']}; read from make molecule's log instead.")
+        notes.append(f"Molecule alone on a target of its own: {mol['quiet_run']}; "
+                     "read from make molecule's log instead.")
     if "not_measured" in mol:
         lines.append(f"| Molecule (test target) | – | – | not measured: {mol['not_measured']} | | |")
     else:

@@ -35,6 +35,19 @@ def test_the_recorded_fingerprints_are_the_locked_litellms(litellm_venv: Path) -
     assert recorded == installed and reason == "", "run `make record-patch-sources` (docs/upgrading.md)"
 
 
+def test_with_the_cut_litellm_runs_as_without_the_mcp_sdk(litellm_venv: Path) -> None:
+    # As the proxy's environment file starts it: sitecustomize runs the cut before LiteLLM.
+    done = subprocess.run(
+        [str(litellm_venv / "bin/python"), "-c",
+         "import sys, litellm.proxy.proxy_server; "
+         "from litellm.proxy._experimental.mcp_server import server, utils; "
+         "print(server.MCP_AVAILABLE, utils.is_mcp_available(), sys.modules.get('mcp'))"],
+        capture_output=True, text=True, check=True,
+        env={"PYTHONPATH": str(PROXY_FILES / "ccq_proxy/before_litellm"), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+             **NO_BYTECODE_ENV})
+    assert done.stdout.split() == ["False", "False", "None"], done.stderr[-2000:]
+
+
 def test_the_proxy_serves_what_ccq_uses_and_builds_no_other_route(proxy_stack) -> None:
     for path in ("/v1/models", "/health/readiness", "/health/liveliness"):
         assert get(proxy_stack.url, proxy_stack.token, path) == 200, path

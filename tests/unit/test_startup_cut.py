@@ -101,3 +101,16 @@ def test_the_middleware_of_a_route_not_built_is_left_out_and_others_stay() -> No
     for name in ("CORSMiddleware", startup.UNUSED_MIDDLEWARE, "SomeOtherMiddleware"):
         app.add_middleware(type(name, (), {}), allow_origins=["*"])
     assert app.middleware == ["CORSMiddleware", "SomeOtherMiddleware"]
+
+
+def test_a_skipped_package_is_a_none_entry_which_import_treats_as_not_installed() -> None:
+    # LiteLLM's own checks then see no MCP SDK (tests/integration/test_startup_cut_litellm.py).
+    modules: dict[str, object] = {}
+    startup.skip_package("mcp", modules)
+    assert modules == {"mcp": None}
+
+
+def test_an_already_imported_package_is_left_alone() -> None:
+    modules: dict[str, object] = {"mcp": "the real module"}
+    startup.skip_package("mcp", modules)
+    assert modules == {"mcp": "the real module"}

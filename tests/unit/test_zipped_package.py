@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from helpers.modules import DOCTOR_PACKAGE, PROXY_PACKAGE, ZIPPED_PACKAGE_ACTION, load_file, zip_package
 
 action = load_file(ZIPPED_PACKAGE_ACTION, "ccq_zipped_package")
@@ -38,7 +39,7 @@ def test_only_the_packages_sources_go_in_sorted_under_its_name(tmp_path: Path) -
 
 
 def test_a_directory_without_python_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="holds no .py files"):
+    with pytest.raises(ValueError, match=r"holds no \.py files"):
         action.zipped_package(tmp_path)
 
 
