@@ -21,7 +21,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="module")
 def service_manager(host: Any) -> str:
-    """What keeps the proxy running, decided as roles/litellm_service/tasks/manager.yml does."""
+    """What keeps the proxy running, as roles/litellm_service/tasks/manager.yml decides it (Ansible's
+    service_mgr fact: systemd where /run/systemd/system is a directory)."""
     if host.system_info.type == "darwin":
         return "launchd"
     return "systemd" if host.file("/run/systemd/system").is_directory else "none"
