@@ -7,9 +7,8 @@ the proxy's environment names must import from inside the file."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import zipfile
+import zipimport
 from pathlib import Path
 
 import pytest
@@ -43,21 +42,22 @@ def test_a_directory_without_python_is_refused(tmp_path: Path) -> None:
         action.zipped_package(tmp_path)
 
 
-def test_the_proxys_environment_runs_its_start_up_from_inside_the_zip(tmp_path: Path) -> None:
-    # As litellm.env.j2 names it: PYTHONPATH=<config dir>/ccq_proxy.zip/ccq_proxy/before_litellm.
+def test_the_proxys_environment_finds_its_start_up_inside_the_zip(tmp_path: Path) -> None:
+    # litellm.env.j2 names PYTHONPATH=<config dir>/ccq_proxy.zip/ccq_proxy/before_litellm; Python's
+    # zipimport finds sitecustomize there, and sitecustomize puts the zip itself (three levels up
+    # from its file) on sys.path for the package.
     zipped = zip_package(PROXY_PACKAGE, tmp_path / "ccq_proxy.zip")
-    done = subprocess.run(
-        [sys.executable, "-c", "import ccq_proxy.startup as s; print(s.__file__)"],
-        env={"PATH": os.environ["PATH"], "PYTHONPATH": f"{zipped}/ccq_proxy/before_litellm",
-             "PYTHONDONTWRITEBYTECODE": "1"},
-        capture_output=True, text=True, check=True, cwd=tmp_path)
-    assert done.stdout.strip() == f"{zipped}/ccq_proxy/startup.py"
+    spec = zipimport.zipimporter(f"{zipped}/ccq_proxy/before_litellm").find_spec("sitecustomize")
+    assert spec is not None and spec.origin is not None
+    assert Path(spec.origin).resolve().parents[2] == zipped.resolve()
+    package = zipimport.zipimporter(str(zipped)).find_spec("ccq_proxy")
+    assert package is not None and package.submodule_search_locations
 
 
-def test_the_doctor_is_a_runnable_zipapp(tmp_path: Path) -> None:
+def test_the_doctor_is_a_zipapp_that_runs_its_package(tmp_path: Path) -> None:
+    # Run as a program by tests/integration/test_doctor_end_to_end.py.
     doctor = zip_package(DOCTOR_PACKAGE, tmp_path / "ccq_doctor.py", main=DOCTOR_PACKAGE.name)
     assert doctor.read_bytes().startswith(b"#!/usr/bin/env python3\n")
-    assert "__main__.py" in zipfile.ZipFile(doctor).namelist()
-    done = subprocess.run([sys.executable, str(doctor), "--help"], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    assert "doctor" in done.stdout
+    main = zipfile.ZipFile(doctor).read("__main__.py").decode()
+    assert 'runpy.run_module("ccq_doctor", run_name="__main__")' in main
+    assert doctor.stat().st_mode & 0o111
