@@ -21,7 +21,7 @@ def run_playbook(*extra: str, playbook: str = "site.yml", inventory: str | None 
         inventory = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
     run_env = {k: v for k, v in os.environ.items() if k != "CEREBRAS_API_KEY"}
     # Plain text whatever the caller's terminal settings (Molecule's environment forces colour).
-    run_env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", **(env or {}))
+    run_env.update({"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", **(env or {})})
     ansible_playbook = Path(sys.executable).with_name("ansible-playbook")
     command = str(ansible_playbook) if ansible_playbook.exists() else "ansible-playbook"
     return subprocess.run([command, "-i", inventory, playbook, *extra], cwd=REPO, env=run_env,
