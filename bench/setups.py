@@ -209,11 +209,10 @@ def start_ccq(venv: Path, ups: Upstreams, workdir: Path, registry: Registry,
             entry["model_name"] = alias_for(name)
             entry["litellm_params"]["api_base"] = ups.fakes[name].api_base
             config["model_list"].append(entry)
-    # What the role deploys beside the config: the callback and the package it imports
-    # (ccq_proxy/, e.g. its stream fast path), without the tree's __pycache__.
+    # What the role deploys beside the config: the callback and the package it imports, as one
+    # zip file (ccq_proxy.zip, which the environment file's PYTHONPATH names for the start-up cut).
     shutil.copy2(stack.ROLE_CALLBACK, workdir / stack.ROLE_CALLBACK.name)
-    shutil.copytree(stack.PROXY_PACKAGE, workdir / stack.PROXY_PACKAGE.name, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    stack.zip_package(stack.PROXY_PACKAGE, workdir / f"{stack.PROXY_PACKAGE.name}.zip")
     import yaml
 
     path = workdir / "config.yaml"

@@ -114,3 +114,19 @@ def test_an_already_imported_package_is_left_alone() -> None:
     modules: dict[str, object] = {"mcp": "the real module"}
     startup.skip_package("mcp", modules)
     assert modules == {"mcp": "the real module"}
+
+
+def test_a_proxy_started_without_the_cut_says_so_once_litellm_is_up(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(startup._ThisProcess, "installed_before_litellm", False)
+    assert startup.report_if_skipped({}) is True
+    assert "ccq: every LiteLLM route is kept: ccq's start-up did not run before LiteLLM" in capsys.readouterr().err
+    assert startup.report_if_skipped({"CCQ_ONLY_SERVED_ROUTES": "0"}) is False
+
+
+def test_a_proxy_whose_start_up_ran_reports_nothing_more(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(startup._ThisProcess, "installed_before_litellm", False)
+    monkeypatch.setattr(startup.metadata, "version", lambda name: "1.75.0")
+    startup.install({})  # refused by the guard, and said so: still it ran
+    capsys.readouterr()
+    assert startup.report_if_skipped({}) is False
+    assert capsys.readouterr().err == ""

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import litellm_patches, normalizer
+from . import litellm_patches, normalizer, startup
 
 # The type: ignores on CustomLogger apply where mypy sees LiteLLM's types (its own venv); where
 # it does not (.venv, pyproject.toml), CustomLogger is Any and they are unused.
@@ -229,6 +229,7 @@ def install(hook: CcqAnthropicNormalizer) -> None:
         litellm_patches.apply_litellm_patches()
     if "litellm.proxy.proxy_server" in sys.modules:
         add_count_tokens_route(hook)
+        startup.report_if_skipped()
 
 
 def proxy_policy() -> normalizer.ParamPolicy | None:

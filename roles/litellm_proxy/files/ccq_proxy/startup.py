@@ -111,8 +111,15 @@ def leave_out_middleware(app_class: Any, name: str) -> None:
     app_class.add_middleware = mark(add_middleware_but, add_middleware)
 
 
+class _ThisProcess:
+    """Whether install() ran in this process: sitecustomize runs it before LiteLLM's import."""
+
+    installed_before_litellm = False
+
+
 def install(environ: Mapping[str, str] = os.environ) -> bool:
     """Cut the routes ccq does not serve, when the guard allows; whether it did."""
+    _ThisProcess.installed_before_litellm = True
     if asked_off(environ):
         return False
     reason = why_not_cut(environ)
@@ -128,4 +135,16 @@ def install(environ: Mapping[str, str] = os.environ) -> bool:
     # runs every request in a task of its own, about 1 ms of each request's CPU here.
     leave_out_middleware(applications.Starlette, UNUSED_MIDDLEWARE)
     skip_package(UNUSED_PACKAGE)
+    return True
+
+
+def report_if_skipped(environ: Mapping[str, str] = os.environ) -> bool:
+    """Called once LiteLLM is up (hook.install): when the cut was never tried, because Python
+    did not find before_litellm/ on PYTHONPATH, the log says so (a silent start-up cost
+    otherwise). Whether it reported."""
+    if _ThisProcess.installed_before_litellm or asked_off(environ):
+        return False
+    print(f"ccq: every LiteLLM route is kept: ccq's start-up did not run before LiteLLM (PYTHONPATH must name "
+          f"ccq_proxy.zip/ccq_proxy/before_litellm, as litellm.env does; set {ENABLED_ENV}=0 to silence this)",
+          file=sys.stderr, flush=True)
     return True
