@@ -27,9 +27,9 @@ help:
 	@echo "make test         every stage below, in order (41 min on 2 cores)"
 	@echo "  make lint         yamllint, ansible-lint, actionlint, ruff, mypy (1.2 min, with the venv)"
 	@echo "  make unit         in-process Python: the proxy and doctor packages, the fake upstream (17 s)"
-	@echo "  make playbook     ansible-playbook against local stand-ins, a faked macOS (3 min)"
-	@echo "  make integration  the pinned LiteLLM and Claude Code against the fake Cerebras (5.4 min)"
-	@echo "  make molecule     systemd targets over SSH, three scenarios side by side (13 min)"
+	@echo "  make playbook     ansible-playbook against local stand-ins, a faked macOS (3.6 min)"
+	@echo "  make integration  the pinned LiteLLM and Claude Code against the fake Cerebras (5.6 min)"
+	@echo "  make molecule     systemd targets over SSH, three scenarios side by side (15 min)"
 	@echo "make bench        benchmarks (numbers, not pass/fail; about 13 min)"
 	@echo "make smoke        the blog recipe's checks against the real Cerebras (CEREBRAS_API_KEY)"
 
