@@ -192,7 +192,7 @@ def role_variables(api_base: str, master_key: str, cerebras_key: str,
         "litellm_proxy_paths": {"quota_state": str((state_dir or Path(".")) / "quota.json"),
                                 "proxy_callbacks": str((config_dir or state_dir or Path(".")) / "custom_callbacks.py")},
         # roles/litellm_proxy/vars/main.yml's: beside the callback.
-        "litellm_proxy_package_zip": str((config_dir or state_dir or Path(".")) / "ccq_proxy.zip"),
+        "litellm_proxy_package_zip": str((config_dir or state_dir or Path(".")) / f"{PROXY_PACKAGE.name}.zip"),
         "litellm_proxy_api_base": api_base,
         "litellm_proxy_master_key": master_key,
         "litellm_proxy_cerebras_api_key": cerebras_key,
